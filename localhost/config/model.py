@@ -1,0 +1,105 @@
+"""The parsed configuration: frozen dataclasses with their defaults.
+
+A ``Config`` holds ``ServerBlock``s; each holds ``Location``s. Inheritable
+settings (``body_limit``, ``error_page``, ``methods``, ``root``, ...) are
+already resolved here: a ``Location`` carries the effective value, whether it
+was written in the location, its server block or the top level. The loader
+(``loader.py``) is the only producer of these objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+#: Methods the server implements; any other well-formed method gets 501.
+IMPLEMENTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"})
+
+# NGINX defaults: client_max_body_size 1m; client_header_timeout 60s;
+# client_body_timeout 60s; keepalive_timeout 75s; send_timeout 60s.
+DEFAULT_BODY_LIMIT = 1024 * 1024
+DEFAULT_HEADER_TIMEOUT = 60.0
+DEFAULT_BODY_TIMEOUT = 60.0
+DEFAULT_KEEPALIVE_TIMEOUT = 75.0
+DEFAULT_SEND_TIMEOUT = 60.0
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_FILE = "index.html"
+
+
+def _empty() -> Mapping[Any, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-connection deadlines, in seconds (NGINX directive names)."""
+
+    client_header: float = DEFAULT_HEADER_TIMEOUT
+    client_body: float = DEFAULT_BODY_TIMEOUT
+    keepalive: float = DEFAULT_KEEPALIVE_TIMEOUT
+    send: float = DEFAULT_SEND_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """One ``location PREFIX { }`` block with its effective settings.
+
+    ``prefix`` has no trailing slash (except the root prefix ``/``). When
+    ``alias`` is true, ``root`` replaces the prefix (``/files/a`` under
+    ``root ./www/files`` is ``./www/files/a``); otherwise ``root`` is the
+    server's and the whole request path is appended to it.
+    """
+
+    prefix: str
+    root: Path | None = None
+    alias: bool = False
+    methods: frozenset[str] | None = None
+    default_file: str | None = DEFAULT_FILE
+    directory_listing: bool = False
+    cgi: Mapping[str, str] = field(default_factory=_empty)
+    redirect: str | None = None
+    body_limit: int = DEFAULT_BODY_LIMIT
+    error_pages: Mapping[int, Path] = field(default_factory=_empty)
+    line: int = 0
+
+    def allows(self, method: str) -> bool:
+        """Whether ``methods`` admits ``method`` (HEAD goes wherever GET goes)."""
+        if self.methods is None:
+            return True
+        return method in self.methods or (method == "HEAD" and "GET" in self.methods)
+
+    def allow_header(self) -> str:
+        """The value of an ``Allow`` field for this location (RFC 9110 §10.2.1)."""
+        methods = set(self.methods if self.methods is not None else IMPLEMENTED_METHODS)
+        if "GET" in methods:
+            methods.add("HEAD")
+        return ", ".join(sorted(methods))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerBlock:
+    """One ``server { }`` block.
+
+    ``addresses`` are the ``(host, port)`` pairs it listens on;
+    ``server_names`` are lower-case, compared with the request's Host.
+    ``locations`` are sorted longest prefix first, ready for matching.
+    """
+
+    addresses: tuple[tuple[str, int], ...]
+    server_names: tuple[str, ...] = ()
+    locations: tuple[Location, ...] = ()
+    timeouts: Timeouts = Timeouts()
+    body_limit: int = DEFAULT_BODY_LIMIT
+    error_pages: Mapping[int, Path] = field(default_factory=_empty)
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration file: where it came from and its server blocks."""
+
+    path: Path
+    servers: tuple[ServerBlock, ...]

@@ -1,0 +1,127 @@
+"""Static files: map the request path under a location's root and send the file.
+
+Safety (DESIGN: "nothing escapes a root"): the path arriving here is already
+percent-decoded once and normalised by the router; the file's real path
+(symlinks resolved) must still be inside the root's real path, or the answer
+is 403. Bodies are sent with ``os.sendfile`` from an open descriptor.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import stat
+from email.utils import formatdate
+from pathlib import Path
+from urllib.parse import quote
+
+from localhost.config.model import Location
+from localhost.handlers import autoindex
+from localhost.handlers.redirect import redirect
+from localhost.http.errors import HTTPError
+from localhost.http.message import FileBody, Request, Response
+
+_TEXT_TYPES = frozenset(
+    {
+        "application/javascript",
+        "application/json",
+        "application/xml",
+        "image/svg+xml",
+        "application/xhtml+xml",
+    }
+)
+_content_types: dict[str, str] = {}
+_real_roots: dict[Path, str] = {}
+
+
+def content_type(name: str) -> str:
+    """Content-Type for a file name, from ``mimetypes``; text gets ``charset=utf-8``."""
+    ext = os.path.splitext(name)[1].lower()
+    known = _content_types.get(ext)
+    if known is None:
+        guessed = mimetypes.guess_type("x" + ext, strict=False)[0] or "application/octet-stream"
+        if guessed.startswith("text/") or guessed in _TEXT_TYPES:
+            guessed += "; charset=utf-8"
+        known = _content_types[ext] = guessed
+    return known
+
+
+def real_root(root: Path) -> str:
+    """The real path of a root directory (cached; roots are fixed by the config)."""
+    real = _real_roots.get(root)
+    if real is None:
+        real = _real_roots[root] = os.path.realpath(root)
+    return real
+
+
+def filesystem_path(request: Request, location: Location) -> tuple[str, str]:
+    """``(real root, real file path)`` for the request path under ``location``.
+
+    Raises ``HTTPError(403)`` when the resolved path leaves the root, and
+    ``HTTPError(404)`` when the location has no root.
+    """
+    if location.root is None:
+        raise HTTPError(404, "location has no root")
+    root = real_root(location.root)
+    relative = request.path[len(location.prefix) :] if location.alias else request.path
+    joined = os.path.join(root, relative.lstrip("/"))
+    real = os.path.realpath(joined)
+    if real != root and not real.startswith(root if root.endswith(os.sep) else root + os.sep):
+        raise HTTPError(403, f"{request.path} resolves outside the root")
+    return root, real
+
+
+def _open_file(path: str, request: Request, location: Location) -> Response:
+    if location.cgi and os.path.splitext(path)[1] in location.cgi:
+        # Never send a script's source as a static file.
+        raise HTTPError(403, f"{path} is a CGI script")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise HTTPError(404, f"{path} not found") from None
+    except OSError as exc:
+        raise HTTPError(403, f"{path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise HTTPError(403, f"{path} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    headers = [
+        ("Content-Type", content_type(path)),
+        ("Last-Modified", formatdate(st.st_mtime, usegmt=True)),
+    ]
+    return Response(200, headers, file=FileBody(fd, 0, st.st_size))
+
+
+def serve(request: Request, location: Location) -> Response:
+    """GET/HEAD of a file or directory under ``location``'s root.
+
+    A directory without its trailing slash gets 301 to the slash form; then
+    ``default_file``, else a listing when ``directory_listing`` is on, else
+    403. Raises ``HTTPError`` (403, 404) for the error cases.
+    """
+    root, path = filesystem_path(request, location)
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise HTTPError(404, f"{path} not found") from None
+    except OSError as exc:
+        raise HTTPError(403, f"{path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        if request.path.endswith("/"):
+            raise HTTPError(404, f"{path} is not a directory")
+        return _open_file(path, request, location)
+    if not request.path.endswith("/"):
+        target = quote(request.path, safe="/", errors="surrogateescape") + "/"
+        if request.query:
+            target += "?" + request.query
+        return redirect(target)
+    if location.default_file:
+        index = os.path.realpath(os.path.join(path, location.default_file))
+        if index.startswith(root + os.sep) and os.path.isfile(index):
+            return _open_file(index, request, location)
+    if location.directory_listing:
+        return autoindex.listing(path, request.path)
+    raise HTTPError(403, f"{request.path}: directory listing is off")

@@ -1,0 +1,233 @@
+"""Request and response objects, and the bytes of a response head.
+
+``Request`` is what the parser produces for a request head. ``Response`` is
+what handlers return: a status, header fields, and a body that is either
+bytes in memory or a ``FileBody`` region sent with ``os.sendfile``.
+``response_head`` turns a response into the bytes of its status line and
+header section (RFC 9112 §4, §5), with ``Date`` (RFC 9110 §6.6.1) and
+``Server`` on every response.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from email.utils import formatdate
+from http import HTTPStatus
+
+from localhost import SERVER_SOFTWARE
+
+
+class Headers:
+    """Header fields, case-insensitive and multi-valued, in arrival order.
+
+    Names are stored lower-case. ``get`` returns repeated fields joined with
+    ``", "`` (RFC 9110 §5.3); ``get_all`` returns each value.
+    """
+
+    __slots__ = ("_fields", "_index")
+
+    def __init__(self, fields: list[tuple[str, str]] | None = None) -> None:
+        self._fields: list[tuple[str, str]] = []
+        self._index: dict[str, str] = {}
+        for name, value in fields or ():
+            self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        """Append a field; ``name`` may be in any case."""
+        name = name.lower()
+        self._fields.append((name, value))
+        known = self._index.get(name)
+        self._index[name] = value if known is None else f"{known}, {value}"
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The combined value of ``name`` (lower-case), or ``default``."""
+        return self._index.get(name, default)
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name`` (lower-case), in order."""
+        return [value for field, value in self._fields if field == name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._fields!r})"
+
+
+class Request:
+    """A parsed request head (RFC 9112 §3, §5).
+
+    ``target`` is the request-target as sent (``str``, ASCII); ``host`` is the
+    authority from an absolute-form target or the Host field, without
+    validation of the port; ``content_length`` is ``None`` unless the body is
+    delimited by Content-Length; ``chunked`` is true for a chunked body.
+    ``path`` and ``query`` are filled in by the router from ``target``.
+    """
+
+    __slots__ = (
+        "method",
+        "target",
+        "version",
+        "headers",
+        "host",
+        "keep_alive",
+        "content_length",
+        "chunked",
+        "expect_continue",
+        "path",
+        "query",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        version: str,
+        headers: Headers,
+        host: str,
+        keep_alive: bool,
+        content_length: int | None,
+        chunked: bool,
+        expect_continue: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.host = host
+        self.keep_alive = keep_alive
+        self.content_length = content_length
+        self.chunked = chunked
+        self.expect_continue = expect_continue
+        self.path = ""
+        self.query = ""
+
+    @property
+    def has_body(self) -> bool:
+        """Whether a message body follows the head (RFC 9112 §6.3)."""
+        return self.chunked or bool(self.content_length)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target} {self.version}>"
+
+
+class FileBody:
+    """A region of an open file to send with ``os.sendfile``.
+
+    ``fd`` belongs to the body: whoever sends it closes it (``close``).
+    ``offset`` and ``count`` are in bytes.
+    """
+
+    __slots__ = ("fd", "offset", "count")
+
+    def __init__(self, fd: int, offset: int, count: int) -> None:
+        self.fd = fd
+        self.offset = offset
+        self.count = count
+
+    def close(self) -> None:
+        """Close the file; safe to call twice."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Response:
+    """A response from a handler: status, fields and a body.
+
+    ``body`` holds the bytes of an in-memory body; ``file`` (when set) is the
+    body instead. ``close`` asks for the connection to close after it.
+    """
+
+    __slots__ = ("status", "headers", "body", "file", "close")
+
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        file: FileBody | None = None,
+        close: bool = False,
+    ) -> None:
+        self.status = status
+        self.headers = headers if headers is not None else []
+        self.body = body
+        self.file = file
+        self.close = close
+
+    @property
+    def content_length(self) -> int:
+        """Length of the body in bytes."""
+        return self.file.count if self.file is not None else len(self.body)
+
+
+# Status lines are precomputed once; unknown codes get an empty reason phrase
+# (RFC 9112 §4 allows it).
+STATUS_LINES: dict[int, bytes] = {
+    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode("latin-1")
+    for status in HTTPStatus
+}
+
+
+def status_line(status: int) -> bytes:
+    """``HTTP/1.1 CODE REASON\\r\\n`` for ``status``."""
+    line = STATUS_LINES.get(status)
+    if line is None:
+        line = f"HTTP/1.1 {status} \r\n".encode("latin-1")
+    return line
+
+
+def reason(status: int) -> str:
+    """The reason phrase of ``status`` (``""`` when unknown)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+_date_second = -1
+_date_field = b""
+
+
+def date_field() -> bytes:
+    """``Date: <IMF-fixdate>\\r\\nServer: ...\\r\\n``, formatted once per second."""
+    global _date_second, _date_field
+    now = int(time.time())
+    if now != _date_second:
+        _date_second = now
+        _date_field = (
+            f"Date: {formatdate(now, usegmt=True)}\r\nServer: {SERVER_SOFTWARE}\r\n".encode(
+                "latin-1"
+            )
+        )
+    return _date_field
+
+
+def response_head(response: Response, keep_alive: bool, http10: bool) -> bytes:
+    """The status line and header section of ``response``, ending in CRLF CRLF.
+
+    Adds Date, Server, Content-Length (none on 1xx, 204 and 304: RFC 9110
+    §8.6) and the Connection field: ``close`` when the connection will close,
+    ``keep-alive`` for a persistent HTTP/1.0 connection (RFC 9112 §9.3).
+    """
+    parts = [status_line(response.status), date_field()]
+    for name, value in response.headers:
+        parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+    status = response.status
+    if status >= 200 and status != 204 and status != 304:
+        parts.append(b"Content-Length: %d\r\n" % response.content_length)
+    if not keep_alive:
+        parts.append(b"Connection: close\r\n\r\n")
+    elif http10:
+        parts.append(b"Connection: keep-alive\r\n\r\n")
+    else:
+        parts.append(b"\r\n")
+    return b"".join(parts)

@@ -1,0 +1,398 @@
+"""Incremental HTTP/1.1 request parser (RFC 9112), sans-IO.
+
+Bytes go in with ``feed``; ``next_event`` returns, one at a time:
+
+- a ``Request`` when a whole request head has arrived,
+- ``Data`` for each piece of the message body (de-chunked),
+- ``END`` when the message is complete (immediately after a head without a
+  body), after which the parser is ready for the next pipelined request,
+- ``NEED_DATA`` when it cannot go on without more bytes.
+
+Malformed input raises ``HTTPError`` with the status to answer (400, 414,
+431, 501, 505); after that the connection's framing is lost and it must be
+closed. The parser never touches a socket.
+
+Line ends: CRLF, or a bare LF as NGINX accepts (RFC 9112 §2.2); a bare CR
+anywhere in the head is an error. Leading empty lines before a request line
+are skipped (RFC 9112 §2.2).
+"""
+
+from __future__ import annotations
+
+from localhost.config.model import IMPLEMENTED_METHODS
+from localhost.http.errors import HTTPError
+from localhost.http.message import Headers, Request
+
+MAX_REQUEST_LINE = 8 * 1024  # bytes, without the line end → 414
+MAX_FIELD_SECTION = 16 * 1024  # bytes of header fields → 431
+MAX_FIELDS = 100  # header (or trailer) field lines → 431
+MAX_CHUNK_LINE = 4 * 1024  # chunk-size line with extensions → 400
+MAX_CHUNK_SIZE_DIGITS = 16  # hex digits: at most 2**64 - 1 → 400 beyond
+
+
+class _Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NEED_DATA = _Sentinel("NEED_DATA")
+END = _Sentinel("END")
+
+
+class Data:
+    """A piece of the message body, after transfer decoding."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Data({self.data!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Data) and other.data == self.data
+
+
+Event = Request | Data | _Sentinel
+
+# RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-"
+# / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# Bytes never allowed in a field value: CTLs but HTAB, and DEL (RFC 9110 §5.5).
+_VALUE_CTL = bytes(c for c in range(32) if c != 9) + b"\x7f"
+# Bytes never allowed in a request-target: CTLs, SP, DEL, and non-ASCII.
+_TARGET_BAD = bytes(range(33)) + bytes(range(127, 256))
+_HEX = b"0123456789abcdefABCDEF"
+_KNOWN_METHODS = {m.encode(): m for m in IMPLEMENTED_METHODS}
+
+_HEAD, _END, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER = range(7)
+
+
+def _is_token(value: bytes) -> bool:
+    return bool(value) and not value.translate(None, _TCHAR)
+
+
+class RequestParser:
+    """Parse a stream of pipelined requests on one connection.
+
+    Limits (bytes): request line ``MAX_REQUEST_LINE`` (414), field section
+    ``MAX_FIELD_SECTION`` and ``MAX_FIELDS`` lines (431).
+    """
+
+    __slots__ = ("_buf", "_state", "_remaining", "_scanned", "_trailer_bytes", "_trailer_count")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._state = _HEAD
+        self._remaining = 0
+        self._scanned = 0
+        self._trailer_bytes = 0
+        self._trailer_count = 0
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes."""
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet turned into events."""
+        return len(self._buf)
+
+    @property
+    def in_head(self) -> bool:
+        """Whether the parser is between messages or inside a request head."""
+        return self._state == _HEAD
+
+    def next_event(self) -> Event:
+        """The next event, or ``NEED_DATA``. Raises ``HTTPError``."""
+        state = self._state
+        if state == _HEAD:
+            return self._head()
+        if state == _END:
+            self._state = _HEAD
+            return END
+        if state == _LENGTH:
+            return self._length_body()
+        return self._chunked_body()
+
+    # -- head ---------------------------------------------------------------
+
+    def _head(self) -> Event:
+        buf = self._buf
+        if buf and buf[0] in (13, 10):  # CR or LF
+            # Empty lines before the request line are ignored (RFC 9112 §2.2).
+            start = 0
+            while buf[start : start + 2] == b"\r\n" or buf[start : start + 1] == b"\n":
+                start += 2 if buf[start] == 13 else 1
+            del buf[:start]
+            self._scanned = 0
+            if buf[:1] == b"\r" and len(buf) >= 2:
+                raise HTTPError(400, "bare CR before the request line")
+        scan = self._scanned
+        end = buf.find(b"\n\r\n", scan)
+        lf = buf.find(b"\n\n", scan, end + 2 if end >= 0 else len(buf))
+        if lf >= 0 and (end < 0 or lf < end):
+            end, skip = lf, 2
+        else:
+            skip = 3
+        if end < 0:
+            self._check_incomplete_head()
+            self._scanned = max(0, len(buf) - 2)
+            return NEED_DATA
+        head = bytes(buf[: end + 1])
+        del buf[: end + skip]
+        self._scanned = 0
+        request = self._parse_head(head)
+        if request.chunked:
+            self._state = _CHUNK_SIZE
+            self._trailer_bytes = self._trailer_count = 0
+        elif request.content_length:
+            self._state = _LENGTH
+            self._remaining = request.content_length
+        else:
+            self._state = _END
+        return request
+
+    def _check_incomplete_head(self) -> None:
+        buf = self._buf
+        newline = buf.find(b"\n")
+        if newline < 0:
+            if len(buf) > MAX_REQUEST_LINE + 1:
+                raise HTTPError(414, "request line too long")
+        elif newline > MAX_REQUEST_LINE + 1:
+            raise HTTPError(414, "request line too long")
+        elif len(buf) - newline > MAX_FIELD_SECTION + 2:
+            raise HTTPError(431, "header section too large")
+        elif buf.count(b"\n") > MAX_FIELDS + 1:
+            raise HTTPError(431, "too many header fields")
+
+    def _parse_head(self, head: bytes) -> Request:
+        lines = head.split(b"\n")
+        lines.pop()  # head ends with "\n": the last item is empty
+        if len(lines) > MAX_FIELDS + 1:
+            raise HTTPError(431, "too many header fields")
+        line = lines[0]
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if len(line) > MAX_REQUEST_LINE:
+            raise HTTPError(414, "request line too long")
+        if len(head) - len(lines[0]) > MAX_FIELD_SECTION + 2:
+            raise HTTPError(431, "header section too large")
+        method, target, version, http10 = self._request_line(line)
+
+        headers = Headers()
+        add = headers.add
+        for raw in lines[1:]:
+            if raw[-1:] == b"\r":
+                raw = raw[:-1]
+            colon = raw.find(b":")
+            if colon <= 0:
+                raise HTTPError(400, "malformed header field line")
+            name = raw[:colon]
+            if name.translate(None, _TCHAR):
+                # Whitespace before the colon, obs-fold, CR, or a non-token byte.
+                raise HTTPError(400, "invalid header field name")
+            value = raw[colon + 1 :].strip(b" \t")
+            if len(value.translate(None, _VALUE_CTL)) != len(value):
+                raise HTTPError(400, "invalid byte in a header field value")
+            add(name.decode("ascii"), value.decode("latin-1"))
+        return self._request(method, target, version, http10, headers)
+
+    @staticmethod
+    def _request_line(line: bytes) -> tuple[str, str, str, bool]:
+        parts = line.split(b" ")
+        if len(parts) != 3 or not parts[0] or not parts[1]:
+            raise HTTPError(400, "malformed request line")
+        method_bytes, target_bytes, version_bytes = parts
+        if version_bytes == b"HTTP/1.1":
+            http10 = False
+        elif version_bytes == b"HTTP/1.0":
+            http10 = True
+        elif (
+            len(version_bytes) == 8
+            and version_bytes[:5] == b"HTTP/"
+            and version_bytes[5:6].isdigit()
+            and version_bytes[6:7] == b"."
+            and version_bytes[7:8].isdigit()
+        ):
+            raise HTTPError(505, "HTTP version not supported")
+        else:
+            raise HTTPError(400, "malformed HTTP version")
+        if len(target_bytes.translate(None, _TARGET_BAD)) != len(target_bytes):
+            raise HTTPError(400, "invalid byte in the request-target")
+        method = _KNOWN_METHODS.get(method_bytes)
+        if method is None:
+            if not _is_token(method_bytes):
+                raise HTTPError(400, "malformed method")
+            raise HTTPError(501, f"method {method_bytes.decode('ascii')} not implemented")
+        return method, target_bytes.decode("ascii"), version_bytes.decode("ascii"), http10
+
+    @staticmethod
+    def _request(method: str, target: str, version: str, http10: bool, headers: Headers) -> Request:
+        get = headers.get
+        host = get("host")
+        if host is not None and "," in host and len(headers.get_all("host")) > 1:
+            raise HTTPError(400, "duplicate Host")
+        if target[0] != "/":
+            if target[:7].lower() == "http://" or target[:8].lower() == "https://":
+                authority = target.split("/", 3)[2]
+                if not authority or "@" in authority:
+                    raise HTTPError(400, "invalid authority in absolute-form target")
+                if host is not None and host.lower() != authority.lower():
+                    raise HTTPError(400, "Host does not match the absolute-form target")
+                host = authority
+            elif target != "*" or method != "OPTIONS":
+                raise HTTPError(400, "invalid request-target form")
+        if host is None:
+            if not http10:
+                raise HTTPError(400, "missing Host")
+            host = ""
+        elif host and (host[0] == "." or any(c in host for c in " /\\@\t,")):
+            raise HTTPError(400, "invalid Host")
+
+        connection = get("connection")
+        tokens = connection.lower() if connection is not None else ""
+        keep_alive = "keep-alive" in tokens if http10 else "close" not in tokens
+
+        content_length: int | None = None
+        chunked = False
+        transfer_encoding = get("transfer-encoding")
+        length_field = get("content-length")
+        if transfer_encoding is not None:
+            if length_field is not None:
+                raise HTTPError(400, "both Content-Length and Transfer-Encoding")
+            if http10:
+                raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
+            codings = [c.strip(" \t").lower() for c in transfer_encoding.split(",")]
+            if codings != ["chunked"]:
+                if not all(_is_token(c.encode("latin-1")) for c in codings):
+                    raise HTTPError(400, "malformed Transfer-Encoding")
+                if "chunked" in codings:
+                    # chunked not last, or twice (RFC 9112 §6.1).
+                    raise HTTPError(400, "chunked must be the final and only chunked coding")
+                raise HTTPError(501, f"transfer coding {transfer_encoding!r} not implemented")
+            chunked = True
+        elif length_field is not None:
+            values = {v.strip(" \t") for v in length_field.split(",")}
+            if len(values) != 1:
+                raise HTTPError(400, "conflicting Content-Length values")
+            (value,) = values
+            if not value.isdigit() or not value.isascii() or len(value) > 18:
+                raise HTTPError(400, "invalid Content-Length")
+            content_length = int(value)
+
+        expect = get("expect")
+        expect_continue = expect is not None and expect.lower() == "100-continue" and not http10
+        return Request(
+            method,
+            target,
+            version,
+            headers,
+            host,
+            keep_alive,
+            content_length,
+            chunked,
+            expect_continue,
+        )
+
+    # -- body ---------------------------------------------------------------
+
+    def _length_body(self) -> Event:
+        buf = self._buf
+        if not buf:
+            return NEED_DATA
+        remaining = self._remaining
+        if len(buf) <= remaining:
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:remaining])
+            del buf[:remaining]
+        self._remaining = remaining - len(data)
+        if self._remaining == 0:
+            self._state = _END
+        return Data(data)
+
+    def _chunked_body(self) -> Event:
+        state = self._state
+        buf = self._buf
+        while True:
+            if state == _CHUNK_SIZE:
+                newline = buf.find(b"\n")
+                if newline < 0:
+                    if len(buf) > MAX_CHUNK_LINE:
+                        raise HTTPError(400, "chunk-size line too long")
+                    return NEED_DATA
+                if newline > MAX_CHUNK_LINE:
+                    raise HTTPError(400, "chunk-size line too long")
+                line = bytes(buf[:newline])
+                del buf[: newline + 1]
+                if line[-1:] == b"\r":
+                    line = line[:-1]
+                size_text = line.split(b";", 1)[0].rstrip(b" \t")
+                if (
+                    not size_text
+                    or size_text.translate(None, _HEX)
+                    or len(size_text) > MAX_CHUNK_SIZE_DIGITS
+                    or b"\r" in line
+                ):
+                    raise HTTPError(400, "invalid chunk size")
+                size = int(size_text, 16)
+                if size == 0:
+                    state = self._state = _TRAILER
+                    continue
+                self._remaining = size
+                state = self._state = _CHUNK_DATA
+            elif state == _CHUNK_DATA:
+                if not buf:
+                    return NEED_DATA
+                remaining = self._remaining
+                if len(buf) <= remaining:
+                    data = bytes(buf)
+                    buf.clear()
+                else:
+                    data = bytes(buf[:remaining])
+                    del buf[:remaining]
+                self._remaining = remaining - len(data)
+                if self._remaining == 0:
+                    self._state = _CHUNK_CRLF
+                return Data(data)
+            elif state == _CHUNK_CRLF:
+                if buf[:2] == b"\r\n":
+                    del buf[:2]
+                elif buf[:1] == b"\n":
+                    del buf[:1]
+                elif not buf or buf == b"\r":
+                    return NEED_DATA
+                else:
+                    raise HTTPError(400, "missing CRLF after chunk data")
+                state = self._state = _CHUNK_SIZE
+            else:  # _TRAILER: field lines, bounded, then an empty line
+                newline = buf.find(b"\n")
+                if newline < 0:
+                    if len(buf) > MAX_FIELD_SECTION:
+                        raise HTTPError(431, "trailer section too large")
+                    return NEED_DATA
+                line = bytes(buf[:newline])
+                del buf[: newline + 1]
+                if line[-1:] == b"\r":
+                    line = line[:-1]
+                if not line:
+                    self._state = _HEAD
+                    return END
+                self._trailer_bytes += len(line)
+                self._trailer_count += 1
+                if self._trailer_bytes > MAX_FIELD_SECTION or self._trailer_count > MAX_FIELDS:
+                    raise HTTPError(431, "trailer section too large")
+                colon = line.find(b":")
+                if colon <= 0 or line[:colon].translate(None, _TCHAR):
+                    raise HTTPError(400, "malformed trailer field")
+                value = line[colon + 1 :]
+                if len(value.translate(None, _VALUE_CTL)) != len(value):
+                    raise HTTPError(400, "invalid byte in a trailer field value")

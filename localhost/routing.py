@@ -1,0 +1,150 @@
+"""Virtual-host selection and location matching.
+
+``Router`` is built once from a ``Config``. For each request it picks the
+server block by the address the connection came in on and the request's
+host (RFC 9110 §7.2), then the location with the longest prefix that ends on
+a path-segment boundary. ``normalize_target`` turns a request-target into
+the decoded, normalised path that routing and the file handlers use.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote_to_bytes
+
+from localhost.config.model import Config, Location, ServerBlock
+from localhost.http.errors import HTTPError
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+WILDCARDS = {"0.0.0.0", "::"}
+
+
+def _check_escapes(path: str) -> None:
+    """Every ``%`` must start a ``%XX`` escape (RFC 3986 §2.1)."""
+    index = path.find("%")
+    while index >= 0:
+        pair = path[index + 1 : index + 3]
+        if len(pair) != 2 or pair[0] not in _HEX or pair[1] not in _HEX:
+            raise HTTPError(400, "invalid percent-encoding in the request-target")
+        index = path.find("%", index + 3)
+
+
+def _remove_dot_segments(path: str) -> str:
+    """Resolve ``.``, ``..`` and empty segments; ``..`` above ``/`` is a 400."""
+    segments: list[str] = []
+    parts = path.split("/")
+    for segment in parts[1:]:
+        if segment == "..":
+            if not segments:
+                raise HTTPError(400, "request path goes above the root")
+            segments.pop()
+        elif segment and segment != ".":
+            segments.append(segment)
+    trailing = parts[-1] in ("", ".", "..") and bool(segments)
+    return "/" + "/".join(segments) + ("/" if trailing else "")
+
+
+def normalize_target(target: str) -> tuple[str, str]:
+    """Split an origin- or absolute-form target into ``(path, query)``.
+
+    ``path`` is percent-decoded once (bytes that are not UTF-8 are kept as
+    surrogate escapes, like ``os.fsdecode``), with dot segments resolved and
+    repeated slashes merged, as NGINX does. ``query`` is left encoded.
+    Raises ``HTTPError(400)`` for a bad escape, a NUL byte, or a path that
+    climbs above ``/``.
+    """
+    if target[0] != "/":
+        if target == "*":
+            return "*", ""
+        slash = target.find("/", target.find("//") + 2)
+        target = target[slash:] if slash >= 0 else "/"
+    path, _, query = target.partition("?")
+    path = path.partition("#")[0]
+    if "%" in path:
+        _check_escapes(path)
+        path = unquote_to_bytes(path).decode("utf-8", "surrogateescape")
+        if "\0" in path:
+            raise HTTPError(400, "NUL byte in the request path")
+    if "/." in path or "//" in path or path[0] != "/":
+        path = _remove_dot_segments(path if path[0] == "/" else "/" + path)
+    return path, query
+
+
+def split_host(host: str) -> str:
+    """The host name of a Host value: port removed, lower-case, no final dot."""
+    if host.startswith("["):
+        name = host[: host.find("]") + 1]
+    else:
+        name = host.rpartition(":")[0] if ":" in host else host
+    return name.lower().rstrip(".")
+
+
+class _VirtualHosts:
+    __slots__ = ("default", "names")
+
+    def __init__(self, default: ServerBlock) -> None:
+        self.default = default
+        self.names: dict[str, ServerBlock] = {}
+
+
+class Router:
+    """Maps ``(listen address, Host)`` to a server block, and a path to a location."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._table: dict[tuple[str, int], _VirtualHosts] = {}
+        for server in config.servers:
+            for address in server.addresses:
+                hosts = self._table.get(address)
+                if hosts is None:
+                    hosts = self._table[address] = _VirtualHosts(server)
+                elif not server.server_names and hosts.default.server_names:
+                    # The first block without server_name is the default.
+                    hosts.default = server
+                for name in server.server_names:
+                    hosts.names.setdefault(name, server)
+
+    def bind_addresses(self) -> list[tuple[str, int, bool]]:
+        """The ``(host, port, shared)`` addresses to listen on.
+
+        A specific address whose port also has a wildcard listener in the same
+        family is served by the wildcard socket (binding both would fail);
+        ``shared`` marks those wildcard sockets, whose connections must be
+        routed by their local address (``getsockname``).
+        """
+        wildcard_ports = {(host, port) for host, port in self._table if host in WILDCARDS}
+        result = []
+        shared = set()
+        for host, port in self._table:
+            if host in WILDCARDS:
+                continue
+            family_wildcard = "::" if ":" in host else "0.0.0.0"
+            if (family_wildcard, port) in wildcard_ports:
+                shared.add((family_wildcard, port))
+            else:
+                result.append((host, port, False))
+        for host, port in sorted(wildcard_ports):
+            result.append((host, port, (host, port) in shared))
+        return result
+
+    def select(self, address: tuple[str, int], host: str) -> ServerBlock:
+        """The server block for a request to ``address`` with Host ``host``."""
+        hosts = self._table.get(address)
+        if hosts is None:
+            family_wildcard = "::" if ":" in address[0] else "0.0.0.0"
+            hosts = self._table[(family_wildcard, address[1])]
+        if hosts.names and host:
+            server = hosts.names.get(split_host(host))
+            if server is not None:
+                return server
+        return hosts.default
+
+    @staticmethod
+    def match(server: ServerBlock, path: str) -> Location | None:
+        """The location with the longest prefix matching ``path`` on a segment boundary."""
+        for location in server.locations:
+            prefix = location.prefix
+            if path.startswith(prefix) and (
+                len(path) == len(prefix) or path[len(prefix)] == "/" or prefix == "/"
+            ):
+                return location
+        return None

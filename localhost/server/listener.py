@@ -1,0 +1,38 @@
+"""Listening sockets: one non-blocking socket per ``host:port``."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+BACKLOG = 511  # NGINX's default listen backlog
+
+
+class ListenError(Exception):
+    """A listen address could not be bound; the message names it and why."""
+
+
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A non-blocking listening TCP socket on ``host:port`` (SO_REUSEADDR).
+
+    IPv6 sockets are IPv6-only so that ``::`` and ``0.0.0.0`` can coexist.
+    Raises ``ListenError`` when the address is in use or cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(f"cannot listen on {shown}: address already in use") from None
+        raise ListenError(f"cannot listen on {shown}: {exc.strerror or exc}") from None
+    return sock
