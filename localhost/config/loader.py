@@ -393,8 +393,9 @@ class _Validator:
         for child in children:
             location = self.location(child, scope, main)
             if location.prefix in seen:
-                first = seen[location.prefix].line
-                self.fail(child.args[0], f'duplicate location "{location.prefix}" (first at line {first})')
+                line = seen[location.prefix].line
+                message = f'duplicate location "{location.prefix}" (first at line {line})'
+                self.fail(child.args[0], message)
             seen[location.prefix] = child.args[0]
             locations.append(location)
         if "/" not in seen and scope.get("root") is not None:

@@ -66,14 +66,19 @@ class Location:
     line: int = 0
 
     def allows(self, method: str) -> bool:
-        """Whether ``methods`` admits ``method`` (HEAD goes wherever GET goes)."""
-        if self.methods is None:
+        """Whether ``methods`` admits ``method``.
+
+        HEAD goes wherever GET goes; OPTIONS, which only reveals ``Allow``, is
+        always admitted.
+        """
+        if self.methods is None or method == "OPTIONS":
             return True
         return method in self.methods or (method == "HEAD" and "GET" in self.methods)
 
     def allow_header(self) -> str:
         """The value of an ``Allow`` field for this location (RFC 9110 §10.2.1)."""
         methods = set(self.methods if self.methods is not None else IMPLEMENTED_METHODS)
+        methods.add("OPTIONS")
         if "GET" in methods:
             methods.add("HEAD")
         return ", ".join(sorted(methods))

@@ -1,0 +1,203 @@
+"""HTTP/1.1 framing, persistence, limits and path safety, over raw sockets."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+import requests
+
+from tests.conftest import Server, read_all
+
+GET_CLOSE = b"GET /page.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def status_of(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One response with a Content-Length body: (head, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed mid-head: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk
+        rest += chunk
+    assert len(rest) == length, "unexpected bytes after the response"
+    return head, rest
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"garbage\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
+        (b"GET / HTTX/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 17000 + b"\r\n\r\n", 431),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400),
+    ],
+)
+def test_bad_requests_get_their_status_and_close(site: Server, request_bytes: bytes, status: int) -> None:
+    response = site.raw(request_bytes)
+    assert status_of(response) == status
+    assert b"\r\nConnection: close\r\n" in response
+    # The server goes on serving everyone else.
+    assert status_of(site.raw(GET_CLOSE)) == 200
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(site: Server) -> None:
+    with site.connect() as sock:
+        for _ in range(3):
+            sock.sendall(b"GET /page.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = read_response(sock)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            assert body == b"plain text\n"
+
+
+def test_http10_closes_unless_keep_alive(site: Server) -> None:
+    response = site.raw(b"GET /page.txt HTTP/1.0\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert b"Connection: close" in response
+    with site.connect() as sock:
+        for _ in range(2):
+            sock.sendall(b"GET /page.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            head, body = read_response(sock)
+            assert b"Connection: keep-alive" in head
+            assert body == b"plain text\n"
+
+
+def test_connection_close_is_honoured(site: Server) -> None:
+    with site.connect() as sock:
+        sock.sendall(GET_CLOSE)
+        data = read_all(sock)
+    assert data.count(b"HTTP/1.1 200") == 1
+    assert data.endswith(b"plain text\n")
+
+
+def test_pipelined_requests_are_answered_in_order(site: Server) -> None:
+    batch = (
+        b"GET /page.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /files/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    data = site.raw(batch)
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+    assert statuses == [200, 404, 200]
+    assert data.endswith(b"file a\n")
+
+
+def test_chunked_request_body_is_decoded_and_connection_reused(site: Server) -> None:
+    batch = (
+        b"GET /page.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: yes\r\n\r\n"
+        b"GET /files/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    data = site.raw(batch)
+    assert data.count(b"HTTP/1.1 200 OK") == 2
+    assert data.endswith(b"file a\n")
+
+
+def test_bad_chunk_size_is_400(site: Server) -> None:
+    data = site.raw(b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert status_of(data) == 400
+
+
+def test_leading_empty_lines_and_bare_lf_are_accepted(site: Server) -> None:
+    data = site.raw(b"\r\n\r\nGET /page.txt HTTP/1.1\nHost: x\nConnection: close\n\n")
+    assert status_of(data) == 200
+
+
+def test_body_over_limit_is_413_before_the_body_is_read(site: Server) -> None:
+    with site.connect() as sock:
+        sock.sendall(b"POST /small/ok.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+        data = read_all(sock)  # answered without sending a byte of the body
+    assert status_of(data) == 413
+    assert b"Connection: close" in data
+
+
+def test_chunked_body_over_limit_is_413(site: Server) -> None:
+    data = site.raw(
+        b"POST /small/ok.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"8\r\n12345678\r\n8\r\n12345678\r\n"
+    )
+    assert status_of(data) == 413
+
+
+def test_body_within_limit_is_accepted_then_handled(site: Server) -> None:
+    r = requests.get(site.url("/small/ok.txt"), data=b"0123456789")
+    assert r.status_code == 200
+    assert r.text == "ok\n"
+
+
+def test_expect_100_continue(site: Server) -> None:
+    with site.connect() as sock:
+        sock.sendall(b"GET /small/ok.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        interim = sock.recv(1024)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"abcd")
+        head, body = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert body == b"ok\n"
+    # A request that will be refused gets its final status without 100.
+    with site.connect() as sock:
+        sock.sendall(b"POST /small/ok.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\nExpect: 100-continue\r\n\r\n")
+        data = read_all(sock)
+    assert status_of(data) == 413
+    assert b"100 Continue" not in data
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        b"/../outside/secret.txt",
+        b"/../../../../etc/passwd",
+        b"/%2e%2e/outside/secret.txt",
+        b"/%2E%2E/%2e%2e/etc/passwd",
+        b"/files/..%2f..%2foutside/secret.txt",
+        b"/files/..%2f..%2f..%2foutside%2fsecret.txt",
+        b"/files/escape/secret.txt",
+        b"/link.txt",
+        b"/files/./../../outside/secret.txt",
+        b"//..//outside/secret.txt",
+        b"/files/%2e%2e%2f%2e%2e%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+    ],
+)
+def test_nothing_outside_the_root_is_served(site: Server, target: bytes) -> None:
+    data = site.raw(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status_of(data) in (400, 403, 404)
+    assert b"TOP SECRET" not in data
+    assert b"root:" not in data
+
+
+def test_dot_segments_inside_the_root_are_resolved(site: Server) -> None:
+    data = site.raw(b"GET /files/sub/../a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status_of(data) == 200
+    assert data.endswith(b"file a\n")
+    data = site.raw(b"GET /files/%73ub/inner.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert data.endswith(b"inner\n")
+
+
+def test_absolute_form_target_selects_the_host(site: Server) -> None:
+    data = site.raw(b"GET http://other.local/ HTTP/1.1\r\nHost: other.local\r\nConnection: close\r\n\r\n")
+    assert status_of(data) == 200
+    assert b"other site" in data
