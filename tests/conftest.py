@@ -97,8 +97,8 @@ def start_server(
     config = directory / "test.conf"
     config.write_text(text)
     log_path = directory / "server.log"
-    log_file = open(log_path, "wb")  # noqa: SIM115 - closed by the child's exit
-    process_env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    log_file = open(log_path, "wb")  # noqa: SIM115 - the child keeps its own copy
+    process_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "localhost", str(config)],
         stdout=log_file,

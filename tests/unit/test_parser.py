@@ -1,0 +1,226 @@
+"""The sans-IO request parser: every case whole, byte by byte, and followed by
+the next pipelined request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+
+from localhost.http.errors import HTTPError
+from localhost.http.message import Request
+from localhost.http.parser import (
+    END,
+    MAX_REQUEST_LINE,
+    NEED_DATA,
+    Data,
+    RequestParser,
+)
+
+NEXT = b"GET /next HTTP/1.1\r\nHost: n\r\n\r\n"
+
+
+def events(parser: RequestParser) -> list[object]:
+    out: list[object] = []
+    while True:
+        event = parser.next_event()
+        if event is NEED_DATA:
+            return out
+        out.append(event)
+        if event is END:
+            return out
+
+
+def feed_in(pieces: Iterable[bytes]) -> tuple[list[object], RequestParser]:
+    """Events of one message fed in ``pieces``; body data merged into one Data."""
+    parser = RequestParser()
+    collected: list[object] = []
+    for piece in pieces:
+        parser.feed(piece)
+        collected.extend(events(parser))
+        if collected and collected[-1] is END:
+            break
+    merged: list[object] = []
+    for event in collected:
+        if isinstance(event, Data) and merged and isinstance(merged[-1], Data):
+            merged[-1] = Data(merged[-1].data + event.data)
+        else:
+            merged.append(event)
+    return merged, parser
+
+
+def summary(evs: list[object]) -> tuple[object, ...]:
+    head = evs[0]
+    assert isinstance(head, Request)
+    body = b"".join(e.data for e in evs if isinstance(e, Data))
+    return (head.method, head.target, head.version, head.host, head.keep_alive, body, evs[-1] is END)
+
+
+def split_ways(raw: bytes) -> list[list[bytes]]:
+    return [[raw], [raw[i : i + 1] for i in range(len(raw))], [raw[: len(raw) // 2], raw[len(raw) // 2 :]]]
+
+
+VALID = [
+    # (raw, method, target, version, host, keep_alive, body)
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/", "HTTP/1.1", "a", True, b""),
+    (b"GET /x?y=1 HTTP/1.1\r\nHost: a:80\r\nConnection: close\r\n\r\n", "GET", "/x?y=1", "HTTP/1.1", "a:80", False, b""),
+    (b"GET / HTTP/1.0\r\n\r\n", "GET", "/", "HTTP/1.0", "", False, b""),
+    (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", "GET", "/", "HTTP/1.0", "", True, b""),
+    (b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n", "HEAD", "/h", "HTTP/1.1", "a", True, b""),
+    (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", "POST", "/p", "HTTP/1.1", "a", True, b"hello"),
+    (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "POST", "/p", "HTTP/1.1", "a", True, b""),
+    (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc", "POST", "/p", "HTTP/1.1", "a", True, b"abc"),
+    (
+        b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=\"q\"\r\n world\r\n0\r\n\r\n",
+        "POST", "/c", "HTTP/1.1", "a", True, b"hello world",
+    ),
+    (
+        b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\nY: 2\r\n\r\n",
+        "POST", "/c", "HTTP/1.1", "a", True, b"0123456789",
+    ),
+    (b"\r\n\r\nGET /lead HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/lead", "HTTP/1.1", "a", True, b""),
+    (b"GET /lf HTTP/1.1\nHost: a\n\n", "GET", "/lf", "HTTP/1.1", "a", True, b""),
+    (b"GET /mix HTTP/1.1\r\nHost: a\n\r\n", "GET", "/mix", "HTTP/1.1", "a", True, b""),
+    (b"GET http://h.example/p HTTP/1.1\r\nHost: h.example\r\n\r\n", "GET", "http://h.example/p", "HTTP/1.1", "h.example", True, b""),
+    (b"GET http://h.example/p HTTP/1.1\r\n\r\n", "GET", "http://h.example/p", "HTTP/1.1", "h.example", True, b""),
+    (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "OPTIONS", "*", "HTTP/1.1", "a", True, b""),
+    (b"DELETE /d HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Tab:\tv\t\r\n\r\n", "DELETE", "/d", "HTTP/1.1", "a", True, b""),
+    (b"GET /o HTTP/1.1\r\nHost: a\r\nX-Obs: caf\xe9\r\n\r\n", "GET", "/o", "HTTP/1.1", "a", True, b""),
+]
+
+
+@pytest.mark.parametrize(("raw", "method", "target", "version", "host", "keep", "body"), VALID)
+def test_valid_requests_in_every_split(raw: bytes, method: str, target: str, version: str, host: str, keep: bool, body: bytes) -> None:
+    for pieces in split_ways(raw):
+        evs, _ = feed_in(pieces)
+        assert summary(evs) == (method, target, version, host, keep, body, True)
+
+
+@pytest.mark.parametrize("raw", [case[0] for case in VALID])
+def test_valid_requests_followed_by_the_next_request(raw: bytes) -> None:
+    parser = RequestParser()
+    parser.feed(raw + NEXT)
+    first = events(parser)
+    assert first[-1] is END
+    second = events(parser)
+    assert isinstance(second[0], Request) and second[0].target == "/next"
+    assert second[-1] is END
+    assert parser.next_event() is NEED_DATA
+
+
+def test_fields_are_case_insensitive_and_repeated_fields_join() -> None:
+    parser = RequestParser()
+    parser.feed(b"GET / HTTP/1.1\r\nHOST: a\r\nAccept: x\r\naccept: y\r\nX-Sp:   v  \r\n\r\n")
+    head = parser.next_event()
+    assert isinstance(head, Request)
+    assert head.headers.get("host") == "a"
+    assert head.headers.get("accept") == "x, y"
+    assert head.headers.get_all("accept") == ["x", "y"]
+    assert head.headers.get("x-sp") == "v"
+
+
+def test_expect_continue_flag() -> None:
+    parser = RequestParser()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
+    head = parser.next_event()
+    assert isinstance(head, Request) and head.expect_continue and head.content_length == 1
+
+
+def test_need_data_until_the_head_is_complete() -> None:
+    parser = RequestParser()
+    parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\n")
+    assert parser.next_event() is NEED_DATA
+    parser.feed(b"\r\n")
+    assert isinstance(parser.next_event(), Request)
+
+
+INVALID = [
+    (b"garbage\r\n\r\n", 400),
+    (b"GET /\r\nHost: a\r\n\r\n", 400),  # HTTP/0.9 form
+    (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400),
+    (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET / http/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET / HTTP/1\r\nHost: a\r\n\r\n", 400),
+    (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    (b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+    (b"BREW / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
+    (b"PATCH / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
+    (b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET foo HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nNo-Colon\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n: empty-name\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nName : v\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n  folded\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX\x7f: v\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 501),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n0\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n11111111111111111\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nbad trailer\r\n\r\n", 400),
+    (b"GET /" + b"a" * MAX_REQUEST_LINE + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 16500 + b"\r\n\r\n", 431),
+]
+
+
+@pytest.mark.parametrize(("raw", "status"), INVALID)
+def test_invalid_requests_raise_their_status_in_every_split(raw: bytes, status: int) -> None:
+    for pieces in split_ways(raw):
+        with pytest.raises(HTTPError) as info:
+            feed_in(pieces)
+        assert info.value.status == status, pieces[:1]
+
+
+def test_overlong_request_line_is_414_before_it_ends() -> None:
+    parser = RequestParser()
+    parser.feed(b"GET /" + b"a" * (MAX_REQUEST_LINE + 10))
+    with pytest.raises(HTTPError) as info:
+        parser.next_event()
+    assert info.value.status == 414
+
+
+def test_endless_header_section_is_431_before_it_ends() -> None:
+    parser = RequestParser()
+    parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 20000)
+    with pytest.raises(HTTPError) as info:
+        parser.next_event()
+    assert info.value.status == 431
+
+
+def test_large_body_arrives_in_pieces_without_copy_of_the_whole() -> None:
+    parser = RequestParser()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")
+    assert isinstance(parser.next_event(), Request)
+    total = 0
+    for _ in range(10):
+        parser.feed(b"x" * 10000)
+        event = parser.next_event()
+        assert isinstance(event, Data)
+        total += len(event.data)
+        assert parser.buffered == 0
+    assert total == 100000
+    assert parser.next_event() is END
