@@ -120,12 +120,18 @@ class Connection:
     # -- events -------------------------------------------------------------
 
     def _on_event(self, mask: int) -> None:
-        if mask & EPOLLOUT or (self.writing and mask & (EPOLLERR | EPOLLHUP)):
-            self._on_writable()
-        elif self.state == State.LINGER:
-            self._drain()
-        else:
-            self._on_readable()
+        try:
+            if mask & EPOLLOUT or (self.writing and mask & (EPOLLERR | EPOLLHUP)):
+                self._on_writable()
+            elif self.state == State.LINGER:
+                self._drain()
+            else:
+                self._on_readable()
+        except Exception:
+            # A bug must cost one connection, never the worker; closing also
+            # stops a level-triggered fd from firing again forever.
+            log.exception("%s:%d: unexpected error; closing the connection", *self.peer[:2])
+            self.close()
 
     def _on_readable(self) -> None:
         try:
@@ -363,7 +369,7 @@ class Connection:
         if self.state == State.CLOSED:
             return
         self.state = State.CLOSED
-        self.timer.cancelled = True
+        self.worker.loop.cancel(self.timer, forget=True)
         self.worker.loop.unregister(self.fd)
         for item in self.out:
             if type(item) is FileBody:

@@ -29,16 +29,33 @@ EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
 
 
-class Timer:
-    """A callback due at ``when`` (``time.monotonic`` seconds)."""
+def _nothing() -> None:
+    pass
 
-    __slots__ = ("when", "callback", "cancelled", "_queued")
+
+class Timer:
+    """A callback due at ``when`` (``time.monotonic`` seconds).
+
+    A heap entry ``(queued, seq, timer)`` is live only while ``queued`` equals
+    ``timer._queued``; every other entry of the timer is dead and skipped.
+    """
+
+    __slots__ = ("when", "callback", "_queued")
 
     def __init__(self, when: float, callback: Callable[[], None]) -> None:
         self.when = when
         self.callback = callback
-        self.cancelled = False
         self._queued = when
+
+    @property
+    def active(self) -> bool:
+        """Whether the timer will fire."""
+        return self._queued != _NEVER
+
+
+_NEVER = float("inf")
+#: Rebuild the heap when more than this many entries, and half of it, are dead.
+_COMPACT_AFTER = 256
 
 
 class EventLoop:
@@ -48,6 +65,7 @@ class EventLoop:
         self.epoll = select.epoll()
         self._callbacks: dict[int, Callable[[int], None]] = {}
         self._timers: list[tuple[float, int, Timer]] = []
+        self._dead = 0  # heap entries that will be skipped when popped
         self._seq = itertools.count()
         self._signals: dict[int, Callable[[int], None]] = {}
         self._wakeup_r: socket.socket | None = None
@@ -80,28 +98,45 @@ class EventLoop:
         return timer
 
     def reschedule(self, timer: Timer, when: float) -> None:
-        """Move ``timer`` to ``when`` (later is O(1); earlier pushes a new entry)."""
-        timer.cancelled = False
+        """Make ``timer`` fire at ``when``: later is O(1), earlier pushes a new entry."""
         timer.when = when
         if when < timer._queued:
+            if timer._queued != _NEVER:
+                self._dead += 1
             timer._queued = when
             heapq.heappush(self._timers, (when, next(self._seq), timer))
+
+    def cancel(self, timer: Timer, forget: bool = False) -> None:
+        """Stop ``timer`` from firing (it may be rescheduled later).
+
+        With ``forget``, also drop its callback, so that whatever the callback
+        holds is freed now rather than when the dead heap entry comes due.
+        """
+        if timer._queued != _NEVER:
+            timer._queued = _NEVER
+            self._dead += 1
+            if self._dead > _COMPACT_AFTER and self._dead * 2 > len(self._timers):
+                self._compact()
+        if forget:
+            timer.callback = _nothing
+
+    def _compact(self) -> None:
+        self._timers = [entry for entry in self._timers if entry[0] == entry[2]._queued]
+        heapq.heapify(self._timers)
+        self._dead = 0
 
     def _run_timers(self, now: float) -> None:
         timers = self._timers
         while timers and timers[0][0] <= now:
             queued, _, timer = heapq.heappop(timers)
             if queued != timer._queued:
-                continue  # a stale entry of a timer that was moved earlier
-            if timer.cancelled:
-                timer._queued = float("inf")
+                self._dead -= 1
                 continue
-            if timer.when > now:
+            if timer.when > now:  # moved later since it was queued
                 timer._queued = timer.when
                 heapq.heappush(timers, (timer.when, next(self._seq), timer))
                 continue
-            timer.cancelled = True
-            timer._queued = float("inf")
+            timer._queued = _NEVER
             timer.callback()
 
     # -- signals ------------------------------------------------------------
@@ -153,7 +188,7 @@ class EventLoop:
                     callback(mask)
                 except Exception:
                     log.exception("unexpected error handling fd %d", fd)
-            if timers:
+            if self._timers:
                 self._run_timers(monotonic())
 
     def stop(self) -> None:

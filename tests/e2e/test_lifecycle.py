@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import REPO, Server, free_port, read_all
+from tests.conftest import REPO, Server, read_all
 
 TIMEOUT_CONFIG = """
 client_header_timeout 1
@@ -105,7 +105,9 @@ def test_idle_keep_alive_and_silent_connections_are_closed(server_factory, tmp_p
     assert elapsed < 5
 
 
-def test_client_that_stops_reading_is_dropped_after_send_timeout(server_factory, tmp_path: Path) -> None:
+def test_client_that_stops_reading_is_dropped_after_send_timeout(
+    server_factory, tmp_path: Path
+) -> None:
     make_www(tmp_path)
     server: Server = server_factory(TIMEOUT_CONFIG)
     sock = socket.socket()
@@ -120,7 +122,7 @@ def test_client_that_stops_reading_is_dropped_after_send_timeout(server_factory,
     assert requests.get(server.url("/")).status_code == 200
 
 
-FAULT_PLUGIN = '''
+FAULT_PLUGIN = """
 from localhost.handlers import static
 _serve = static.serve
 def serve(request, location):
@@ -128,7 +130,7 @@ def serve(request, location):
         raise RuntimeError("injected fault")
     return _serve(request, location)
 static.serve = serve
-'''
+"""
 
 
 def test_handler_exception_is_500_and_the_server_goes_on(server_factory, tmp_path: Path) -> None:
@@ -146,7 +148,9 @@ def test_handler_exception_is_500_and_the_server_goes_on(server_factory, tmp_pat
     assert "Traceback" in server.log()
 
 
-def test_sigterm_finishes_the_response_in_flight_then_exits_0(server_factory, tmp_path: Path) -> None:
+def test_sigterm_finishes_the_response_in_flight_then_exits_0(
+    server_factory, tmp_path: Path
+) -> None:
     make_www(tmp_path)
     server: Server = server_factory(TIMEOUT_CONFIG.replace("send_timeout 2", "send_timeout 30"))
     sock = socket.socket()
@@ -206,10 +210,12 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_broken_config_gives_file_line_column_and_exit_1(tmp_path: Path) -> None:
     make_www(tmp_path)
-    (tmp_path / "bad.conf").write_text("server {\n    port 8080\n    root ./www\n    colour blue\n}\n")
+    (tmp_path / "bad.conf").write_text(
+        "server {\n    port 8080\n    root ./www\n    colour blue\n}\n"
+    )
     result = run_cli(["bad.conf"], tmp_path)
     assert result.returncode == 1
-    assert "bad.conf:4:5: unknown directive \"colour\"" in result.stderr
+    assert 'bad.conf:4:5: unknown directive "colour"' in result.stderr
     assert "    colour blue\n" in result.stderr and "^" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -241,7 +247,9 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def test_concurrent_load_is_fully_served_and_descriptors_return(server_factory, tmp_path: Path) -> None:
+def test_concurrent_load_is_fully_served_and_descriptors_return(
+    server_factory, tmp_path: Path
+) -> None:
     make_www(tmp_path)
     config = TIMEOUT_CONFIG.replace("keepalive_timeout 1", "keepalive_timeout 30")
     server: Server = server_factory(config)

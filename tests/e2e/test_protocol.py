@@ -49,7 +49,10 @@ def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
         (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
         (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 17000 + b"\r\n\r\n", 431),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
         (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
         (b"GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
@@ -57,7 +60,9 @@ def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
         (b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400),
     ],
 )
-def test_bad_requests_get_their_status_and_close(site: Server, request_bytes: bytes, status: int) -> None:
+def test_bad_requests_get_their_status_and_close(
+    site: Server, request_bytes: bytes, status: int
+) -> None:
     response = site.raw(request_bytes)
     assert status_of(response) == status
     assert b"\r\nConnection: close\r\n" in response
@@ -151,7 +156,9 @@ def test_body_within_limit_is_accepted_then_handled(site: Server) -> None:
 
 def test_expect_100_continue(site: Server) -> None:
     with site.connect() as sock:
-        sock.sendall(b"GET /small/ok.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        sock.sendall(
+            b"GET /small/ok.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
         interim = sock.recv(1024)
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(b"abcd")
@@ -160,7 +167,9 @@ def test_expect_100_continue(site: Server) -> None:
         assert body == b"ok\n"
     # A request that will be refused gets its final status without 100.
     with site.connect() as sock:
-        sock.sendall(b"POST /small/ok.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\nExpect: 100-continue\r\n\r\n")
+        sock.sendall(
+            b"POST /small/ok.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\nExpect: 100-continue\r\n\r\n"
+        )
         data = read_all(sock)
     assert status_of(data) == 413
     assert b"100 Continue" not in data
@@ -198,6 +207,8 @@ def test_dot_segments_inside_the_root_are_resolved(site: Server) -> None:
 
 
 def test_absolute_form_target_selects_the_host(site: Server) -> None:
-    data = site.raw(b"GET http://other.local/ HTTP/1.1\r\nHost: other.local\r\nConnection: close\r\n\r\n")
+    data = site.raw(
+        b"GET http://other.local/ HTTP/1.1\r\nHost: other.local\r\nConnection: close\r\n\r\n"
+    )
     assert status_of(data) == 200
     assert b"other site" in data

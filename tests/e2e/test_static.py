@@ -26,8 +26,12 @@ def test_index_is_served_with_its_fields(site: Server) -> None:
 
 
 def test_content_types_come_from_mimetypes(site: Server) -> None:
-    assert requests.get(site.url("/page.txt")).headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert requests.get(site.url("/data.json")).headers["Content-Type"].startswith("application/json")
+    assert (
+        requests.get(site.url("/page.txt")).headers["Content-Type"] == "text/plain; charset=utf-8"
+    )
+    assert (
+        requests.get(site.url("/data.json")).headers["Content-Type"].startswith("application/json")
+    )
     assert requests.get(site.url("/big.bin")).headers["Content-Type"] == "application/octet-stream"
 
 
@@ -100,7 +104,15 @@ def test_listing_escapes_hides_dotfiles_and_links_work(site: Server) -> None:
     parser = _Links()
     parser.feed(r.text)
     names = {unquote(link) for link in parser.links}
-    assert {"../", "sub/", "a.txt", "b.html", "<odd> & name.txt", "space name.txt", "ünï.txt"} <= names
+    assert {
+        "../",
+        "sub/",
+        "a.txt",
+        "b.html",
+        "<odd> & name.txt",
+        "space name.txt",
+        "ünï.txt",
+    } <= names
     # Folders first.
     assert parser.links.index("sub/") < parser.links.index("a.txt")
     for link in parser.links:
@@ -132,9 +144,16 @@ def test_location_match_is_on_segment_boundary(site: Server) -> None:
 
 
 def test_virtual_hosts(site: Server) -> None:
-    assert requests.get(site.url("/"), headers={"Host": "other.local"}).text == "<h1>other site</h1>\n"
-    assert requests.get(site.url("/"), headers={"Host": "OTHER.local:80"}).text == "<h1>other site</h1>\n"
-    assert requests.get(site.url("/"), headers={"Host": "unknown.example"}).text == "<h1>home</h1>\n"
+    assert (
+        requests.get(site.url("/"), headers={"Host": "other.local"}).text == "<h1>other site</h1>\n"
+    )
+    assert (
+        requests.get(site.url("/"), headers={"Host": "OTHER.local:80"}).text
+        == "<h1>other site</h1>\n"
+    )
+    assert (
+        requests.get(site.url("/"), headers={"Host": "unknown.example"}).text == "<h1>home</h1>\n"
+    )
 
 
 def test_second_port_serves_the_default_server(site: Server) -> None:

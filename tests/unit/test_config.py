@@ -77,7 +77,7 @@ def test_several_blocks_on_one_line(site: Path) -> None:
 
 def test_quoted_values(site: Path) -> None:
     (site / "with space").mkdir()
-    text = 'server {\n port 80\n root "with space"\n location /q { root \'./www\' }\n}'
+    text = "server {\n port 80\n root \"with space\"\n location /q { root './www' }\n}"
     (server,) = parse(site, text).servers
     assert server.locations[-1].root == site / "with space"
 
@@ -88,7 +88,8 @@ def test_host_and_ports(site: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "host"), [("localhost", "127.0.0.1"), ("*", "0.0.0.0"), ("::1", "::1"), ("[::1]", "::1")]
+    ("value", "host"),
+    [("localhost", "127.0.0.1"), ("*", "0.0.0.0"), ("::1", "::1"), ("[::1]", "::1")],
 )
 def test_host_forms(site: Path, value: str, host: str) -> None:
     (server,) = parse(site, f"server {{\n host {value}\n port 80\n root ./www\n}}").servers
@@ -102,14 +103,17 @@ def test_server_names_are_lower_case(site: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "size"), [("0", 0), ("512", 512), ("10k", 10240), ("2M", 2 * 1024**2), ("1g", 1024**3)]
+    ("value", "size"),
+    [("0", 0), ("512", 512), ("10k", 10240), ("2M", 2 * 1024**2), ("1g", 1024**3)],
 )
 def test_sizes(site: Path, value: str, size: int) -> None:
     (server,) = parse(site, f"server {{\n port 80\n root ./www\n body_limit {value}\n}}").servers
     assert server.body_limit == size
 
 
-@pytest.mark.parametrize(("value", "seconds"), [("30", 30.0), ("30s", 30.0), ("500ms", 0.5), ("2m", 120.0), ("1.5", 1.5)])
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("30", 30.0), ("30s", 30.0), ("500ms", 0.5), ("2m", 120.0), ("1.5", 1.5)]
+)
 def test_times(site: Path, value: str, seconds: float) -> None:
     (server,) = parse(site, f"send_timeout {value}\nserver {{\n port 80\n root ./www\n}}").servers
     assert server.timeouts.send == seconds
@@ -161,7 +165,9 @@ def test_cgi_and_redirect(site: Path) -> None:
     assert by_prefix["/old"].root is None
 
 
-def test_relative_paths_are_relative_to_the_config_file(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_paths_are_relative_to_the_config_file(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (site / "test.conf").write_text(MINIMAL)
     monkeypatch.chdir("/")
     config = load(site / "test.conf")
@@ -197,60 +203,182 @@ ERRORS = [
     ("server {\n    port 65536\n}", 2, 10, 'invalid port "65536"'),
     ("server {\n    port http\n}", 2, 10, 'invalid port "http"'),
     ("server {\n    port -1\n}", 2, 10, 'invalid port "-1"'),
-    ("server {\n    port 80 80\n    root ./www\n}", 2, 13, "duplicate listen address 0.0.0.0:80 in one server (first at line 2)"),
-    ("server {\n    port 80\n    port 81 80\n}", 3, 13, "duplicate listen address 0.0.0.0:80 in one server (first at line 2)"),
+    (
+        "server {\n    port 80 80\n    root ./www\n}",
+        2,
+        13,
+        "duplicate listen address 0.0.0.0:80 in one server (first at line 2)",
+    ),
+    (
+        "server {\n    port 80\n    port 81 80\n}",
+        3,
+        13,
+        "duplicate listen address 0.0.0.0:80 in one server (first at line 2)",
+    ),
     ("server {\n    root ./www\n}", 1, 1, 'server block has no "port" directive'),
     ("server {\n    port 80\n    root ./nope\n}", 3, 10, 'root "./nope" is not a directory'),
     ("server {\n    port 80\n    root ./a-file\n}", 3, 10, 'root "./a-file" is not a directory'),
     ("server {\n    port 80\n    body_limit lots\n}", 3, 16, 'invalid size "lots"'),
     ("server {\n    port 80\n    body_limit 10q\n}", 3, 16, 'invalid size "10q"'),
-    ("server {\n    port 80\n    body_limit 1 2\n}", 3, 18, 'invalid number of values in "body_limit"'),
+    (
+        "server {\n    port 80\n    body_limit 1 2\n}",
+        3,
+        18,
+        'invalid number of values in "body_limit"',
+    ),
     ("server {\n    port 80\n    root\n}", 3, 5, 'invalid number of values in "root"'),
     ("server {\n    port\n}", 2, 5, 'invalid number of values in "port"'),
     ("server {\n    port 80\n    error_page 999 ./x.html\n}", 3, 16, 'unknown error code "999"'),
     ("server {\n    port 80\n    error_page 200 ./x.html\n}", 3, 16, 'unknown error code "200"'),
     ("server {\n    port 80\n    error_page 499 ./x.html\n}", 3, 16, 'unknown error code "499"'),
-    ("server {\n    port 80\n    error_page ./x.html\n}", 3, 5, 'invalid number of values in "error_page"'),
+    (
+        "server {\n    port 80\n    error_page ./x.html\n}",
+        3,
+        5,
+        'invalid number of values in "error_page"',
+    ),
     ("server {\n    port 80\n    methods GET FETCH\n}", 3, 17, 'unknown method "FETCH"'),
     ("server {\n    port 80\n    methods get\n}", 3, 13, 'unknown method "get"'),
-    ("server {\n    port 80\n    directory_listing yes\n}", 3, 23, 'invalid value "yes" (expected "on" or "off")'),
-    ("server {\n    port 80\n    root ./www\n    root ./www\n}", 4, 5, '"root" directive is duplicate (first at line 3)'),
+    (
+        "server {\n    port 80\n    directory_listing yes\n}",
+        3,
+        23,
+        'invalid value "yes" (expected "on" or "off")',
+    ),
+    (
+        "server {\n    port 80\n    root ./www\n    root ./www\n}",
+        4,
+        5,
+        '"root" directive is duplicate (first at line 3)',
+    ),
     ("server {\n    port 80\n    host 1.2.3.4.5\n}", 3, 10, 'invalid host "1.2.3.4.5"'),
     ("server {\n    port 80\n    host example.com\n}", 3, 10, 'invalid host "example.com"'),
     ("port 80\nserver {\n}", 1, 1, '"port" directive is not allowed in the top level'),
-    ("root ./www\nserver {\n    port 80\n}", 1, 1, '"root" directive is not allowed in the top level'),
-    ("server {\n    port 80\n    location / {\n        port 81\n    }\n}", 4, 9, '"port" directive is not allowed in a "location" block'),
-    ("server {\n    port 80\n    location / {\n        client_header_timeout 5\n    }\n}", 4, 9, '"client_header_timeout" directive is not allowed in a "location" block'),
-    ("server {\n    port 80\n    redirect /x\n}", 3, 5, '"redirect" directive is not allowed in a "server" block'),
+    (
+        "root ./www\nserver {\n    port 80\n}",
+        1,
+        1,
+        '"root" directive is not allowed in the top level',
+    ),
+    (
+        "server {\n    port 80\n    location / {\n        port 81\n    }\n}",
+        4,
+        9,
+        '"port" directive is not allowed in a "location" block',
+    ),
+    (
+        "server {\n    port 80\n    location / {\n        client_header_timeout 5\n    }\n}",
+        4,
+        9,
+        '"client_header_timeout" directive is not allowed in a "location" block',
+    ),
+    (
+        "server {\n    port 80\n    redirect /x\n}",
+        3,
+        5,
+        '"redirect" directive is not allowed in a "server" block',
+    ),
     ("location / {\n}", 1, 1, '"location" block is not allowed in the top level'),
-    ("server {\n    port 80\n    server {\n    }\n}", 3, 5, '"server" block is not allowed in a "server" block'),
-    ("server {\n    port 80\n    location {\n    }\n}", 3, 5, '"location" block takes exactly one path'),
-    ("server {\n    port 80\n    location /a /b {\n    }\n}", 3, 17, '"location" block takes exactly one path'),
-    ("server {\n    port 80\n    location files {\n    }\n}", 3, 14, 'location path "files" must start with "/"'),
+    (
+        "server {\n    port 80\n    server {\n    }\n}",
+        3,
+        5,
+        '"server" block is not allowed in a "server" block',
+    ),
+    (
+        "server {\n    port 80\n    location {\n    }\n}",
+        3,
+        5,
+        '"location" block takes exactly one path',
+    ),
+    (
+        "server {\n    port 80\n    location /a /b {\n    }\n}",
+        3,
+        17,
+        '"location" block takes exactly one path',
+    ),
+    (
+        "server {\n    port 80\n    location files {\n    }\n}",
+        3,
+        14,
+        'location path "files" must start with "/"',
+    ),
     ("server {\n    port 80\n    location /x {\n    }\n}", 3, 14, 'location "/x" has no "root"'),
-    ("server {\n    port 80\n    root ./www\n    location /x { }\n    location /x/ { }\n}", 5, 14, 'duplicate location "/x" (first at line 4)'),
-    ("server {\n    port 80\n    root ./www\n    widget {\n    }\n}", 4, 5, 'unknown block "widget"'),
+    (
+        "server {\n    port 80\n    root ./www\n    location /x { }\n    location /x/ { }\n}",
+        5,
+        14,
+        'duplicate location "/x" (first at line 4)',
+    ),
+    (
+        "server {\n    port 80\n    root ./www\n    widget {\n    }\n}",
+        4,
+        5,
+        'unknown block "widget"',
+    ),
     ("server 1 {\n    port 80\n}", 1, 8, '"server" block takes no values'),
     ("server\n", 1, 1, '"server" must be followed by a block in braces'),
     ("server {\n    port 80\n", 2, 12, 'unexpected end of file, expecting "}"'),
     ("server {\n    port 80\n}\n}\n", 4, 1, 'unexpected "}"'),
-    ("server {\n    port 80 {\n}", 3, 2, 'unexpected end of file'),
+    ("server {\n    port 80 {\n}", 3, 2, "unexpected end of file"),
     ('server {\n    root "./www\n}', 2, 10, "unterminated string"),
     ("", 1, 1, 'no "server" block'),
     ("# only a comment\n", 1, 1, 'no "server" block'),
-    ("server {\n    port 80\n    root ./www\n    send_timeout soon\n}", 4, 18, 'invalid time "soon"'),
-    ("server {\n    port 80\n    root ./www\n    keepalive_timeout 0\n}", 4, 23, 'invalid time "0"'),
-    ("server {\n    port 80\n    location /c {\n        root ./www\n        cgi py python3\n    }\n}", 5, 13, 'invalid CGI extension "py"'),
-    ("server {\n    port 80\n    location /c {\n        root ./www\n        cgi .py no-such-interpreter-xyz\n    }\n}", 5, 17, 'CGI interpreter "no-such-interpreter-xyz" not found'),
-    ("server {\n    port 80\n    location /c {\n        root ./www\n        cgi .py\n    }\n}", 5, 9, 'invalid number of values in "cgi"'),
-    ("server {\n    port 80\n    root ./www\n    default_file ../secret\n}", 4, 18, 'invalid default_file "../secret"'),
-    ("server {\n    port 80\n    root ./www\n    server_name a/b\n}", 4, 17, 'invalid server name "a/b"'),
-    ("server {\n    port 80\n    root ./www\n    server_name a\n}\nserver {\n    port 80\n    root ./www\n    server_name b A\n}", 9, 19, 'duplicate server_name "a" on 0.0.0.0:80 (first at line 4)'),
+    (
+        "server {\n    port 80\n    root ./www\n    send_timeout soon\n}",
+        4,
+        18,
+        'invalid time "soon"',
+    ),
+    (
+        "server {\n    port 80\n    root ./www\n    keepalive_timeout 0\n}",
+        4,
+        23,
+        'invalid time "0"',
+    ),
+    (
+        "server {\n    port 80\n    location /c {\n        root ./www\n        cgi py python3\n    }\n}",
+        5,
+        13,
+        'invalid CGI extension "py"',
+    ),
+    (
+        "server {\n    port 80\n    location /c {\n        root ./www\n        cgi .py no-such-interpreter-xyz\n    }\n}",
+        5,
+        17,
+        'CGI interpreter "no-such-interpreter-xyz" not found',
+    ),
+    (
+        "server {\n    port 80\n    location /c {\n        root ./www\n        cgi .py\n    }\n}",
+        5,
+        9,
+        'invalid number of values in "cgi"',
+    ),
+    (
+        "server {\n    port 80\n    root ./www\n    default_file ../secret\n}",
+        4,
+        18,
+        'invalid default_file "../secret"',
+    ),
+    (
+        "server {\n    port 80\n    root ./www\n    server_name a/b\n}",
+        4,
+        17,
+        'invalid server name "a/b"',
+    ),
+    (
+        "server {\n    port 80\n    root ./www\n    server_name a\n}\nserver {\n    port 80\n    root ./www\n    server_name b A\n}",
+        9,
+        19,
+        'duplicate server_name "a" on 0.0.0.0:80 (first at line 4)',
+    ),
 ]
 
 
 @pytest.mark.parametrize(("text", "line", "column", "message"), ERRORS)
-def test_errors_name_line_and_column(site: Path, text: str, line: int, column: int, message: str) -> None:
+def test_errors_name_line_and_column(
+    site: Path, text: str, line: int, column: int, message: str
+) -> None:
     exc = error(site, text)
     assert (exc.line, exc.column) == (line, column), str(exc)
     assert message in exc.message

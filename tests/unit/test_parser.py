@@ -53,44 +53,132 @@ def summary(evs: list[object]) -> tuple[object, ...]:
     head = evs[0]
     assert isinstance(head, Request)
     body = b"".join(e.data for e in evs if isinstance(e, Data))
-    return (head.method, head.target, head.version, head.host, head.keep_alive, body, evs[-1] is END)
+    return (
+        head.method,
+        head.target,
+        head.version,
+        head.host,
+        head.keep_alive,
+        body,
+        evs[-1] is END,
+    )
 
 
 def split_ways(raw: bytes) -> list[list[bytes]]:
-    return [[raw], [raw[i : i + 1] for i in range(len(raw))], [raw[: len(raw) // 2], raw[len(raw) // 2 :]]]
+    return [
+        [raw],
+        [raw[i : i + 1] for i in range(len(raw))],
+        [raw[: len(raw) // 2], raw[len(raw) // 2 :]],
+    ]
 
 
 VALID = [
     # (raw, method, target, version, host, keep_alive, body)
     (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/", "HTTP/1.1", "a", True, b""),
-    (b"GET /x?y=1 HTTP/1.1\r\nHost: a:80\r\nConnection: close\r\n\r\n", "GET", "/x?y=1", "HTTP/1.1", "a:80", False, b""),
+    (
+        b"GET /x?y=1 HTTP/1.1\r\nHost: a:80\r\nConnection: close\r\n\r\n",
+        "GET",
+        "/x?y=1",
+        "HTTP/1.1",
+        "a:80",
+        False,
+        b"",
+    ),
     (b"GET / HTTP/1.0\r\n\r\n", "GET", "/", "HTTP/1.0", "", False, b""),
     (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", "GET", "/", "HTTP/1.0", "", True, b""),
     (b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n", "HEAD", "/h", "HTTP/1.1", "a", True, b""),
-    (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", "POST", "/p", "HTTP/1.1", "a", True, b"hello"),
-    (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "POST", "/p", "HTTP/1.1", "a", True, b""),
-    (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc", "POST", "/p", "HTTP/1.1", "a", True, b"abc"),
     (
-        b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=\"q\"\r\n world\r\n0\r\n\r\n",
-        "POST", "/c", "HTTP/1.1", "a", True, b"hello world",
+        b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        "POST",
+        "/p",
+        "HTTP/1.1",
+        "a",
+        True,
+        b"hello",
+    ),
+    (
+        b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        "POST",
+        "/p",
+        "HTTP/1.1",
+        "a",
+        True,
+        b"",
+    ),
+    (
+        b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc",
+        "POST",
+        "/p",
+        "HTTP/1.1",
+        "a",
+        True,
+        b"abc",
+    ),
+    (
+        b'POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext="q"\r\n world\r\n0\r\n\r\n',
+        "POST",
+        "/c",
+        "HTTP/1.1",
+        "a",
+        True,
+        b"hello world",
     ),
     (
         b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\nY: 2\r\n\r\n",
-        "POST", "/c", "HTTP/1.1", "a", True, b"0123456789",
+        "POST",
+        "/c",
+        "HTTP/1.1",
+        "a",
+        True,
+        b"0123456789",
     ),
     (b"\r\n\r\nGET /lead HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/lead", "HTTP/1.1", "a", True, b""),
     (b"GET /lf HTTP/1.1\nHost: a\n\n", "GET", "/lf", "HTTP/1.1", "a", True, b""),
     (b"GET /mix HTTP/1.1\r\nHost: a\n\r\n", "GET", "/mix", "HTTP/1.1", "a", True, b""),
-    (b"GET http://h.example/p HTTP/1.1\r\nHost: h.example\r\n\r\n", "GET", "http://h.example/p", "HTTP/1.1", "h.example", True, b""),
-    (b"GET http://h.example/p HTTP/1.1\r\n\r\n", "GET", "http://h.example/p", "HTTP/1.1", "h.example", True, b""),
+    (
+        b"GET http://h.example/p HTTP/1.1\r\nHost: h.example\r\n\r\n",
+        "GET",
+        "http://h.example/p",
+        "HTTP/1.1",
+        "h.example",
+        True,
+        b"",
+    ),
+    (
+        b"GET http://h.example/p HTTP/1.1\r\n\r\n",
+        "GET",
+        "http://h.example/p",
+        "HTTP/1.1",
+        "h.example",
+        True,
+        b"",
+    ),
     (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "OPTIONS", "*", "HTTP/1.1", "a", True, b""),
-    (b"DELETE /d HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Tab:\tv\t\r\n\r\n", "DELETE", "/d", "HTTP/1.1", "a", True, b""),
-    (b"GET /o HTTP/1.1\r\nHost: a\r\nX-Obs: caf\xe9\r\n\r\n", "GET", "/o", "HTTP/1.1", "a", True, b""),
+    (
+        b"DELETE /d HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Tab:\tv\t\r\n\r\n",
+        "DELETE",
+        "/d",
+        "HTTP/1.1",
+        "a",
+        True,
+        b"",
+    ),
+    (
+        b"GET /o HTTP/1.1\r\nHost: a\r\nX-Obs: caf\xe9\r\n\r\n",
+        "GET",
+        "/o",
+        "HTTP/1.1",
+        "a",
+        True,
+        b"",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("raw", "method", "target", "version", "host", "keep", "body"), VALID)
-def test_valid_requests_in_every_split(raw: bytes, method: str, target: str, version: str, host: str, keep: bool, body: bytes) -> None:
+def test_valid_requests_in_every_split(
+    raw: bytes, method: str, target: str, version: str, host: str, keep: bool, body: bytes
+) -> None:
     for pieces in split_ways(raw):
         evs, _ = feed_in(pieces)
         assert summary(evs) == (method, target, version, host, keep, body, True)
@@ -173,14 +261,23 @@ INVALID = [
     (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
     (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400),
     (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 501),
-    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        400,
+    ),
     (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
     (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
     (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", 400),
-    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n0\r\n\r\n", 400),
+    (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n0\r\n\r\n",
+        400,
+    ),
     (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n11111111111111111\r\n", 400),
     (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nbad trailer\r\n\r\n", 400),
+    (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nbad trailer\r\n\r\n",
+        400,
+    ),
     (b"GET /" + b"a" * MAX_REQUEST_LINE + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
     (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),
     (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 16500 + b"\r\n\r\n", 431),

@@ -139,7 +139,8 @@ def test_normalize_target(target: str, path: str, query: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "target", ["/..", "/../x", "/a/../../x", "/%2e%2e/x", "/a%2f..%2f..%2fx", "/%zz", "/%2", "/a%00b", "/%"]
+    "target",
+    ["/..", "/../x", "/a/../../x", "/%2e%2e/x", "/a%2f..%2f..%2fx", "/%zz", "/%2", "/a%00b", "/%"],
 )
 def test_normalize_target_rejects(target: str) -> None:
     with pytest.raises(HTTPError) as info:
@@ -149,7 +150,12 @@ def test_normalize_target_rejects(target: str) -> None:
 
 @pytest.mark.parametrize(
     ("host", "name"),
-    [("a.example", "a.example"), ("A.Example:8080", "a.example"), ("[::1]:80", "[::1]"), ("x.", "x")],
+    [
+        ("a.example", "a.example"),
+        ("A.Example:8080", "a.example"),
+        ("[::1]:80", "[::1]"),
+        ("x.", "x"),
+    ],
 )
 def test_split_host(host: str, name: str) -> None:
     assert split_host(host) == name
