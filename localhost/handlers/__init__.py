@@ -23,17 +23,18 @@ STATIC_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def check(request: Request, server: ServerBlock, location: Location | None) -> Response | None:
     """The error response a request gets before its body is read, or ``None``.
 
-    404 without a matching location, 405 (with ``Allow``) for a method the
-    location does not allow, 413 when Content-Length exceeds ``body_limit``
-    (RFC 9110 §15.5.14).
+    In NGINX's order: 413 when Content-Length exceeds ``body_limit`` (RFC 9110
+    §15.5.14; the server's limit when no location matches), 404 without a
+    matching location, 405 (with ``Allow``) for a method the location does
+    not allow.
     """
+    limit = location.body_limit if location is not None else server.body_limit
+    if limit and request.content_length is not None and request.content_length > limit:
+        return error_response(413, location.error_pages if location else server.error_pages)
     if location is None:
         return error_response(404, server.error_pages)
     if not location.allows(request.method):
         return error_response(405, location.error_pages, [("Allow", location.allow_header())])
-    limit = location.body_limit
-    if limit and request.content_length is not None and request.content_length > limit:
-        return error_response(413, location.error_pages)
     return None
 
 

@@ -54,6 +54,11 @@ def real_root(root: Path) -> str:
     return real
 
 
+def inside(root: str, path: str) -> bool:
+    """Whether real ``path`` is ``root`` or below it (both real, absolute paths)."""
+    return path == root or path.startswith(root if root.endswith(os.sep) else root + os.sep)
+
+
 def filesystem_path(request: Request, location: Location) -> tuple[str, str]:
     """``(real root, real file path)`` for the request path under ``location``.
 
@@ -66,7 +71,7 @@ def filesystem_path(request: Request, location: Location) -> tuple[str, str]:
     relative = request.path[len(location.prefix) :] if location.alias else request.path
     joined = os.path.join(root, relative.lstrip("/"))
     real = os.path.realpath(joined)
-    if real != root and not real.startswith(root if root.endswith(os.sep) else root + os.sep):
+    if not inside(root, real):
         raise HTTPError(403, f"{request.path} resolves outside the root")
     return root, real
 
@@ -76,7 +81,9 @@ def _open_file(path: str, request: Request, location: Location) -> Response:
         # Never send a script's source as a static file.
         raise HTTPError(403, f"{path} is a CGI script")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (it is then
+        # refused below); on a regular file the flag changes nothing.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         raise HTTPError(404, f"{path} not found") from None
     except OSError as exc:
@@ -120,7 +127,7 @@ def serve(request: Request, location: Location) -> Response:
         return redirect(target)
     if location.default_file:
         index = os.path.realpath(os.path.join(path, location.default_file))
-        if index.startswith(root + os.sep) and os.path.isfile(index):
+        if inside(root, index) and os.path.isfile(index):
             return _open_file(index, request, location)
     if location.directory_listing:
         return autoindex.listing(path, request.path)

@@ -226,10 +226,13 @@ class Connection:
 
     def _on_data(self, data: bytes) -> None:
         self.body_seen += len(data)
-        location = self.location
-        if location is not None and location.body_limit and self.body_seen > location.body_limit:
-            # A chunked body is counted as it arrives (RFC 9110 §15.5.14).
-            self._send(error_response(413, location.error_pages))
+        # A chunked body is counted as it arrives (RFC 9110 §15.5.14).
+        owner = self.location if self.location is not None else self.server
+        if owner.body_limit and self.body_seen > owner.body_limit:
+            if self.pending is not None and self.pending.file is not None:
+                self.pending.file.close()
+            self.pending = None
+            self._send(error_response(413, owner.error_pages))
 
     def _on_end(self) -> None:
         request = self.request

@@ -254,6 +254,9 @@ def test_concurrent_load_is_fully_served_and_descriptors_return(
     config = TIMEOUT_CONFIG.replace("keepalive_timeout 1", "keepalive_timeout 30")
     server: Server = server_factory(config)
     pid = server.process.pid
+    # The readiness probe's connection may still be open: wait for it to go.
+    requests.get(server.url("/"), headers={"Connection": "close"})
+    time.sleep(0.2)
     baseline = open_fds(pid)
     failures: list[str] = []
 
