@@ -28,11 +28,14 @@ from lark import Token, Transformer
 from localhost.config.model import (
     DEFAULT_BODY_LIMIT,
     DEFAULT_BODY_TIMEOUT,
+    DEFAULT_CGI_TIMEOUT,
     DEFAULT_FILE,
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_HOST,
     DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_SEND_TIMEOUT,
+    DEFAULT_SESSION_STORE,
+    DEFAULT_SESSION_TIMEOUT,
     IMPLEMENTED_METHODS,
     Config,
     Location,
@@ -227,6 +230,13 @@ def _cgi(v: _Validator, args: list[Token]) -> tuple[str, str]:
     return str(extension), found
 
 
+def _store(v: _Validator, args: list[Token]) -> Path:
+    path = v.path_of(args[0])
+    if not path.parent.is_dir():
+        v.fail(args[0], f'session_store "{args[0]}": folder {path.parent} does not exist')
+    return path
+
+
 def _url(v: _Validator, args: list[Token]) -> str:
     url = args[0]
     if not url.isprintable() or not url.isascii() or " " in url:
@@ -271,6 +281,10 @@ DIRECTIVES: dict[str, Directive] = {
         (SERVER, LOCATION), 2, 2, _cgi, repeatable=True, syntax="cgi .EXT INTERPRETER"
     ),
     "redirect": Directive((LOCATION,), 1, 1, _url, syntax="redirect URL"),
+    "cgi_timeout": Directive((MAIN, SERVER, LOCATION), 1, 1, _time, syntax="cgi_timeout TIME"),
+    "session": Directive((SERVER, LOCATION), 1, 1, _on_off, syntax="session on|off"),
+    "session_store": Directive((MAIN,), 1, 1, _store, syntax="session_store PATH"),
+    "session_timeout": Directive((MAIN,), 1, 1, _time, syntax="session_timeout TIME"),
     "client_header_timeout": Directive(
         (MAIN, SERVER), 1, 1, _time, syntax="client_header_timeout TIME"
     ),
@@ -365,7 +379,12 @@ class _Validator:
         if not servers:
             self.fail(None, 'no "server" block (at least one is required)', 1, 1)
         self.check_names(servers)
-        return Config(self.path, tuple(server for server, _ in servers))
+        return Config(
+            self.path,
+            tuple(server for server, _ in servers),
+            session_store=main.get("session_store", self.base / DEFAULT_SESSION_STORE),
+            session_timeout=main.get("session_timeout", DEFAULT_SESSION_TIMEOUT),
+        )
 
     def server(self, block: _Statement, main: _Scope) -> tuple[ServerBlock, list[Token]]:
         if block.args:
@@ -431,11 +450,12 @@ class _Validator:
         scope, _ = self.scope(block.body or [], LOCATION)
         own_root = scope.get("root")
         redirect = scope.get("redirect")
-        if own_root is None and server.get("root") is None and redirect is None:
+        session = scope.get("session")
+        if own_root is None and server.get("root") is None and redirect is None and not session:
             self.fail(
                 prefix_token,
                 f'location "{prefix}" has no "root" (required unless the server has one or the '
-                f'location has "redirect")',
+                f'location has "redirect" or "session on")',
             )
         return self.make_location(prefix, scope, server, main, prefix_token.line or 0)
 
@@ -458,6 +478,8 @@ class _Validator:
             redirect=scope.get("redirect"),
             body_limit=_inherit("body_limit", DEFAULT_BODY_LIMIT, scope, server, main),
             error_pages=_pages(main, server, scope),
+            cgi_timeout=_inherit("cgi_timeout", DEFAULT_CGI_TIMEOUT, scope, server, main),
+            session=_inherit("session", False, scope, server),
             line=line,
         )
 

@@ -25,6 +25,9 @@ DEFAULT_HEADER_TIMEOUT = 60.0
 DEFAULT_BODY_TIMEOUT = 60.0
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 DEFAULT_SEND_TIMEOUT = 60.0
+DEFAULT_CGI_TIMEOUT = 30.0
+DEFAULT_SESSION_TIMEOUT = 3600.0
+DEFAULT_SESSION_STORE = "sessions.db"  # next to the configuration file
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_FILE = "index.html"
 
@@ -63,6 +66,8 @@ class Location:
     redirect: str | None = None
     body_limit: int = DEFAULT_BODY_LIMIT
     error_pages: Mapping[int, Path] = field(default_factory=_empty)
+    cgi_timeout: float = DEFAULT_CGI_TIMEOUT
+    session: bool = False
     line: int = 0
 
     def allows(self, method: str) -> bool:
@@ -74,14 +79,6 @@ class Location:
         if self.methods is None or method == "OPTIONS":
             return True
         return method in self.methods or (method == "HEAD" and "GET" in self.methods)
-
-    def allow_header(self) -> str:
-        """The value of an ``Allow`` field for this location (RFC 9110 §10.2.1)."""
-        methods = set(self.methods if self.methods is not None else IMPLEMENTED_METHODS)
-        methods.add("OPTIONS")
-        if "GET" in methods:
-            methods.add("HEAD")
-        return ", ".join(sorted(methods))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +101,10 @@ class ServerBlock:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole configuration file: where it came from and its server blocks."""
+    """The whole configuration file: where it came from, its server blocks, and
+    the session store (a SQLite file) with its session lifetime in seconds."""
 
     path: Path
     servers: tuple[ServerBlock, ...]
+    session_store: Path = Path(DEFAULT_SESSION_STORE)
+    session_timeout: float = DEFAULT_SESSION_TIMEOUT

@@ -1,23 +1,94 @@
 """Request phases after the head is parsed, as in NGINX.
 
-``check`` runs before any body byte is read (location found, method allowed,
-body size within ``body_limit``) and returns the error response or ``None``;
-``handle`` is the content phase that picks the handler for the location.
-Handlers share one signature, ``(request, location) -> Response``, and raise
-``HTTPError`` for error statuses.
+``check`` runs before any body byte is read (body size within
+``body_limit``, location found, method allowed) and returns the error
+response or ``None``. ``start`` picks a *streaming* handler that consumes
+the body as it arrives and answers through the connection (CGI, uploads);
+otherwise the body is discarded and ``handle``, the content phase, returns
+the whole response (redirect, session, OPTIONS, static files, DELETE).
+Handlers raise ``HTTPError`` for error statuses.
 """
 
 from __future__ import annotations
 
-from localhost.config.model import Location, ServerBlock
-from localhost.handlers import static
+from typing import TYPE_CHECKING, Protocol
+
+from localhost.config.model import IMPLEMENTED_METHODS, Location, ServerBlock
+from localhost.handlers import cgi, session, static, upload
 from localhost.handlers.error_pages import error_response
 from localhost.handlers.redirect import redirect
 from localhost.http.errors import HTTPError
 from localhost.http.message import Request, Response
 
-#: Methods the static handler answers itself.
-STATIC_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+if TYPE_CHECKING:
+    from localhost.server.loop import EventLoop
+    from localhost.sessions import SessionStore
+
+
+class Exchange(Protocol):
+    """What a handler sees of the connection its request came on."""
+
+    loop: EventLoop
+    peer: tuple[str, int]
+    local: tuple[str, int]
+    server: ServerBlock
+    session: str | None
+    extra_headers: list[tuple[str, str]]
+
+    def send(self, response: Response) -> None:
+        """Send a whole response."""
+
+    def start_response(self, response: Response, length: int | None) -> None:
+        """Send a head whose body follows through ``write``."""
+
+    def write(self, data: bytes) -> bool:
+        """Queue body bytes; False asks the producer to pause until ``output_drained``."""
+
+    def finish(self) -> None:
+        """End a streamed response."""
+
+    def abort(self) -> None:
+        """Drop the connection mid-response."""
+
+    def internal_redirect(self, target: str) -> None:
+        """Serve ``target`` as a GET in place of the current request."""
+
+    def session_store(self) -> SessionStore:
+        """The worker's session store."""
+
+
+class Streaming(Protocol):
+    """A handler that takes the request body as it arrives."""
+
+    def body_data(self, data: bytes) -> None:
+        """A piece of the (decoded) body. May raise ``HTTPError``."""
+
+    def body_end(self) -> None:
+        """The body is complete; answer through the exchange. May raise ``HTTPError``."""
+
+    def output_drained(self) -> None:
+        """The connection wrote everything queued: a paused producer may go on."""
+
+    def close(self) -> None:
+        """The request is over or abandoned: release everything (idempotent)."""
+
+
+def capable_methods(location: Location) -> set[str]:
+    """Methods some handler of ``location`` can answer."""
+    if location.redirect is not None or location.cgi:
+        return set(IMPLEMENTED_METHODS)
+    if location.root is None and location.session:
+        return {"GET", "HEAD", "DELETE", "OPTIONS"}
+    methods = {"GET", "HEAD", "OPTIONS"}
+    if location.root is not None and location.methods is not None:
+        # Uploads and DELETE only where `methods` names them explicitly.
+        methods |= location.methods & {"POST", "DELETE"}
+    return methods
+
+
+def allow_header(location: Location) -> str:
+    """The ``Allow`` value for ``location`` (RFC 9110 §10.2.1): allowed and answerable."""
+    return ", ".join(sorted(m for m in capable_methods(location) if location.allows(m)))
 
 
 def check(request: Request, server: ServerBlock, location: Location | None) -> Response | None:
@@ -26,20 +97,37 @@ def check(request: Request, server: ServerBlock, location: Location | None) -> R
     In NGINX's order: 413 when Content-Length exceeds ``body_limit`` (RFC 9110
     §15.5.14; the server's limit when no location matches), 404 without a
     matching location, 405 (with ``Allow``) for a method the location does
-    not allow.
+    not allow or cannot answer.
     """
     limit = location.body_limit if location is not None else server.body_limit
     if limit and request.content_length is not None and request.content_length > limit:
         return error_response(413, location.error_pages if location else server.error_pages)
     if location is None:
         return error_response(404, server.error_pages)
-    if not location.allows(request.method):
-        return error_response(405, location.error_pages, [("Allow", location.allow_header())])
+    if not location.allows(request.method) or request.method not in capable_methods(location):
+        return error_response(405, location.error_pages, [("Allow", allow_header(location))])
     return None
 
 
-def handle(request: Request, location: Location) -> Response:
-    """The content phase: redirect, OPTIONS, or a static file or listing.
+def start(request: Request, location: Location, exchange: Exchange) -> Streaming | None:
+    """The streaming handler for ``request``, or ``None`` for the content phase.
+
+    CGI when the path names a script under a ``cgi`` location; an upload for
+    POST where uploads are allowed. Raises ``HTTPError``.
+    """
+    if location.redirect is not None:
+        return None
+    if location.cgi:
+        script = cgi.find_script(request, location)
+        if script is not None:
+            return cgi.CGIHandler(request, location, exchange, script)
+    if request.method == "POST" and location.root is not None:
+        return upload.UploadHandler(request, location, exchange)
+    return None
+
+
+def handle(request: Request, location: Location, exchange: Exchange) -> Response:
+    """The content phase: redirect, session, OPTIONS, DELETE, or a static file or listing.
 
     Raises ``HTTPError`` with the status to answer.
     """
@@ -47,11 +135,14 @@ def handle(request: Request, location: Location) -> Response:
         return redirect(location.redirect)
     method = request.method
     if method == "OPTIONS":
-        return Response(200, [("Allow", location.allow_header())])
+        return Response(200, [("Allow", allow_header(location))])
+    if location.root is None and location.session:
+        return session.handle(request, location, exchange, exchange.session_store())
     if method == "GET" or method == "HEAD":
         return static.serve(request, location)
-    allowed = [m for m in location.allow_header().split(", ") if m in STATIC_METHODS]
-    raise HTTPError(405, f"{method} has no handler here", [("Allow", ", ".join(allowed))])
+    if method == "DELETE":
+        return upload.delete(request, location)
+    raise HTTPError(405, f"{method} has no handler here", [("Allow", allow_header(location))])
 
 
 def error_for(exc: HTTPError, location: Location | None, server: ServerBlock | None) -> Response:

@@ -211,18 +211,26 @@ def date_field() -> bytes:
     return _date_field
 
 
-def response_head(response: Response, keep_alive: bool, http10: bool) -> bytes:
+def response_head(
+    response: Response, keep_alive: bool, http10: bool, framing: bytes | None = None
+) -> bytes:
     """The status line and header section of ``response``, ending in CRLF CRLF.
 
-    Adds Date, Server, Content-Length (none on 1xx, 204 and 304: RFC 9110
-    §8.6) and the Connection field: ``close`` when the connection will close,
-    ``keep-alive`` for a persistent HTTP/1.0 connection (RFC 9112 §9.3).
+    Adds Date, Server, the framing field and the Connection field: ``close``
+    when the connection will close, ``keep-alive`` for a persistent HTTP/1.0
+    connection (RFC 9112 §9.3). ``framing`` is the framing field line(s) of a
+    streamed body (``Transfer-Encoding: chunked``, a known Content-Length, or
+    nothing for a close-delimited body); by default it is the Content-Length
+    of ``response`` (none on 1xx, 204 and 304: RFC 9110 §8.6). Field values
+    are encoded as Latin-1, with characters outside it replaced.
     """
     parts = [status_line(response.status), date_field()]
     for name, value in response.headers:
-        parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        parts.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
     status = response.status
-    if status >= 200 and status != 204 and status != 304:
+    if framing is not None:
+        parts.append(framing)
+    elif status >= 200 and status != 204 and status != 304:
         parts.append(b"Content-Length: %d\r\n" % response.content_length)
     if not keep_alive:
         parts.append(b"Connection: close\r\n\r\n")

@@ -1,23 +1,32 @@
 """One client connection: the request/response state machine and write queue.
 
 States (DESIGN.md): ``HEAD`` (waiting for or reading a request head) →
-route and check → ``BODY`` (reading the body, if any) → handle → ``WRITE``
-(the response is queued and being sent) → ``IDLE`` (keep-alive) or
-``LINGER`` (half-closed, draining what the client still sends) → ``CLOSED``.
+route and check → ``BODY`` (reading the body, if any) → ``HANDLE`` (the body
+is read; a handler such as CGI is producing the response) → ``WRITE`` (the
+whole response is queued) → ``IDLE`` (keep-alive) or ``LINGER`` (half-closed,
+draining what the client still sends) → ``CLOSED``.
 
-The connection watches EPOLLIN while it reads and EPOLLOUT only while output
-is pending; a response that is written at once costs no ``epoll.modify``.
-Requests are taken one at a time: a pipelined request is parsed only when
-the previous response has left the queue, which also bounds the memory one
-connection can hold. One ``Timer`` per connection enforces the deadline of
-its current state:
+The epoll interest is derived from the state after every event
+(``_update_interest``): EPOLLIN while a request is read, EPOLLOUT only while
+output is pending, EPOLLRDHUP while a handler works (to notice a client that
+went away); ``epoll.modify`` runs only when the mask changes, so a response
+written at once costs none. A pipelined request is taken only after the
+previous response has left the queue, which also bounds what one connection
+holds in memory; a streamed response (CGI) pauses its producer above
+``HIGH_WATER`` bytes queued and resumes it once the queue is empty.
+
+One ``Timer`` per connection enforces the deadline of its current state:
 
 - ``HEAD``: ``client_header_timeout`` from the first byte of the request
   (absolute: trickling bytes does not extend it) → 408, close;
 - ``BODY``: ``client_body_timeout`` between two reads → 408, close;
-- ``WRITE``: ``send_timeout`` between two writes that make progress → close;
+- ``WRITE`` (and a streamed response waiting on its client):
+  ``send_timeout`` between two writes that make progress → close;
 - ``IDLE``: ``keepalive_timeout`` → close;
 - ``LINGER``: ``LINGER_TIMEOUT`` → close.
+
+While a handler works (``HANDLE``), the handler keeps its own deadline
+(``cgi_timeout``).
 """
 
 from __future__ import annotations
@@ -30,41 +39,52 @@ from collections import deque
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
+from localhost import handlers
 from localhost.config.model import IMPLEMENTED_METHODS, Location, ServerBlock, Timeouts
-from localhost.handlers import check, error_for, handle
+from localhost.handlers import session as sessions
 from localhost.handlers.error_pages import error_response
 from localhost.http.errors import HTTPError
-from localhost.http.message import FileBody, Request, Response, response_head
+from localhost.http.message import FileBody, Headers, Request, Response, response_head
 from localhost.http.parser import END, NEED_DATA, Data, RequestParser
 from localhost.routing import normalize_target
-from localhost.server.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Timer
+from localhost.server.loop import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, Timer
 
 if TYPE_CHECKING:
     from localhost.server.worker import Worker
+    from localhost.sessions import SessionStore
 
 log = logging.getLogger("localhost")
 
 RECV_SIZE = 64 * 1024  # bytes per recv
 SENDFILE_CHUNK = 8 * 1024 * 1024  # bytes per sendfile call, so one client cannot hog the loop
 LINGER_TIMEOUT = 5.0  # seconds to drain a half-closed connection (NGINX lingering_timeout)
+HIGH_WATER = 256 * 1024  # bytes queued before a streaming producer is paused
+MAX_INTERNAL_REDIRECTS = 5
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 OPTIONS_STAR_ALLOW = ", ".join(sorted(IMPLEMENTED_METHODS))
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 
 
 class State(IntEnum):
     HEAD = 1
     BODY = 2
-    WRITE = 3
-    IDLE = 4
-    LINGER = 5
-    CLOSED = 6
+    HANDLE = 3
+    WRITE = 4
+    IDLE = 5
+    LINGER = 6
+    CLOSED = 7
 
 
 class Connection:
-    """A client socket driven by the worker's event loop."""
+    """A client socket driven by the worker's event loop.
+
+    It is also the ``handlers.Exchange`` of the request in progress: the
+    object through which a streaming handler answers.
+    """
 
     __slots__ = (
         "worker",
+        "loop",
         "sock",
         "fd",
         "peer",
@@ -77,11 +97,19 @@ class Connection:
         "server",
         "location",
         "pending",
+        "handler",
         "body_seen",
         "out",
-        "writing",
+        "out_bytes",
+        "mask",
         "responding",
+        "streaming",
+        "chunked",
         "keep_alive",
+        "redirects",
+        "session",
+        "extra_headers",
+        "in_event",
     )
 
     def __init__(
@@ -93,6 +121,7 @@ class Connection:
         default_server: ServerBlock,
     ) -> None:
         self.worker = worker
+        self.loop = worker.loop
         self.sock = sock
         self.fd = sock.fileno()
         self.peer = peer
@@ -106,32 +135,66 @@ class Connection:
         self.request: Request | None = None
         self.location: Location | None = None
         self.pending: Response | None = None
+        self.handler: handlers.Streaming | None = None
         self.body_seen = 0
         self.out: deque[bytes | memoryview | FileBody] = deque()
-        self.writing = False
-        self.responding = False
+        self.out_bytes = 0  # bytes (not file regions) queued in ``out``
+        self.mask = EPOLLIN
+        self.responding = False  # the final response is wholly queued
+        self.streaming = False  # a streamed response has started
+        self.chunked = False
         self.keep_alive = True
-        loop = worker.loop
-        self.timer: Timer = loop.call_at(
+        self.redirects = 0
+        self.session: str | None = None
+        self.extra_headers: list[tuple[str, str]] = []
+        self.in_event = False
+        self.timer: Timer = self.loop.call_at(
             time.monotonic() + self.timeouts.client_header, self._on_timeout
         )
-        loop.register(self.fd, EPOLLIN, self._on_event)
+        self.loop.register(self.fd, EPOLLIN, self._on_event)
 
     # -- events -------------------------------------------------------------
 
     def _on_event(self, mask: int) -> None:
+        self.in_event = True
         try:
-            if mask & EPOLLOUT or (self.writing and mask & (EPOLLERR | EPOLLHUP)):
-                self._on_writable()
-            elif self.state == State.LINGER:
-                self._drain()
-            else:
-                self._on_readable()
+            if mask & EPOLLOUT or (self.out and mask & (EPOLLHUP | EPOLLERR)):
+                self._deadline(self.timeouts.send)
+                self._flush()
+            if self.state == State.CLOSED:
+                return
+            if self.mask & EPOLLIN and mask & (EPOLLIN | EPOLLHUP | EPOLLERR):
+                if self.state == State.LINGER:
+                    self._drain()
+                else:
+                    self._on_readable()
+            elif mask & (EPOLLHUP | EPOLLERR) and not self.out:
+                self.close()
+            elif mask & EPOLLRDHUP:
+                self._check_gone()
+            if self.state <= State.BODY and not self.out:
+                self._process()
+            self._update_interest()
         except Exception:
             # A bug must cost one connection, never the worker; closing also
             # stops a level-triggered fd from firing again forever.
             log.exception("%s:%d: unexpected error; closing the connection", *self.peer[:2])
             self.close()
+        finally:
+            self.in_event = False
+
+    def _update_interest(self) -> None:
+        state = self.state
+        if state == State.CLOSED:
+            return
+        mask = EPOLLOUT if self.out else 0
+        if state <= State.BODY or state == State.IDLE or state == State.LINGER:
+            mask |= EPOLLIN
+        elif state == State.HANDLE:
+            mask |= EPOLLRDHUP
+        if mask != self.mask:
+            self.mask = mask
+            self.loop.modify(self.fd, mask)
 
     def _on_readable(self) -> None:
         try:
@@ -151,36 +214,49 @@ class Connection:
         elif state == State.BODY:
             self._deadline(self.timeouts.client_body)
         self.parser.feed(data)
-        self._process()
 
-    def _on_writable(self) -> None:
-        self._deadline(self.timeouts.send)
-        self._flush()
-        if self.state == State.HEAD or self.state == State.IDLE or self.state == State.BODY:
-            self._process()
+    def _check_gone(self) -> None:
+        """The client half-closed while a handler works: gone, unless it sent more."""
+        try:
+            peek = self.sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            peek = b""
+        if not peek:
+            log.info("%s:%d: client went away during %s", *self.peer[:2], self.request)
+            self.close()
+        else:
+            # Pipelined bytes and a half-close: wait for the handler; stop
+            # watching RDHUP, which would fire again and again.
+            self.mask &= ~EPOLLRDHUP
+            self.loop.modify(self.fd, self.mask)
 
     def _on_timeout(self) -> None:
         state = self.state
         if state == State.BODY or (state == State.HEAD and self.parser.buffered):
             log.info("%s:%d: request timed out (408)", *self.peer[:2])
-            self._send(error_response(408, self.server.error_pages))
+            self.send(error_response(408, self.server.error_pages))
+            self._update_interest()
+        elif state == State.HANDLE and not self.out:
+            pass  # the handler keeps its own deadline
         else:
             self.close()
 
     def _deadline(self, seconds: float) -> None:
-        self.worker.loop.reschedule(self.timer, time.monotonic() + seconds)
+        self.loop.reschedule(self.timer, time.monotonic() + seconds)
 
     # -- requests -----------------------------------------------------------
 
     def _process(self) -> None:
-        """Turn buffered bytes into requests while no output is pending."""
+        """Turn buffered bytes into requests, one at a time."""
         parser = self.parser
-        while not self.out and self.state <= State.BODY:
+        while self.state <= State.BODY:
             try:
                 event = parser.next_event()
             except HTTPError as exc:
                 log.info("%s:%d: bad request (%d): %s", *self.peer[:2], exc.status, exc.detail)
-                self._send(error_for(exc, None, self.server))
+                self.send(handlers.error_for(exc, None, self.server))
                 return
             if event is NEED_DATA:
                 return
@@ -197,10 +273,13 @@ class Connection:
         self.state = State.BODY
         self.body_seen = 0
         self.location = None
+        self.redirects = 0
+        self.session = None
+        self.extra_headers = []
         try:
             request.path, request.query = normalize_target(request.target)
         except HTTPError as exc:
-            self._send(error_for(exc, None, self.server))
+            self.send(handlers.error_for(exc, None, self.server))
             return
         router = self.worker.router
         server = self.server = router.select(self.local, request.host)
@@ -209,82 +288,231 @@ class Connection:
             # OPTIONS * asks about the server as a whole (RFC 9110 §9.3.7).
             self.pending = Response(200, [("Allow", OPTIONS_STAR_ALLOW)])
         else:
-            location = self.location = router.match(server, request.path)
-            self.pending = check(request, server, location)
+            self._route()
         if not request.has_body:
             return
         response = self.pending
         if response is not None and (response.status == 413 or request.expect_continue):
             # Answer without reading the body; the connection cannot be reused.
             response.close = True
-            self._send(response)
+            self.send(response)
             return
         if request.expect_continue:
             self.out.append(CONTINUE)
+            self.out_bytes += len(CONTINUE)
             self._flush()
         self._deadline(self.timeouts.client_body)
+
+    def _route(self) -> None:
+        """Find the location, run the checks, and start a streaming handler if any."""
+        request = self.request
+        assert request is not None
+        location = self.location = self.worker.router.match(self.server, request.path)
+        self.pending = handlers.check(request, self.server, location)
+        if self.pending is not None or location is None:
+            return
+        try:
+            if location.session:
+                self.session = sessions.begin(self.session_store(), request, location, self)
+            self.handler = handlers.start(request, location, self)
+        except HTTPError as exc:
+            self.pending = handlers.error_for(exc, location, self.server)
+        except Exception:
+            log.exception("error starting %s %s", request.method, request.target)
+            self.pending = error_response(500, location.error_pages)
 
     def _on_data(self, data: bytes) -> None:
         self.body_seen += len(data)
         # A chunked body is counted as it arrives (RFC 9110 §15.5.14).
         owner = self.location if self.location is not None else self.server
         if owner.body_limit and self.body_seen > owner.body_limit:
-            if self.pending is not None and self.pending.file is not None:
-                self.pending.file.close()
             self.pending = None
-            self._send(error_response(413, owner.error_pages))
+            self.send(error_response(413, owner.error_pages))
+            return
+        handler = self.handler
+        if handler is not None and self.pending is None:
+            try:
+                handler.body_data(data)
+            except HTTPError as exc:
+                self.send(handlers.error_for(exc, self.location, self.server))
 
     def _on_end(self) -> None:
         request = self.request
         assert request is not None
         response = self.pending
         self.pending = None
-        if response is None:
-            location = self.location
-            assert location is not None
-            try:
-                response = handle(request, location)
-            except HTTPError as exc:
-                response = error_for(exc, location, self.server)
-            except Exception:
-                log.exception("error handling %s %s", request.method, request.target)
-                response = error_response(500, location.error_pages)
-        self._send(response)
+        if response is not None:
+            self.send(response)
+            return
+        location = self.location
+        assert location is not None
+        handler = self.handler
+        try:
+            if handler is not None:
+                self.state = State.HANDLE
+                handler.body_end()
+                return
+            response = handlers.handle(request, location, self)
+        except HTTPError as exc:
+            response = handlers.error_for(exc, location, self.server)
+        except Exception:
+            log.exception("error handling %s %s", request.method, request.target)
+            response = error_response(500, location.error_pages)
+        if self.state != State.CLOSED and not self.responding:
+            self.send(response)
+
+    def internal_redirect(self, target: str) -> None:
+        """Serve ``target`` as a GET in place of the current request (CGI local redirect).
+
+        More than ``MAX_INTERNAL_REDIRECTS`` in a row give 500, as a cycle.
+        """
+        request = self.request
+        assert request is not None
+        self._drop_handler()
+        self.redirects += 1
+        if self.redirects > MAX_INTERNAL_REDIRECTS:
+            log.error("internal redirect cycle at %s", target)
+            self.send(error_response(500, self.server.error_pages))
+            return
+        headers = Headers([(n, v) for n, v in request.headers if n not in _BODY_FIELDS])
+        redirected = Request(
+            "GET",
+            target,
+            request.version,
+            headers,
+            request.host,
+            request.keep_alive,
+            None,
+            False,
+            False,
+        )
+        self.request = redirected
+        try:
+            redirected.path, redirected.query = normalize_target(target)
+        except HTTPError as exc:
+            self.send(handlers.error_for(exc, None, self.server))
+            return
+        self._route()
+        self.state = State.BODY
+        self._on_end()
+
+    def session_store(self) -> SessionStore:
+        """The worker's session store (opened on first use)."""
+        return self.worker.session_store()
 
     # -- responses ----------------------------------------------------------
 
-    def _send(self, response: Response) -> None:
-        """Queue ``response`` (the final one for the current request) and start writing."""
+    def _keep_alive(self, response: Response) -> bool:
         request = self.request
-        keep_alive = (
+        return (
             request is not None
             and request.keep_alive
             and not response.close
-            and self.state == State.BODY
             and not self.worker.stopping
+            # The request body must have been read to its end.
+            and (self.state == State.HANDLE or (self.state == State.BODY and self.parser.in_head))
         )
-        if keep_alive and self.state == State.BODY and not self.parser.in_head:
-            keep_alive = False  # the body was not read to its end
-        self.keep_alive = keep_alive
-        head = response_head(
-            response, keep_alive, request is not None and request.version == "HTTP/1.0"
-        )
+
+    def _head(self, response: Response, framing: bytes | None) -> bytes:
+        if self.extra_headers:
+            response.headers.extend(self.extra_headers)
+            self.extra_headers = []
+        request = self.request
+        http10 = request is not None and request.version == "HTTP/1.0"
+        return response_head(response, self.keep_alive, http10, framing)
+
+    def send(self, response: Response) -> None:
+        """Queue the whole final ``response`` for the current request and write it."""
+        if self.state == State.CLOSED:
+            if response.file is not None:
+                response.file.close()
+            return
+        self._drop_handler()
+        self.keep_alive = self._keep_alive(response)
+        head = self._head(response, None)
         body = response.file
-        if request is not None and request.method == "HEAD":
+        out = self.out
+        if self.request is not None and self.request.method == "HEAD":
             if body is not None:
                 body.close()
-            self.out.append(head)
+            out.append(head)
+            self.out_bytes += len(head)
         elif body is not None:
-            self.out.append(head)
-            self.out.append(body)
-        elif response.body:
-            self.out.append(head + response.body)
+            out.append(head)
+            out.append(body)
+            self.out_bytes += len(head)
         else:
-            self.out.append(head)
+            data = head + response.body if response.body else head
+            out.append(data)
+            self.out_bytes += len(data)
         self.state = State.WRITE
         self.responding = True
         self._deadline(self.timeouts.send)
         self._flush()
+        self._update_interest()
+
+    def start_response(self, response: Response, length: int | None) -> None:
+        """Send the head of a response whose body follows through ``write``.
+
+        ``length`` is the body's length in bytes when known (Content-Length);
+        otherwise the body is chunked on HTTP/1.1 and delimited by closing the
+        connection on HTTP/1.0 (RFC 9112 §6.3).
+        """
+        request = self.request
+        assert request is not None
+        http10 = request.version == "HTTP/1.0"
+        self.keep_alive = self._keep_alive(response) and (length is not None or not http10)
+        no_body = request.method == "HEAD" or response.status in (204, 304)
+        if length is not None:
+            framing = b"Content-Length: %d\r\n" % length
+        elif http10 or response.status in (204, 304):
+            framing = b""
+        else:
+            framing = _CHUNKED
+        self.chunked = framing is _CHUNKED and not no_body
+        self.streaming = True
+        head = self._head(response, framing)
+        self.out.append(head)
+        self.out_bytes += len(head)
+        self._flush()
+        self._update_interest()
+
+    def write(self, data: bytes) -> bool:
+        """Queue body bytes of a streamed response; False asks the producer to pause.
+
+        The producer is resumed through its ``output_drained``.
+        """
+        if self.state == State.CLOSED:
+            return False
+        request = self.request
+        if data and request is not None and request.method != "HEAD":
+            if self.chunked:
+                data = b"%x\r\n%b\r\n" % (len(data), data)
+            self.out.append(data)
+            self.out_bytes += len(data)
+            if len(self.out) == 1:
+                self._deadline(self.timeouts.send)
+                self._flush()
+                self._update_interest()
+        return self.out_bytes < HIGH_WATER
+
+    def finish(self) -> None:
+        """End a streamed response."""
+        if self.state == State.CLOSED:
+            return
+        self.handler = None
+        if self.chunked:
+            self.out.append(b"0\r\n\r\n")
+            self.out_bytes += 5
+        self.state = State.WRITE
+        self.responding = True
+        self._deadline(self.timeouts.send)
+        self._flush()
+        self._update_interest()
+
+    def abort(self) -> None:
+        """Drop the connection: a streamed response cannot be completed."""
+        self.close()
 
     def _flush(self) -> None:
         out = self.out
@@ -305,6 +533,7 @@ class Connection:
                     out.popleft()
                 else:
                     sent = self.sock.send(item)  # type: ignore[arg-type]
+                    self.out_bytes -= sent
                     if sent == len(item):  # type: ignore[arg-type]
                         out.popleft()
                     else:
@@ -317,29 +546,41 @@ class Connection:
             self.close()
             return
         if out:
-            if not self.writing:
-                self.writing = True
-                self.worker.loop.modify(self.fd, EPOLLOUT)
             return
-        if self.writing:
-            self.writing = False
-            self.worker.loop.modify(self.fd, EPOLLIN)
         if self.responding:
             self._response_done()
+        elif self.handler is not None and self.streaming:
+            self.handler.output_drained()
 
     def _response_done(self) -> None:
         self.responding = False
+        self.streaming = False
+        self.chunked = False
         self.request = None
         if not self.keep_alive:
             self._linger()
         elif self.parser.buffered:
             self.state = State.HEAD
             self._deadline(self.timeouts.client_header)
+            if not self.in_event:
+                # Finished from a handler's event (CGI): the pipelined request
+                # waits for the next loop iteration, not for a socket event.
+                self.loop.call_at(0.0, self._resume)
         else:
             self.state = State.IDLE
             self._deadline(self.timeouts.keepalive)
 
+    def _resume(self) -> None:
+        if self.state == State.HEAD:
+            self._on_event(0)
+
     # -- closing ------------------------------------------------------------
+
+    def _drop_handler(self) -> None:
+        handler = self.handler
+        if handler is not None:
+            self.handler = None
+            handler.close()
 
     def _linger(self) -> None:
         """Half-close and drain what the client still sends, so that it reads
@@ -372,13 +613,15 @@ class Connection:
         if self.state == State.CLOSED:
             return
         self.state = State.CLOSED
-        self.worker.loop.cancel(self.timer, forget=True)
-        self.worker.loop.unregister(self.fd)
+        self._drop_handler()
+        self.loop.cancel(self.timer, forget=True)
+        self.loop.unregister(self.fd)
         for item in self.out:
             if type(item) is FileBody:
                 item.close()
         self.out.clear()
-        if self.pending is not None and self.pending.file is not None:
-            self.pending.file.close()
         self.sock.close()
         self.worker.forget(self)
+
+
+_BODY_FIELDS = frozenset({"content-length", "transfer-encoding", "content-type", "expect"})

@@ -18,6 +18,7 @@ import logging
 import select
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -27,6 +28,7 @@ EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 EPOLLERR = select.EPOLLERR
 EPOLLHUP = select.EPOLLHUP
+EPOLLRDHUP = select.EPOLLRDHUP
 
 
 def _nothing() -> None:
@@ -70,6 +72,7 @@ class EventLoop:
         self._signals: dict[int, Callable[[int], None]] = {}
         self._wakeup_r: socket.socket | None = None
         self._wakeup_w: socket.socket | None = None
+        self._children: dict[int, tuple[subprocess.Popen[bytes], Callable[[int], None]]] = {}
         self.running = False
 
     # -- file descriptors -------------------------------------------------
@@ -164,6 +167,32 @@ class EventLoop:
             callback = self._signals.get(signum)
             if callback is not None:
                 callback(signum)
+
+    # -- child processes ----------------------------------------------------
+
+    def watch_child(
+        self, process: subprocess.Popen[bytes], callback: Callable[[int], None]
+    ) -> None:
+        """Reap ``process`` when it exits (SIGCHLD) and call ``callback(returncode)``.
+
+        Only watched processes are waited for (``Popen.poll``), so that no
+        other code's children are reaped behind its back.
+        """
+        if signal.SIGCHLD not in self._signals:
+            self.add_signal_handler(signal.SIGCHLD, self._reap)
+        self._children[process.pid] = (process, callback)
+        self._reap(signal.SIGCHLD)  # it may have exited before it was watched
+
+    def _reap(self, _signum: int) -> None:
+        for pid, (process, callback) in list(self._children.items()):
+            if process.poll() is not None:
+                del self._children[pid]
+                callback(process.returncode)
+
+    @property
+    def children(self) -> int:
+        """How many watched child processes have not been reaped yet."""
+        return len(self._children)
 
     # -- running ------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from localhost.routing import Router
 from localhost.server.connection import Connection
 from localhost.server.listener import bind
 from localhost.server.loop import EPOLLIN, EventLoop
+from localhost.sessions import SessionStore
 
 log = logging.getLogger("localhost")
 
@@ -50,6 +51,13 @@ class Worker:
         self.listeners: list[_Listener] = []
         self.connections: dict[int, Connection] = {}
         self.stopping = False
+        self._sessions: SessionStore | None = None
+
+    def session_store(self) -> SessionStore:
+        """The session store, opened on first use."""
+        if self._sessions is None:
+            self._sessions = SessionStore(self.config.session_store, self.config.session_timeout)
+        return self._sessions
 
     def listen(self) -> None:
         """Bind every listen address. Raises ``ListenError`` (and binds nothing)."""
@@ -78,6 +86,8 @@ class Worker:
             for listener in self.listeners:
                 listener.sock.close()
             self.loop.close()
+            if self._sessions is not None:
+                self._sessions.close()
 
     def _watch(self, listener: _Listener) -> None:
         self.loop.register(listener.sock.fileno(), EPOLLIN, lambda _mask: self._accept(listener))

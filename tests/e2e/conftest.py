@@ -21,7 +21,7 @@ server {
     error_page 403 ./www/errors/missing-on-purpose.html
 
     location / {
-        methods GET POST
+        methods GET
     }
     location /files {
         methods GET

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,9 @@ from localhost.handlers.error_pages import builtin_page, error_response
 from localhost.http.errors import HTTPError
 from localhost.http.message import Headers, Request, Response, response_head
 from localhost.routing import Router, normalize_target
+
+# Static files, listings and redirects never touch the connection.
+NO_EXCHANGE: Any = None
 
 
 def request(method: str, target: str, length: int | None = None) -> Request:
@@ -74,7 +78,7 @@ def test_check_without_location_uses_the_server_settings(server: ServerBlock) ->
 def test_static_file_response(server: ServerBlock) -> None:
     loc = location_for(server, "/dir/f.txt")
     assert loc is not None
-    response = handle(request("GET", "/dir/f.txt"), loc)
+    response = handle(request("GET", "/dir/f.txt"), loc, NO_EXCHANGE)
     assert response.status == 200
     assert response.file is not None and response.file.count == 1
     assert dict(response.headers)["Content-Type"] == "text/plain; charset=utf-8"
@@ -84,12 +88,12 @@ def test_static_file_response(server: ServerBlock) -> None:
 def test_directory_forms(server: ServerBlock) -> None:
     loc = location_for(server, "/dir")
     assert loc is not None
-    response = handle(request("GET", "/dir?a=b"), loc)
+    response = handle(request("GET", "/dir?a=b"), loc, NO_EXCHANGE)
     assert response.status == 301 and dict(response.headers)["Location"] == "/dir/?a=b"
     with pytest.raises(HTTPError) as info:
-        handle(request("GET", "/dir/"), loc)  # no index.html, listing off
+        handle(request("GET", "/dir/"), loc, NO_EXCHANGE)  # no index.html, listing off
     assert info.value.status == 403
-    response = handle(request("GET", "/"), loc)
+    response = handle(request("GET", "/"), loc, NO_EXCHANGE)
     assert response.status == 200 and response.file is not None
     response.file.close()
 
@@ -99,7 +103,7 @@ def test_missing_file_and_file_with_slash(server: ServerBlock) -> None:
     assert loc is not None
     for target in ("/missing.txt", "/dir/f.txt/", "/index.html/x"):
         with pytest.raises(HTTPError) as info:
-            handle(request("GET", target), loc)
+            handle(request("GET", target), loc, NO_EXCHANGE)
         assert info.value.status == 404, target
 
 
@@ -108,7 +112,7 @@ def test_special_files_are_forbidden(server: ServerBlock, tmp_path: Path) -> Non
     loc = location_for(server, "/")
     assert loc is not None
     with pytest.raises(HTTPError) as info:
-        handle(request("GET", "/pipe"), loc)
+        handle(request("GET", "/pipe"), loc, NO_EXCHANGE)
     assert info.value.status == 403
 
 

@@ -1,0 +1,429 @@
+"""CGI/1.1 (RFC 3875) inside the event loop.
+
+A location with ``cgi .EXT INTERPRETER`` runs files with that extension as
+``INTERPRETER SCRIPT`` in the script's folder and in a process group of its
+own. The request body is taken as it arrives into a spool (memory, then a
+temporary file past ``SPOOL_MEMORY`` bytes), so that CONTENT_LENGTH is the
+decoded length even for a chunked body; when the body is complete the script
+starts and the spool is written to its stdin through a non-blocking pipe
+watched by the same epoll, then stdin is closed. stdout is read through
+epoll into the sans-IO ``CGIResponseParser`` and streamed to the client as
+it arrives (paused while the client is slower than the script); stderr goes
+to the error log under the script's name.
+
+Failures: no complete header, or a malformed one → 502; ``cgi_timeout``
+→ SIGKILL to the process group and 504 (or a dropped connection once the
+response has started); the client going away → SIGKILL. Every child is
+reaped by the loop on SIGCHLD.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from localhost import SERVER_SOFTWARE
+from localhost.config.model import Location
+from localhost.handlers.cgi_response import CGIError, CGIResponseParser
+from localhost.handlers.error_pages import error_response
+from localhost.handlers.static import inside, real_root
+from localhost.http.errors import HTTPError
+from localhost.http.message import Request, Response
+from localhost.routing import split_host
+from localhost.server.loop import EPOLLIN, EPOLLOUT, Timer
+
+if TYPE_CHECKING:
+    from localhost.handlers import Exchange
+
+log = logging.getLogger("localhost")
+
+SPOOL_MEMORY = 64 * 1024  # bytes of request body kept in memory before a temporary file
+PIPE_CHUNK = 64 * 1024  # bytes per read from stdout / write to stdin
+MAX_STDERR_LOG = 64 * 1024  # bytes of a run's stderr that reach the log
+# Fields that must never become HTTP_* variables: httpoxy (CVE-2016-5385), and
+# the body fields, which are CONTENT_LENGTH and CONTENT_TYPE instead.
+_SKIPPED_FIELDS = frozenset({"proxy", "content-length", "content-type"})
+
+
+@dataclass(frozen=True)
+class Script:
+    """A CGI script found under a location's root.
+
+    ``filename`` is its real path, ``name`` its URL path (SCRIPT_NAME),
+    ``path_info`` the rest of the request path, ``interpreter`` the program
+    that runs it and ``root`` the location's real root (DOCUMENT_ROOT).
+    """
+
+    filename: str
+    name: str
+    path_info: str
+    interpreter: str
+    root: str
+
+
+def find_script(request: Request, location: Location) -> Script | None:
+    """The script named by the request path, walking its segments, or ``None``.
+
+    ``/cgi-bin/a.py/x/y`` finds ``a.py`` with PATH_INFO ``/x/y``. Raises
+    ``HTTPError(403)`` when the script resolves outside the root.
+    """
+    assert location.root is not None
+    root = real_root(location.root)
+    path = request.path
+    base = len(location.prefix) if location.alias and location.prefix != "/" else 0
+    current = root
+    index = base
+    while index < len(path):
+        if path[index] == "/":
+            index += 1
+            continue
+        end = path.find("/", index)
+        end = len(path) if end < 0 else end
+        segment = path[index:end]
+        current = os.path.join(current, segment)
+        try:
+            st = os.stat(current)
+        except OSError:
+            return None
+        if stat.S_ISREG(st.st_mode):
+            interpreter = location.cgi.get(os.path.splitext(segment)[1])
+            if interpreter is None:
+                return None
+            real = os.path.realpath(current)
+            if not inside(root, real):
+                raise HTTPError(403, f"CGI script {current} resolves outside the root")
+            return Script(real, path[:end], path[end:], interpreter, root)
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+        index = end
+    return None
+
+
+def cgi_environ(
+    request: Request,
+    script: Script,
+    local: tuple[str, int],
+    peer: tuple[str, int],
+    content_length: int | None,
+    session_id: str | None = None,
+    server_names: tuple[str, ...] = (),
+) -> dict[str, str]:
+    """The environment of a CGI script (RFC 3875 §4.1): a pure function.
+
+    ``content_length`` is the decoded body length (``None`` without a body).
+    Of the server's own environment only PATH is passed on. Every request
+    field becomes ``HTTP_NAME`` (repeated fields joined with ``", "``,
+    Cookie with ``"; "``) except Proxy (httpoxy), the body fields, and names
+    with ``_`` (which would be confused with ``-``, as NGINX refuses them).
+    """
+    host = split_host(request.host) if request.host else ""
+    server_name = host or (server_names[0] if server_names else local[0])
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "SERVER_SOFTWARE": SERVER_SOFTWARE,
+        "SERVER_PROTOCOL": request.version,
+        "SERVER_NAME": server_name.strip("[]"),
+        "SERVER_PORT": str(local[1]),
+        "REQUEST_METHOD": request.method,
+        "REQUEST_URI": request.target,
+        "SCRIPT_NAME": script.name,
+        "SCRIPT_FILENAME": script.filename,
+        "PATH_INFO": script.path_info,
+        "QUERY_STRING": request.query,
+        "DOCUMENT_ROOT": script.root,
+        "REMOTE_ADDR": peer[0],
+        "REMOTE_PORT": str(peer[1]),
+        "REDIRECT_STATUS": "200",
+    }
+    if script.path_info:
+        env["PATH_TRANSLATED"] = os.path.join(script.root, script.path_info.lstrip("/"))
+    if content_length is not None:
+        env["CONTENT_LENGTH"] = str(content_length)
+        content_type = request.headers.get("content-type")
+        if content_type is not None:
+            env["CONTENT_TYPE"] = content_type
+    if session_id is not None:
+        env["SESSION_ID"] = session_id
+    for name, _ in request.headers:
+        if name in _SKIPPED_FIELDS or "_" in name:
+            continue
+        key = "HTTP_" + name.upper().replace("-", "_")
+        if key not in env:
+            values = request.headers.get_all(name)
+            env[key] = ("; " if name == "cookie" else ", ").join(values)
+    return env
+
+
+class CGIHandler:
+    """One CGI run: spool the body, start the script, stream its answer."""
+
+    def __init__(self, request: Request, location: Location, exchange: Exchange, script: Script):
+        self.request = request
+        self.location = location
+        self.exchange = exchange
+        self.script = script
+        self.loop = exchange.loop
+        self.spool = tempfile.SpooledTemporaryFile(SPOOL_MEMORY)  # noqa: SIM115 - closed in close()
+        self.body_length = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stdin_fd = -1
+        self.stdout_fd = -1
+        self.stderr_fd = -1
+        self.pending_in = b""
+        self.parser = CGIResponseParser()
+        self.started = False  # the response head went out
+        self.finished = False  # the exchange is done with (answered or dropped)
+        self.paused = False
+        self.sent = 0
+        self.stderr_logged = 0
+        self.timer: Timer | None = None
+
+    # -- request body -------------------------------------------------------
+
+    def body_data(self, data: bytes) -> None:
+        self.spool.write(data)
+        self.body_length += len(data)
+
+    def body_end(self) -> None:
+        """Start the script. Raises ``HTTPError(502)`` if it cannot be started."""
+        has_body = self.request.has_body
+        exchange = self.exchange
+        env = cgi_environ(
+            self.request,
+            self.script,
+            exchange.local,
+            exchange.peer,
+            self.body_length if has_body else None,
+            exchange.session,
+            exchange.server.server_names,
+        )
+        try:
+            self.process = subprocess.Popen(
+                [self.script.interpreter, self.script.filename],
+                stdin=subprocess.PIPE if self.body_length else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=os.path.dirname(self.script.filename),
+                env=env,
+                close_fds=True,
+                process_group=0,
+            )
+        except OSError as exc:
+            log.error("CGI %s could not start: %s", self.script.name, exc)
+            raise HTTPError(502, f"CGI could not start: {exc}") from None
+        process = self.process
+        assert process.stdout is not None and process.stderr is not None
+        self.stdout_fd = process.stdout.fileno()
+        self.stderr_fd = process.stderr.fileno()
+        os.set_blocking(self.stdout_fd, False)
+        os.set_blocking(self.stderr_fd, False)
+        self.loop.register(self.stdout_fd, EPOLLIN, self._on_stdout)
+        self.loop.register(self.stderr_fd, EPOLLIN, self._on_stderr)
+        if process.stdin is not None:
+            self.stdin_fd = process.stdin.fileno()
+            os.set_blocking(self.stdin_fd, False)
+            self.spool.seek(0)
+            self.loop.register(self.stdin_fd, EPOLLOUT, self._on_stdin)
+        else:
+            self.spool.close()
+        self.timer = self.loop.call_at(
+            time.monotonic() + self.location.cgi_timeout, self._on_timeout
+        )
+        self.loop.watch_child(process, self._on_exit)
+
+    # -- pipes --------------------------------------------------------------
+
+    def _on_stdin(self, _mask: int) -> None:
+        while True:
+            if not self.pending_in:
+                self.pending_in = self.spool.read(PIPE_CHUNK)
+                if not self.pending_in:
+                    self._close_stdin()  # EOF for the script
+                    return
+            try:
+                written = os.write(self.stdin_fd, self.pending_in)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # The script exited or closed stdin without reading it all.
+                self._close_stdin()
+                return
+            self.pending_in = self.pending_in[written:]
+
+    def _on_stdout(self, _mask: int) -> None:
+        try:
+            data = os.read(self.stdout_fd, PIPE_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._on_stdout_end()
+            return
+        if self.started:
+            self._write(data)
+            return
+        try:
+            body = self.parser.feed(data)
+        except CGIError as exc:
+            self._fail(502, f"malformed header: {exc}")
+            return
+        head = self.parser.head
+        if head is None:
+            return
+        if head.local_redirect is not None:
+            log.info("CGI %s: local redirect to %s", self.script.name, head.local_redirect)
+            self._release()
+            self.finished = True
+            self.exchange.internal_redirect(head.local_redirect)
+            return
+        self.started = True
+        self.exchange.start_response(Response(head.status, head.fields), head.content_length)
+        if body:
+            self._write(body)
+
+    def _write(self, data: bytes) -> None:
+        limit = self.parser.head.content_length if self.parser.head else None
+        if limit is not None:
+            data = data[: max(limit - self.sent, 0)]
+        self.sent += len(data)
+        if not self.exchange.write(data) and not self.paused and self.stdout_fd >= 0:
+            self.paused = True
+            self.loop.modify(self.stdout_fd, 0)
+
+    def output_drained(self) -> None:
+        if self.paused and self.stdout_fd >= 0:
+            self.paused = False
+            self.loop.modify(self.stdout_fd, EPOLLIN)
+
+    def _on_stdout_end(self) -> None:
+        self._close_fd("stdout_fd")
+        head = self.parser.head
+        if head is None:
+            status = self.process.poll() if self.process else None
+            self._fail(502, f"no complete header (exit status {status})")
+            return
+        if head.content_length is not None and self.sent < head.content_length:
+            log.error(
+                "CGI %s: wrote %d of %d body bytes",
+                self.script.name,
+                self.sent,
+                head.content_length,
+            )
+            self.finished = True
+            self.exchange.abort()
+            return
+        self.finished = True
+        self.exchange.finish()
+        self._maybe_done()
+
+    def _on_stderr(self, _mask: int) -> None:
+        try:
+            data = os.read(self.stderr_fd, PIPE_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_fd("stderr_fd")
+            self._maybe_done()
+            return
+        if self.stderr_logged < MAX_STDERR_LOG:
+            self.stderr_logged += len(data)
+            for line in data.decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    log.warning("CGI %s: %s", self.script.name, line)
+
+    # -- ending -------------------------------------------------------------
+
+    def _on_exit(self, returncode: int) -> None:
+        if returncode != 0:
+            log.warning("CGI %s exited with status %d", self.script.name, returncode)
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        """Once the answer is out and the process and its pipes are gone, stop the timer."""
+        process = self.process
+        if (
+            self.finished
+            and self.stdout_fd < 0
+            and self.stderr_fd < 0
+            and (process is None or process.returncode is not None)
+            and self.timer is not None
+        ):
+            self.loop.cancel(self.timer, forget=True)
+            self.timer = None
+
+    def _on_timeout(self) -> None:
+        self.timer = None
+        log.error("CGI %s timed out after %.1f s", self.script.name, self.location.cgi_timeout)
+        self._kill()
+        if not self.finished:
+            if self.started:
+                self.finished = True
+                self.exchange.abort()
+            else:
+                self._fail(504, "timed out")
+        self._release()
+
+    def _fail(self, status: int, reason: str) -> None:
+        log.error("CGI %s: %s → %d", self.script.name, reason, status)
+        self._kill()
+        self._release()
+        if not self.finished:
+            self.finished = True
+            self.exchange.send(error_response(status, self.location.error_pages))
+
+    def _kill(self) -> None:
+        process = self.process
+        if process is not None and process.returncode is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                process.kill()
+
+    def _close_stdin(self) -> None:
+        self._close_fd("stdin_fd")
+        self.pending_in = b""
+        self.spool.close()
+
+    def _close_fd(self, name: str) -> None:
+        fd = getattr(self, name)
+        if fd >= 0:
+            self.loop.unregister(fd)
+            setattr(self, name, -1)
+            process = self.process
+            if process is not None:
+                stream = {
+                    "stdin_fd": process.stdin,
+                    "stdout_fd": process.stdout,
+                    "stderr_fd": process.stderr,
+                }[name]
+                if stream is not None:
+                    stream.close()
+
+    def _release(self) -> None:
+        self._close_stdin()
+        self._close_fd("stdout_fd")
+        self._close_fd("stderr_fd")
+        self._maybe_done()
+
+    def close(self) -> None:
+        """The connection is done with this request (or gone): stop the script."""
+        if not self.finished:
+            self.finished = True
+            self._kill()
+        self._release()
+        if self.timer is not None and (self.process is None or self.process.returncode is not None):
+            self.loop.cancel(self.timer, forget=True)
+            self.timer = None

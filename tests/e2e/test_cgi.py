@@ -1,0 +1,348 @@
+"""CGI/1.1 end to end: environment, bodies, streaming, failures, timeouts, reaping."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import Server, read_all, start_server
+
+CONFIG = """
+server {
+    host 127.0.0.1
+    port {port0}
+    root ./www
+    cgi_timeout 1
+    location /cgi-bin {
+        root ./cgi-bin
+        cgi .py python3
+        cgi .sh sh
+        methods GET POST DELETE
+        body_limit 20M
+    }
+}
+"""
+
+SCRIPTS = {
+    "hello.py": 'print("Content-Type: text/plain")\nprint()\nprint("Hello from CGI")\n',
+    "env.py": (
+        "import json, os, sys\n"
+        'sys.stdout.write("Content-Type: application/json\\r\\n\\r\\n")\n'
+        "sys.stdout.write(json.dumps(dict(os.environ)))\n"
+    ),
+    "echo.py": (
+        "import os, sys\n"
+        "data = sys.stdin.buffer.read()\n"
+        'sys.stdout.buffer.write(b"Content-Type: application/octet-stream\\n")\n'
+        'sys.stdout.buffer.write(b"X-Length: %d\\n" % len(data))\n'
+        'sys.stdout.buffer.write(b"X-Content-Length: " + os.environ.get("CONTENT_LENGTH", "none").encode() + b"\\n\\n")\n'
+        "sys.stdout.buffer.write(data)\n"
+    ),
+    "sleep.py": "import time\ntime.sleep(3600)\n",
+    "crash.py": 'import sys\nsys.stderr.write("something broke badly\\n")\nsys.exit(3)\n',
+    "garbage.py": 'print("this is not a header")\nprint()\nprint("body")\n',
+    "nothing.py": "pass\n",
+    "status.py": 'print("Status: 418 I\'m a teapot")\nprint("Content-Type: text/plain")\nprint("X-Custom: yes")\nprint()\nprint("short and stout")\n',
+    "local.py": 'print("Location: /cgi-bin/hello.py")\nprint()\n',
+    "client.py": 'print("Location: https://example.com/elsewhere")\nprint()\n',
+    "cycle.py": 'print("Location: /cgi-bin/cycle.py")\nprint()\n',
+    "big.py": (
+        "import sys, random\n"
+        "random.seed(7)\n"
+        'sys.stdout.buffer.write(b"Content-Type: application/octet-stream\\n\\n")\n'
+        "for _ in range(80):\n"
+        "    sys.stdout.buffer.write(random.randbytes(65536))\n"
+    ),
+    "length.py": 'import sys\nsys.stdout.write("Content-Type: text/plain\\nContent-Length: 5\\n\\nhello")\n',
+    "short.py": 'import sys\nsys.stdout.write("Content-Type: text/plain\\nContent-Length: 50\\n\\nhello")\n',
+    "slowstart.py": (
+        "import sys, time\n"
+        'sys.stdout.write("Content-Type: text/plain\\n\\nfirst\\n")\n'
+        "sys.stdout.flush()\n"
+        "time.sleep(0.3)\n"
+        'sys.stdout.write("second\\n")\n'
+    ),
+    "hello.sh": 'printf "Content-Type: text/plain\\r\\n\\r\\n"\necho "hello from sh"\n',
+    "sub/inner.py": 'import os\nprint("Content-Type: text/plain")\nprint()\nprint(os.getcwd())\n',
+}
+
+
+@pytest.fixture(scope="module")
+def cgi_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("cgi")
+    (root / "www").mkdir()
+    (root / "www" / "index.html").write_text("home\n")
+    for name, text in SCRIPTS.items():
+        path = root / "cgi-bin" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    server = start_server(CONFIG, root, env={"LEAKY_SECRET": "do-not-pass"})
+    yield server
+    server.stop()
+
+
+def test_hello(cgi_site: Server) -> None:
+    r = requests.get(cgi_site.url("/cgi-bin/hello.py"))
+    assert r.status_code == 200
+    assert r.text == "Hello from CGI\n"
+    assert r.headers["Content-Type"] == "text/plain"
+    head = requests.head(cgi_site.url("/cgi-bin/hello.py"))
+    assert head.status_code == 200 and head.content == b""
+
+
+def test_shell_script(cgi_site: Server) -> None:
+    r = requests.get(cgi_site.url("/cgi-bin/hello.sh"))
+    assert r.status_code == 200 and r.text == "hello from sh\n"
+
+
+def test_working_directory_is_the_scripts_folder(cgi_site: Server) -> None:
+    r = requests.get(cgi_site.url("/cgi-bin/sub/inner.py"))
+    assert r.text.strip().endswith("cgi-bin/sub")
+
+
+def test_meta_variables(cgi_site: Server) -> None:
+    r = requests.get(
+        cgi_site.url("/cgi-bin/env.py/extra/path?x=1&y=%20"),
+        headers={"X-Custom": "a", "Proxy": "http://evil/", "User-Agent": "tester", "X_Under": "no"},
+    )
+    env = r.json()
+    assert env["GATEWAY_INTERFACE"] == "CGI/1.1"
+    assert env["REQUEST_METHOD"] == "GET"
+    assert env["SCRIPT_NAME"] == "/cgi-bin/env.py"
+    assert env["SCRIPT_FILENAME"].endswith("/cgi-bin/env.py")
+    assert env["PATH_INFO"] == "/extra/path"
+    assert env["PATH_TRANSLATED"].endswith("/cgi-bin/extra/path")
+    assert env["QUERY_STRING"] == "x=1&y=%20"
+    assert env["REQUEST_URI"] == "/cgi-bin/env.py/extra/path?x=1&y=%20"
+    assert env["SERVER_NAME"] == "127.0.0.1"
+    assert env["SERVER_PORT"] == str(cgi_site.port)
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["SERVER_SOFTWARE"].startswith("localhost/")
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["REMOTE_PORT"].isdigit()
+    assert env["DOCUMENT_ROOT"].endswith("/cgi-bin")
+    assert env["HTTP_X_CUSTOM"] == "a"
+    assert env["HTTP_USER_AGENT"] == "tester"
+    assert "HTTP_PROXY" not in env
+    assert "HTTP_X_UNDER" not in env
+    assert "CONTENT_LENGTH" not in env
+    assert "LEAKY_SECRET" not in env
+    assert set(env) - {"PATH"} <= {k for k in env if k.isupper()}
+    assert env["PATH"]
+
+
+def test_query_string_is_empty_without_query_and_repeated_fields_join(cgi_site: Server) -> None:
+    raw = cgi_site.raw(
+        b"GET /cgi-bin/env.py HTTP/1.1\r\nHost: h.example:8080\r\nX-Rep: 1\r\nX-Rep: 2\r\nConnection: close\r\n\r\n"
+    )
+    env = json.loads(raw.partition(b"\r\n\r\n")[2].split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0])
+    assert env["QUERY_STRING"] == ""
+    assert env["PATH_INFO"] == ""
+    assert "PATH_TRANSLATED" not in env
+    assert env["HTTP_X_REP"] == "1, 2"
+    assert env["SERVER_NAME"] == "h.example"
+
+
+def test_post_body_reaches_stdin_with_content_length(cgi_site: Server) -> None:
+    r = requests.post(
+        cgi_site.url("/cgi-bin/echo.py"),
+        data=b"a=1&b=2",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200
+    assert r.content == b"a=1&b=2"
+    assert r.headers["X-Content-Length"] == "7"
+
+
+def test_chunked_post_arrives_dechunked(cgi_site: Server) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"hello "
+        yield b"chunked "
+        yield b"world"
+
+    r = requests.post(cgi_site.url("/cgi-bin/echo.py"), data=chunks())
+    assert r.status_code == 200
+    assert r.content == b"hello chunked world"
+    assert r.headers["X-Content-Length"] == "19"
+    assert r.headers["X-Length"] == "19"
+
+
+def test_large_body_round_trip(cgi_site: Server) -> None:
+    body = os.urandom(3 * 1024 * 1024 + 5)
+    r = requests.post(cgi_site.url("/cgi-bin/echo.py"), data=body)
+    assert r.status_code == 200
+    assert hashlib.sha256(r.content).digest() == hashlib.sha256(body).digest()
+
+
+def test_status_and_extra_fields_pass_through(cgi_site: Server) -> None:
+    r = requests.get(cgi_site.url("/cgi-bin/status.py"))
+    assert r.status_code == 418
+    assert r.headers["X-Custom"] == "yes"
+    assert r.text == "short and stout\n"
+
+
+def test_streamed_output_is_chunked_and_whole(cgi_site: Server) -> None:
+    r = requests.get(cgi_site.url("/cgi-bin/big.py"))
+    assert r.status_code == 200
+    assert r.headers.get("Transfer-Encoding") == "chunked"
+    import random
+
+    rng = random.Random(7)
+    expected = b"".join(rng.randbytes(65536) for _ in range(80))
+    assert r.content == expected
+
+
+def test_http10_gets_a_close_delimited_body(cgi_site: Server) -> None:
+    raw = cgi_site.raw(b"GET /cgi-bin/hello.py HTTP/1.0\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding" not in head and b"Content-Length" not in head
+    assert b"Connection: close" in head
+    assert body == b"Hello from CGI\n"
+
+
+def test_script_content_length_is_kept(cgi_site: Server) -> None:
+    r = requests.get(cgi_site.url("/cgi-bin/length.py"))
+    assert r.headers["Content-Length"] == "5" and r.text == "hello"
+
+
+def test_script_shorter_than_its_content_length_drops_the_connection(cgi_site: Server) -> None:
+    raw = cgi_site.raw(b"GET /cgi-bin/short.py HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    assert raw.endswith(b"hello")  # then closed: the client sees the body is incomplete
+
+
+def test_output_is_streamed_as_it_arrives(cgi_site: Server) -> None:
+    with cgi_site.connect() as sock:
+        sock.sendall(b"GET /cgi-bin/slowstart.py HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while b"first" not in first:
+            first += sock.recv(4096)
+        assert b"second" not in first
+        rest = b""
+        while not rest.endswith(b"0\r\n\r\n"):
+            rest += sock.recv(4096)
+        assert b"second" in rest
+
+
+@pytest.mark.parametrize("script", ["garbage.py", "nothing.py", "crash.py"])
+def test_bad_scripts_get_502_and_the_server_goes_on(cgi_site: Server, script: str) -> None:
+    r = requests.get(cgi_site.url(f"/cgi-bin/{script}"))
+    assert r.status_code == 502
+    assert requests.get(cgi_site.url("/cgi-bin/hello.py")).status_code == 200
+
+
+def test_stderr_goes_to_the_log_with_the_script_name(cgi_site: Server) -> None:
+    requests.get(cgi_site.url("/cgi-bin/crash.py"))
+    deadline = time.monotonic() + 5
+    while "something broke badly" not in cgi_site.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = next(line for line in cgi_site.log().splitlines() if "something broke badly" in line)
+    assert "/cgi-bin/crash.py" in line
+
+
+def test_redirects(cgi_site: Server) -> None:
+    r = requests.get(cgi_site.url("/cgi-bin/local.py"), allow_redirects=False)
+    assert r.status_code == 200 and r.text == "Hello from CGI\n"
+    r = requests.get(cgi_site.url("/cgi-bin/client.py"), allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"] == "https://example.com/elsewhere"
+    r = requests.get(cgi_site.url("/cgi-bin/cycle.py"), allow_redirects=False)
+    assert r.status_code == 500
+
+
+def test_missing_script_is_404(cgi_site: Server) -> None:
+    assert requests.get(cgi_site.url("/cgi-bin/none.py")).status_code == 404
+
+
+def test_timeout_gives_504_while_others_are_served(cgi_site: Server) -> None:
+    result: dict[str, object] = {}
+
+    def slow() -> None:
+        start = time.monotonic()
+        result["response"] = requests.get(cgi_site.url("/cgi-bin/sleep.py"))
+        result["elapsed"] = time.monotonic() - start
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.2)
+    latencies = []
+    for _ in range(5):
+        start = time.monotonic()
+        assert requests.get(cgi_site.url("/")).status_code == 200
+        latencies.append(time.monotonic() - start)
+    thread.join(10)
+    assert statistics.median(latencies) < 0.1
+    response = result["response"]
+    assert isinstance(response, requests.Response) and response.status_code == 504
+    assert float(result["elapsed"]) < 1 + 1  # type: ignore[arg-type]
+
+
+def children_of(pid: int) -> list[tuple[int, str]]:
+    """(pid, state) of every process whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            found.append((int(entry), fields[0]))
+    return found
+
+
+def wait_no_children(pid: int, limit: float = 5.0) -> list[tuple[int, str]]:
+    deadline = time.monotonic() + limit
+    while (children := children_of(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return children
+
+
+def test_client_going_away_kills_the_script(cgi_site: Server) -> None:
+    with cgi_site.connect() as sock:
+        sock.sendall(b"GET /cgi-bin/sleep.py HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 5
+        while not children_of(cgi_site.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert children_of(cgi_site.process.pid)
+    assert wait_no_children(cgi_site.process.pid, 0.9) == []
+
+
+def test_no_zombies_after_many_runs(cgi_site: Server) -> None:
+    with requests.Session() as session:
+        for index in range(200):
+            script = "hello.py" if index % 4 else "crash.py"
+            session.get(cgi_site.url(f"/cgi-bin/{script}"))
+    assert wait_no_children(cgi_site.process.pid) == []
+
+
+def test_pipelined_request_after_a_cgi_response(cgi_site: Server) -> None:
+    with cgi_site.connect() as sock:
+        sock.sendall(
+            b"GET /cgi-bin/hello.py HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        sock.settimeout(5)
+        data = read_all(sock)
+    assert data.count(b"HTTP/1.1 200 OK") == 2
+    assert data.endswith(b"home\n")
+
+
+def test_client_closing_mid_body_leaves_nothing_running(cgi_site: Server) -> None:
+    with socket.create_connection(("127.0.0.1", cgi_site.port)) as sock:
+        sock.sendall(
+            b"POST /cgi-bin/echo.py HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc"
+        )
+    assert wait_no_children(cgi_site.process.pid, 2) == []
+    assert requests.get(cgi_site.url("/cgi-bin/hello.py")).status_code == 200
