@@ -91,7 +91,9 @@ def main() -> int:
                 )
                 ok &= report["availability"] == 100 and report["failed_transactions"] == 0
             ok &= count == base_fds and rss - base_rss < 2048
-            print("ok" if ok else "FAILED: availability below 100% or resources not back to baseline")
+            print(
+                "ok" if ok else "FAILED: availability below 100% or resources not back to baseline"
+            )
             return 0 if ok else 1
         finally:
             server.send_signal(signal.SIGTERM)

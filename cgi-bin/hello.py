@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A CGI "hello" script (run by the CGI handler)."""
+"""CGI demo: the smallest document response."""
+
 print("Content-Type: text/plain; charset=utf-8")
 print()
 print("Hello from CGI")

@@ -480,6 +480,7 @@ class _Validator:
             error_pages=_pages(main, server, scope),
             cgi_timeout=_inherit("cgi_timeout", DEFAULT_CGI_TIMEOUT, scope, server, main),
             session=_inherit("session", False, scope, server),
+            session_handler=bool(scope.get("session")) and own_root is None and not cgi_entries,
             line=line,
         )
 

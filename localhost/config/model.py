@@ -68,6 +68,7 @@ class Location:
     error_pages: Mapping[int, Path] = field(default_factory=_empty)
     cgi_timeout: float = DEFAULT_CGI_TIMEOUT
     session: bool = False
+    session_handler: bool = False
     line: int = 0
 
     def allows(self, method: str) -> bool:

@@ -77,7 +77,7 @@ def capable_methods(location: Location) -> set[str]:
     """Methods some handler of ``location`` can answer."""
     if location.redirect is not None or location.cgi:
         return set(IMPLEMENTED_METHODS)
-    if location.root is None and location.session:
+    if location.session_handler:
         return {"GET", "HEAD", "DELETE", "OPTIONS"}
     methods = {"GET", "HEAD", "OPTIONS"}
     if location.root is not None and location.methods is not None:
@@ -136,7 +136,7 @@ def handle(request: Request, location: Location, exchange: Exchange) -> Response
     method = request.method
     if method == "OPTIONS":
         return Response(200, [("Allow", allow_header(location))])
-    if location.root is None and location.session:
+    if location.session_handler:
         return session.handle(request, location, exchange, exchange.session_store())
     if method == "GET" or method == "HEAD":
         return static.serve(request, location)

@@ -64,7 +64,7 @@ def begin(
     sent = cookie_value(request)
     if sent is not None and store.get(sent) is not None:
         return sent
-    if request.method == "DELETE" and location.root is None:
+    if request.method == "DELETE" and location.session_handler:
         return None
     session = store.create()
     exchange.extra_headers.append(("Set-Cookie", set_cookie(session.id, int(store.timeout))))

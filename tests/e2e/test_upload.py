@@ -1,0 +1,271 @@
+"""Uploads and DELETE end to end: streaming to disk, names, limits, cleanup."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import Server, read_all, start_server
+
+CONFIG = """
+server {
+    host 127.0.0.1
+    port {port0}
+    root ./www
+    location /uploads {
+        root ./uploads
+        methods GET POST DELETE
+        directory_listing on
+        body_limit 8M
+    }
+    location /readonly {
+        root ./readonly
+        methods GET
+    }
+    location /nodelete {
+        root ./uploads
+        methods GET POST
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("upload")
+
+
+@pytest.fixture(scope="module")
+def site(root: Path) -> Iterator[Server]:
+    (root / "www").mkdir()
+    (root / "uploads" / "sub").mkdir(parents=True)
+    (root / "readonly").mkdir()
+    (root / "readonly" / "keep.txt").write_text("keep")
+    (root / "outside.txt").write_text("outside")
+    server = start_server(CONFIG, root)
+    yield server
+    server.stop()
+
+
+def uploads(root: Path) -> set[str]:
+    return {p.name for p in (root / "uploads").iterdir()}
+
+
+def test_multipart_upload_round_trip_is_byte_identical(site: Server, root: Path) -> None:
+    data = os.urandom(5 * 1024 * 1024)
+    r = requests.post(site.url("/uploads/"), files={"file": ("random.bin", data)})
+    assert r.status_code == 201
+    location = r.headers["Location"]
+    assert location == "/uploads/random.bin"
+    assert "random.bin" in r.text and str(len(data)) in r.text
+    back = requests.get(site.url(location))
+    assert hashlib.sha256(back.content).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert not [n for n in uploads(root) if n.startswith(".upload-")]
+
+
+def test_several_files_and_fields_in_one_form(site: Server, root: Path) -> None:
+    r = requests.post(
+        site.url("/uploads"),
+        data={"comment": "ignored"},
+        files=[("a", ("one.txt", b"1")), ("b", ("two.txt", b"22"))],
+        headers={"Accept": "application/json"},
+    )
+    assert r.status_code == 201
+    files = r.json()["files"]
+    assert [(f["name"], f["size"]) for f in files] == [("one.txt", 1), ("two.txt", 2)]
+    assert (root / "uploads" / "two.txt").read_bytes() == b"22"
+    assert "comment" not in uploads(root)
+
+
+def test_existing_names_are_never_overwritten(site: Server, root: Path) -> None:
+    for expected in ("same.txt", "same-1.txt", "same-2.txt"):
+        r = requests.post(site.url("/uploads/"), files={"f": ("same.txt", expected.encode())})
+        assert r.status_code == 201
+        assert r.headers["Location"] == f"/uploads/{expected}"
+    assert (root / "uploads" / "same.txt").read_bytes() == b"same.txt"
+    assert (root / "uploads" / "same-2.txt").read_bytes() == b"same-2.txt"
+
+
+@pytest.mark.parametrize(
+    ("raw_name", "stored"),
+    [
+        ("../../escape.txt", "escape.txt"),
+        ("..\\..\\win.txt", "win.txt"),
+        ("/etc/passwd", "passwd"),
+        (".bashrc", "bashrc"),
+        ("ünïcode name.txt", "ünïcode name.txt"),
+    ],
+)
+def test_file_names_stay_inside_the_root(
+    site: Server, root: Path, raw_name: str, stored: str
+) -> None:
+    r = requests.post(site.url("/uploads/"), files={"f": (raw_name, b"x")})
+    assert r.status_code == 201
+    assert (root / "uploads" / stored).exists()
+    assert not (root / "escape.txt").exists() and not (root.parent / "escape.txt").exists()
+    assert (root / "outside.txt").read_text() == "outside"
+
+
+@pytest.mark.parametrize("raw_name", ["..", "...", "bad\x01name.txt", " "])
+def test_unusable_names_are_rejected(site: Server, root: Path, raw_name: str) -> None:
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="f"; filename="'
+        + raw_name.encode()
+        + b'"\r\n\r\ndata\r\n--B--\r\n'
+    )
+    before = uploads(root)
+    r = requests.post(
+        site.url("/uploads/"),
+        data=body,
+        headers={"Content-Type": "multipart/form-data; boundary=B"},
+    )
+    assert r.status_code == 400
+    assert uploads(root) == before
+
+
+def test_long_names_are_capped_keeping_the_extension(site: Server, root: Path) -> None:
+    r = requests.post(site.url("/uploads/"), files={"f": ("n" * 400 + ".txt", b"x")})
+    assert r.status_code == 201
+    name = r.headers["Location"].rsplit("/", 1)[1]
+    assert len(name.encode()) <= 255 and name.endswith(".txt")
+
+
+def test_form_without_a_file_is_400(site: Server) -> None:
+    r = requests.post(site.url("/uploads/"), files={"f": ("", b"")}, data={"x": "1"})
+    assert r.status_code == 400
+
+
+def test_raw_body_is_stored_under_the_path_name(site: Server, root: Path) -> None:
+    r = requests.post(
+        site.url("/uploads/raw%20body.bin"),
+        data=b"\x00\x01raw",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 201
+    assert r.headers["Location"] == "/uploads/raw%20body.bin"
+    assert (root / "uploads" / "raw body.bin").read_bytes() == b"\x00\x01raw"
+    r = requests.post(site.url("/uploads/sub/deeper.txt"), data=b"in sub")
+    assert r.status_code == 201
+    assert (root / "uploads" / "sub" / "deeper.txt").read_bytes() == b"in sub"
+
+
+def test_raw_body_without_a_name_or_folder(site: Server) -> None:
+    assert requests.post(site.url("/uploads/"), data=b"x").status_code == 400
+    assert requests.post(site.url("/uploads/missing-folder/x.txt"), data=b"x").status_code == 404
+
+
+def test_chunked_upload_over_the_limit_is_413_and_leaves_nothing(site: Server, root: Path) -> None:
+    before = uploads(root)
+
+    def body() -> Iterator[bytes]:
+        yield b'--B\r\nContent-Disposition: form-data; name="f"; filename="huge.bin"\r\n\r\n'
+        for _ in range(12):
+            yield b"x" * (1024 * 1024)
+
+    try:
+        r = requests.post(
+            site.url("/uploads/"),
+            data=body(),
+            headers={"Content-Type": "multipart/form-data; boundary=B"},
+        )
+        assert r.status_code == 413
+    except requests.ConnectionError:
+        pass  # the server may close before the client has sent everything
+    deadline = time.monotonic() + 5
+    while uploads(root) != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert uploads(root) == before
+
+
+def test_content_length_over_the_limit_is_413_before_the_body(site: Server) -> None:
+    with site.connect() as sock:
+        sock.sendall(b"POST /uploads/x.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 9000000\r\n\r\n")
+        data = read_all(sock)
+    assert data.startswith(b"HTTP/1.1 413 ")
+
+
+def test_cut_upload_leaves_no_file(site: Server, root: Path) -> None:
+    before = uploads(root)
+    head = (
+        b"POST /uploads/ HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+        b"Content-Length: 1000000\r\n\r\n"
+        b'--B\r\nContent-Disposition: form-data; name="f"; filename="cut.bin"\r\n\r\n'
+    )
+    with socket.create_connection(("127.0.0.1", site.port)) as sock:
+        sock.sendall(head + b"y" * 300000)
+        deadline = time.monotonic() + 5
+        while (
+            not [n for n in uploads(root) if n.startswith(".upload-")]
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        assert [n for n in uploads(root) if n.startswith(".upload-")], (
+            "the part streams to a temporary file"
+        )
+    deadline = time.monotonic() + 5
+    while uploads(root) != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert uploads(root) == before
+    assert "cut.bin" not in uploads(root)
+
+
+def test_malformed_multipart_is_400(site: Server, root: Path) -> None:
+    before = uploads(root)
+    r = requests.post(
+        site.url("/uploads/"),
+        data=b"garbage without boundary",
+        headers={"Content-Type": "multipart/form-data; boundary=B"},
+    )
+    assert r.status_code == 400
+    r = requests.post(
+        site.url("/uploads/"), data=b"x", headers={"Content-Type": "multipart/form-data"}
+    )
+    assert r.status_code == 400
+    assert uploads(root) == before
+
+
+def test_upload_where_post_is_not_allowed_is_405(site: Server) -> None:
+    r = requests.post(site.url("/readonly/"), files={"f": ("a.txt", b"x")})
+    assert r.status_code == 405
+    assert r.headers["Allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_delete(site: Server, root: Path) -> None:
+    (root / "uploads" / "doomed.txt").write_text("bye")
+    r = requests.delete(site.url("/uploads/doomed.txt"))
+    assert r.status_code == 204
+    assert r.content == b""
+    assert not (root / "uploads" / "doomed.txt").exists()
+    assert requests.delete(site.url("/uploads/doomed.txt")).status_code == 404
+
+
+def test_delete_refuses_folders_and_the_outside(site: Server, root: Path) -> None:
+    assert requests.delete(site.url("/uploads/sub")).status_code == 403
+    assert requests.delete(site.url("/uploads/")).status_code == 403
+    raw = site.raw(
+        b"DELETE /uploads/../outside.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert raw.split(b" ", 2)[1] in (b"400", b"403", b"404", b"405")
+    raw = site.raw(
+        b"DELETE /uploads/..%2f..%2foutside.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert raw.split(b" ", 2)[1] in (b"400", b"403", b"404", b"405")
+    os.symlink(root / "outside.txt", root / "uploads" / "link-out")
+    assert requests.delete(site.url("/uploads/link-out")).status_code == 403
+    assert (root / "outside.txt").read_text() == "outside"
+
+
+def test_delete_needs_delete_in_methods(site: Server, root: Path) -> None:
+    (root / "uploads" / "kept.txt").write_text("kept")
+    r = requests.delete(site.url("/nodelete/kept.txt"))
+    assert r.status_code == 405
+    assert "DELETE" not in r.headers["Allow"]
+    assert requests.delete(site.url("/readonly/keep.txt")).status_code == 405
+    assert (root / "uploads" / "kept.txt").exists()
