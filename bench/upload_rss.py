@@ -107,7 +107,8 @@ def main() -> int:
             status = response.split(b"\r\n", 1)[0].decode()
             print(f"status: {status}; stored size ok: {ok_file}")
             print(
-                f"RSS: baseline {baseline} KiB, peak {peak} KiB, growth {growth} KiB (limit {LIMIT_KIB})"
+                f"RSS: baseline {baseline} KiB, peak {peak} KiB, "
+                f"growth {growth} KiB (limit {LIMIT_KIB})"
             )
             ok = ok_file and growth < LIMIT_KIB and response.startswith(b"HTTP/1.1 201")
             print("ok" if ok else "FAILED")
