@@ -1,0 +1,238 @@
+"""CGI parts without processes: the environment builder and the response parser."""
+
+from __future__ import annotations
+
+import pytest
+
+from localhost.handlers.cgi import Script, cgi_environ
+from localhost.handlers.cgi_response import MAX_HEADER, CGIError, CGIResponseParser
+from localhost.http.message import Headers, Request
+
+SCRIPT = Script(
+    "/srv/cgi-bin/env.py", "/cgi-bin/env.py", "/a/b", "/usr/bin/python3", "/srv/cgi-bin"
+)
+
+
+def make_request(
+    method: str = "GET", fields: list[tuple[str, str]] | None = None, query: str = ""
+) -> Request:
+    headers = Headers(fields if fields is not None else [("Host", "example.test:8080")])
+    request = Request(
+        method,
+        "/cgi-bin/env.py/a/b" + (f"?{query}" if query else ""),
+        "HTTP/1.1",
+        headers,
+        headers.get("host") or "",
+        True,
+        None,
+        False,
+        False,
+    )
+    request.path = "/cgi-bin/env.py/a/b"
+    request.query = query
+    return request
+
+
+def environ(**overrides: object) -> dict[str, str]:
+    arguments: dict[str, object] = {
+        "request": make_request(),
+        "script": SCRIPT,
+        "local": ("127.0.0.1", 8080),
+        "peer": ("10.0.0.7", 50123),
+        "content_length": None,
+    }
+    arguments.update(overrides)
+    return cgi_environ(**arguments)  # type: ignore[arg-type]
+
+
+def test_rfc3875_meta_variables() -> None:
+    env = environ(request=make_request(query="x=1&y=2"))
+    assert env["GATEWAY_INTERFACE"] == "CGI/1.1"
+    assert env["REQUEST_METHOD"] == "GET"
+    assert env["SCRIPT_NAME"] == "/cgi-bin/env.py"
+    assert env["SCRIPT_FILENAME"] == "/srv/cgi-bin/env.py"
+    assert env["PATH_INFO"] == "/a/b"
+    assert env["PATH_TRANSLATED"] == "/srv/cgi-bin/a/b"
+    assert env["QUERY_STRING"] == "x=1&y=2"
+    assert env["REQUEST_URI"] == "/cgi-bin/env.py/a/b?x=1&y=2"
+    assert env["SERVER_NAME"] == "example.test"
+    assert env["SERVER_PORT"] == "8080"
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["SERVER_SOFTWARE"].startswith("localhost/")
+    assert env["REMOTE_ADDR"] == "10.0.0.7"
+    assert env["REMOTE_PORT"] == "50123"
+    assert env["DOCUMENT_ROOT"] == "/srv/cgi-bin"
+    assert env["HTTP_HOST"] == "example.test:8080"
+
+
+def test_body_variables_only_with_a_body() -> None:
+    env = environ()
+    assert "CONTENT_LENGTH" not in env and "CONTENT_TYPE" not in env
+    request = make_request(
+        "POST", [("Host", "h"), ("Content-Type", "text/plain"), ("Content-Length", "5")]
+    )
+    env = environ(request=request, content_length=5)
+    assert env["CONTENT_LENGTH"] == "5"
+    assert env["CONTENT_TYPE"] == "text/plain"
+    assert "HTTP_CONTENT_LENGTH" not in env and "HTTP_CONTENT_TYPE" not in env
+
+
+def test_fields_become_http_variables_except_dangerous_ones() -> None:
+    request = make_request(
+        fields=[
+            ("Host", "h"),
+            ("X-Multi", "a"),
+            ("x-multi", "b"),
+            ("Cookie", "a=1"),
+            ("Cookie", "b=2"),
+            ("Proxy", "http://evil.example/"),
+            ("X_Underscore", "smuggled"),
+            ("Accept-Language", "fr"),
+        ]
+    )
+    env = environ(request=request)
+    assert env["HTTP_X_MULTI"] == "a, b"
+    assert env["HTTP_COOKIE"] == "a=1; b=2"
+    assert env["HTTP_ACCEPT_LANGUAGE"] == "fr"
+    assert "HTTP_PROXY" not in env
+    assert "HTTP_X_UNDERSCORE" not in env
+
+
+def test_no_server_environment_leaks_but_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_TOKEN", "hunter2")
+    monkeypatch.setenv("PATH", "/custom/bin:/usr/bin")
+    env = environ()
+    assert "SECRET_TOKEN" not in env
+    assert env["PATH"] == "/custom/bin:/usr/bin"
+
+
+def test_empty_query_path_info_and_session() -> None:
+    script = Script("/srv/x.py", "/x.py", "", "/usr/bin/python3", "/srv")
+    env = environ(script=script, session_id="abc")
+    assert env["QUERY_STRING"] == ""
+    assert env["PATH_INFO"] == ""
+    assert "PATH_TRANSLATED" not in env
+    assert env["SESSION_ID"] == "abc"
+
+
+def test_server_name_falls_back_without_host() -> None:
+    request = make_request(fields=[])
+    assert environ(request=request)["SERVER_NAME"] == "127.0.0.1"
+    assert environ(request=request, server_names=("site.test",))["SERVER_NAME"] == "site.test"
+
+
+# -- the response parser ------------------------------------------------------
+
+
+def parse_all(data: bytes, split: bool = False) -> tuple[CGIResponseParser, bytes]:
+    parser = CGIResponseParser()
+    if split:
+        body = b"".join(parser.feed(data[i : i + 1]) for i in range(len(data)))
+    else:
+        body = parser.feed(data)
+    return parser, body
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize(
+    ("data", "status", "fields", "body"),
+    [
+        (b"Content-Type: text/plain\n\nhello", 200, [("Content-Type", "text/plain")], b"hello"),
+        (
+            b"Content-Type: text/plain\r\n\r\nhello\r\n",
+            200,
+            [("Content-Type", "text/plain")],
+            b"hello\r\n",
+        ),
+        (
+            b"Status: 404 Not Here\nContent-Type: text/html\n\n<p>",
+            404,
+            [("Content-Type", "text/html")],
+            b"<p>",
+        ),
+        (
+            b"Status: 201\r\nContent-Type: a/b\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
+            201,
+            [("Content-Type", "a/b"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")],
+            b"",
+        ),
+        (b"Location: https://x.test/\n\n", 302, [("Location", "https://x.test/")], b""),
+        (
+            b"Status: 301 Moved\nLocation: https://x.test/\n\n",
+            301,
+            [("Location", "https://x.test/")],
+            b"",
+        ),
+        (b"Status: 204 No Content\n\n", 204, [], b""),
+        (
+            b"Content-Type: text/plain\nConnection: close\nTransfer-Encoding: chunked\n\nx",
+            200,
+            [("Content-Type", "text/plain")],
+            b"x",
+        ),
+        (
+            b"Content-Type: text/plain\nContent-Length: 3\n\nabc",
+            200,
+            [("Content-Type", "text/plain")],
+            b"abc",
+        ),
+        (b"Content-Type: text/plain\r\n\nmixed", 200, [("Content-Type", "text/plain")], b"mixed"),
+    ],
+)
+def test_document_and_client_redirect_responses(
+    data: bytes, status: int, fields: list[tuple[str, str]], body: bytes, split: bool
+) -> None:
+    parser, got = parse_all(data, split)
+    assert parser.head is not None
+    assert parser.head.status == status
+    assert parser.head.fields == fields
+    assert got == body
+
+
+def test_content_length_is_reported() -> None:
+    parser, _ = parse_all(b"Content-Type: a/b\nContent-Length: 12\n\n")
+    assert parser.head is not None and parser.head.content_length == 12
+
+
+def test_local_redirect() -> None:
+    parser, _ = parse_all(b"Location: /other/page?x=1\n\n")
+    assert parser.head is not None and parser.head.local_redirect == "/other/page?x=1"
+    parser, _ = parse_all(b"Location: /other\nSet-Cookie: a=1\n\n")
+    assert (
+        parser.head is not None and parser.head.local_redirect is None and parser.head.status == 302
+    )
+
+
+def test_body_after_the_header_passes_through_unchanged() -> None:
+    parser = CGIResponseParser()
+    assert parser.feed(b"Content-Type: a/b\n") == b""
+    assert parser.head is None
+    assert parser.feed(b"\nfirst") == b"first"
+    assert parser.feed(b"\n\nsecond: not a header\n") == b"\n\nsecond: not a header\n"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"no colon here\n\n",
+        b": empty name\n\n",
+        b"Bad Name: x\n\n",
+        b"Status: abc\nContent-Type: a/b\n\n",
+        b"Status: 99 Low\nContent-Type: a/b\n\n",
+        b"Status: 2000\nContent-Type: a/b\n\n",
+        b"Content-Type: a/b\nContent-Length: -1\n\n",
+        b"X-Only: field\n\n",
+        b"\n\nbody without header",
+        b"Content-Type: a\x00b\n\n",
+    ],
+)
+def test_malformed_headers(data: bytes) -> None:
+    with pytest.raises(CGIError):
+        parse_all(data)
+
+
+def test_header_size_is_bounded() -> None:
+    parser = CGIResponseParser()
+    with pytest.raises(CGIError):
+        for _ in range(MAX_HEADER // 1000 + 2):
+            parser.feed(b"X-Fill: " + b"a" * 990 + b"\n")
