@@ -4,12 +4,15 @@ Safety (DESIGN: "nothing escapes a root"): the path arriving here is already
 percent-decoded once and normalised by the router; the file's real path
 (symlinks resolved) must still be inside the root's real path, or the answer
 is 403. Bodies are sent with ``os.sendfile`` from an open descriptor.
+Validators (ETag, Last-Modified), preconditions (304, 412) and byte ranges
+(206, 416) follow RFC 9110 §13–14 (``localhost.http.conditional``).
 """
 
 from __future__ import annotations
 
 import mimetypes
 import os
+import secrets
 import stat
 from email.utils import formatdate
 from pathlib import Path
@@ -18,6 +21,7 @@ from urllib.parse import quote
 from localhost.config.model import Location
 from localhost.handlers import autoindex
 from localhost.handlers.redirect import redirect
+from localhost.http.conditional import Unsatisfiable, byte_ranges, etag_for, precondition
 from localhost.http.errors import HTTPError
 from localhost.http.message import FileBody, Request, Response
 
@@ -95,11 +99,54 @@ def _open_file(path: str, request: Request, location: Location) -> Response:
     except BaseException:
         os.close(fd)
         raise
-    headers = [
-        ("Content-Type", content_type(path)),
-        ("Last-Modified", formatdate(st.st_mtime, usegmt=True)),
-    ]
-    return Response(200, headers, file=FileBody(fd, 0, st.st_size))
+    try:
+        return _file_response(fd, st, path, request)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _file_response(fd: int, st: os.stat_result, path: str, request: Request) -> Response:
+    """200, 206, 304 for the open file ``fd``; raises HTTPError 412 or 416."""
+    etag = etag_for(st)
+    validators = [("ETag", etag), ("Last-Modified", formatdate(st.st_mtime, usegmt=True))]
+    status = precondition(request.headers, request.method, etag, st.st_mtime)
+    if status == 304:
+        os.close(fd)
+        return Response(304, validators)
+    if status == 412:
+        raise HTTPError(412, f"precondition failed for {path}")
+    size = st.st_size
+    kind = content_type(path)
+    headers = [("Content-Type", kind), ("Accept-Ranges", "bytes"), *validators]
+    ranges = None
+    if request.method == "GET":
+        try:
+            ranges = byte_ranges(request.headers, size, etag, st.st_mtime)
+        except Unsatisfiable:
+            raise HTTPError(
+                416, f"no satisfiable range of {path}", [("Content-Range", f"bytes */{size}")]
+            ) from None
+    if ranges is None:
+        return Response(200, headers, file=FileBody(fd, 0, size))
+    if len(ranges) == 1:
+        first, last = ranges[0]
+        headers.append(("Content-Range", f"bytes {first}-{last}/{size}"))
+        return Response(206, headers, file=FileBody(fd, first, last - first + 1))
+    # Several ranges: multipart/byteranges (RFC 9110 §14.6), each part sent
+    # with sendfile from its own duplicate of the descriptor.
+    boundary = secrets.token_hex(12)
+    parts: list[bytes | FileBody] = []
+    for first, last in ranges:
+        parts.append(
+            f"\r\n--{boundary}\r\nContent-Type: {kind}\r\n"
+            f"Content-Range: bytes {first}-{last}/{size}\r\n\r\n".encode("latin-1")
+        )
+        parts.append(FileBody(os.dup(fd), first, last - first + 1))
+    parts.append(f"\r\n--{boundary}--\r\n".encode("latin-1"))
+    os.close(fd)
+    headers[0] = ("Content-Type", f"multipart/byteranges; boundary={boundary}")
+    return Response(206, headers, parts=parts)
 
 
 def serve(request: Request, location: Location) -> Response:

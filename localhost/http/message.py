@@ -144,10 +144,12 @@ class Response:
     """A response from a handler: status, fields and a body.
 
     ``body`` holds the bytes of an in-memory body; ``file`` (when set) is the
-    body instead. ``close`` asks for the connection to close after it.
+    body instead; ``parts`` (when set) is a body made of bytes and file
+    regions in order (multipart/byteranges). ``close`` asks for the
+    connection to close after it.
     """
 
-    __slots__ = ("status", "headers", "body", "file", "close")
+    __slots__ = ("status", "headers", "body", "file", "parts", "close")
 
     def __init__(
         self,
@@ -156,17 +158,31 @@ class Response:
         body: bytes = b"",
         file: FileBody | None = None,
         close: bool = False,
+        parts: list[bytes | FileBody] | None = None,
     ) -> None:
         self.status = status
         self.headers = headers if headers is not None else []
         self.body = body
         self.file = file
+        self.parts = parts
         self.close = close
 
     @property
     def content_length(self) -> int:
         """Length of the body in bytes."""
-        return self.file.count if self.file is not None else len(self.body)
+        if self.file is not None:
+            return self.file.count
+        if self.parts is not None:
+            return sum(p.count if isinstance(p, FileBody) else len(p) for p in self.parts)
+        return len(self.body)
+
+    def release(self) -> None:
+        """Close the files of a body that will not be sent."""
+        if self.file is not None:
+            self.file.close()
+        for part in self.parts or ():
+            if isinstance(part, FileBody):
+                part.close()
 
 
 # Status lines are precomputed once; unknown codes get an empty reason phrase

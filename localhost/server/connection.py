@@ -424,8 +424,7 @@ class Connection:
     def send(self, response: Response) -> None:
         """Queue the whole final ``response`` for the current request and write it."""
         if self.state == State.CLOSED:
-            if response.file is not None:
-                response.file.close()
+            response.release()
             return
         self._drop_handler()
         self.keep_alive = self._keep_alive(response)
@@ -433,14 +432,20 @@ class Connection:
         body = response.file
         out = self.out
         if self.request is not None and self.request.method == "HEAD":
-            if body is not None:
-                body.close()
+            response.release()
             out.append(head)
             self.out_bytes += len(head)
         elif body is not None:
             out.append(head)
             out.append(body)
             self.out_bytes += len(head)
+        elif response.parts is not None:
+            out.append(head)
+            self.out_bytes += len(head)
+            for part in response.parts:
+                out.append(part)
+                if not isinstance(part, FileBody):
+                    self.out_bytes += len(part)
         else:
             data = head + response.body if response.body else head
             out.append(data)
