@@ -36,6 +36,7 @@ from localhost.config.model import (
     DEFAULT_SEND_TIMEOUT,
     DEFAULT_SESSION_STORE,
     DEFAULT_SESSION_TIMEOUT,
+    DEFAULT_WORKER_CONNECTIONS,
     IMPLEMENTED_METHODS,
     Config,
     Location,
@@ -230,6 +231,12 @@ def _cgi(v: _Validator, args: list[Token]) -> tuple[str, str]:
     return str(extension), found
 
 
+def _count(v: _Validator, args: list[Token]) -> int:
+    if not args[0].isdigit() or not args[0].isascii() or not 1 <= int(args[0]) <= 1_000_000:
+        v.fail(args[0], f'invalid number "{args[0]}" (expected 1 to 1000000)')
+    return int(args[0])
+
+
 def _store(v: _Validator, args: list[Token]) -> Path:
     path = v.path_of(args[0])
     if not path.parent.is_dir():
@@ -285,6 +292,7 @@ DIRECTIVES: dict[str, Directive] = {
     "session": Directive((SERVER, LOCATION), 1, 1, _on_off, syntax="session on|off"),
     "session_store": Directive((MAIN,), 1, 1, _store, syntax="session_store PATH"),
     "session_timeout": Directive((MAIN,), 1, 1, _time, syntax="session_timeout TIME"),
+    "worker_connections": Directive((MAIN,), 1, 1, _count, syntax="worker_connections NUMBER"),
     "client_header_timeout": Directive(
         (MAIN, SERVER), 1, 1, _time, syntax="client_header_timeout TIME"
     ),
@@ -384,6 +392,7 @@ class _Validator:
             tuple(server for server, _ in servers),
             session_store=main.get("session_store", self.base / DEFAULT_SESSION_STORE),
             session_timeout=main.get("session_timeout", DEFAULT_SESSION_TIMEOUT),
+            worker_connections=main.get("worker_connections", DEFAULT_WORKER_CONNECTIONS),
         )
 
     def server(self, block: _Statement, main: _Scope) -> tuple[ServerBlock, list[Token]]:

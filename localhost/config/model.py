@@ -28,6 +28,7 @@ DEFAULT_SEND_TIMEOUT = 60.0
 DEFAULT_CGI_TIMEOUT = 30.0
 DEFAULT_SESSION_TIMEOUT = 3600.0
 DEFAULT_SESSION_STORE = "sessions.db"  # next to the configuration file
+DEFAULT_WORKER_CONNECTIONS = 1024  # NGINX's default
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_FILE = "index.html"
 
@@ -102,10 +103,12 @@ class ServerBlock:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole configuration file: where it came from, its server blocks, and
-    the session store (a SQLite file) with its session lifetime in seconds."""
+    """The whole configuration file: where it came from, its server blocks,
+    the session store (a SQLite file) with its session lifetime in seconds,
+    and the most client connections one worker keeps open at once."""
 
     path: Path
     servers: tuple[ServerBlock, ...]
     session_store: Path = Path(DEFAULT_SESSION_STORE)
     session_timeout: float = DEFAULT_SESSION_TIMEOUT
+    worker_connections: int = DEFAULT_WORKER_CONNECTIONS

@@ -8,6 +8,7 @@ closes idle connections, lets requests in flight finish for up to
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import signal
@@ -15,6 +16,7 @@ import socket
 import time
 
 from localhost.config.model import Config, ServerBlock
+from localhost.http.message import Response, response_head
 from localhost.routing import Router
 from localhost.server.connection import Connection
 from localhost.server.listener import bind
@@ -26,6 +28,7 @@ log = logging.getLogger("localhost")
 SHUTDOWN_GRACE = 5.0  # seconds for responses in flight at shutdown
 ACCEPT_PAUSE = 0.5  # seconds without accepting after EMFILE/ENFILE
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_BUSY_BODY = b"Service Unavailable\n"
 
 
 class _Listener:
@@ -52,6 +55,7 @@ class Worker:
         self.connections: dict[int, Connection] = {}
         self.stopping = False
         self._sessions: SessionStore | None = None
+        self._refused = 0
 
     def session_store(self) -> SessionStore:
         """The session store, opened on first use."""
@@ -103,6 +107,9 @@ class Worker:
                 if exc.errno in _OUT_OF_RESOURCES:
                     self._pause(listener, exc)
                 return  # ECONNABORTED and the like: the next event retries
+            if len(self.connections) >= self.config.worker_connections:
+                self._refuse(sock)
+                continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if listener.shared:
@@ -112,6 +119,21 @@ class Worker:
                 local, server = listener.address, listener.default_server
             connection = Connection(self, sock, peer, local, server)
             self.connections[connection.fd] = connection
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """Past ``worker_connections``: answer 503 if the socket takes it at once, and close.
+
+        Accepting and closing keeps the listen queue moving instead of letting
+        it fill up and stall every client.
+        """
+        if not self._refused:
+            log.warning("%d worker_connections are not enough", self.config.worker_connections)
+        self._refused += 1
+        with contextlib.suppress(OSError):
+            sock.setblocking(False)
+            busy = Response(503, [("Content-Type", "text/plain"), ("Retry-After", "1")], _BUSY_BODY)
+            sock.send(response_head(busy, keep_alive=False, http10=False) + _BUSY_BODY)
+        sock.close()
 
     def _pause(self, listener: _Listener, exc: OSError) -> None:
         """Out of descriptors: stop watching the listener for a moment instead of spinning."""

@@ -281,3 +281,40 @@ def test_concurrent_load_is_fully_served_and_descriptors_return(
     while open_fds(pid) > baseline and time.monotonic() < deadline:
         time.sleep(0.05)
     assert open_fds(pid) == baseline
+
+
+def test_past_worker_connections_new_clients_get_503_and_the_server_recovers(
+    server_factory, tmp_path: Path
+) -> None:
+    make_www(tmp_path)
+    config = "worker_connections 5\n" + TIMEOUT_CONFIG.replace(
+        "keepalive_timeout 1", "keepalive_timeout 30"
+    )
+    server: Server = server_factory(config)
+    # Wait for the readiness probe's connection to be closed by the server.
+    requests.get(server.url("/"), headers={"Connection": "close"})
+    held = []
+    answers = []
+    for _ in range(8):
+        sock = server.connect()
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answers.append(sock.recv(4096))
+        held.append(sock)
+    statuses = [answer[9:12] for answer in answers]
+    # Five connections at most (one may still be the readiness probe's).
+    assert statuses[:4] == [b"200"] * 4
+    assert statuses[5:] == [b"503"] * 3
+    data = answers[-1]
+    assert b"Date: " in data and b"Connection: close" in data
+    for sock in held:
+        sock.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(server.url("/"), headers={"Connection": "close"}).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    assert requests.get(server.url("/")).status_code == 200
+    assert "worker_connections are not enough" in server.log()
