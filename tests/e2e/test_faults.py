@@ -1,0 +1,103 @@
+"""Clients that reset the connection at every stage leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+from pathlib import Path
+
+import requests
+
+from tests.conftest import Server
+from tests.e2e.test_cgi import children_of
+
+CONFIG = """
+keepalive_timeout 30
+server {
+    host 127.0.0.1
+    port {port0}
+    root ./www
+    location /uploads {
+        root ./uploads
+        methods GET POST
+        body_limit 0
+    }
+    location /cgi-bin {
+        root ./cgi-bin
+        cgi .py python3
+        cgi_timeout 30
+    }
+}
+"""
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with RST instead of FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def wait_for(condition, limit: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_resets_at_every_stage_leak_nothing(server_factory, tmp_path: Path) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "uploads").mkdir()
+    (tmp_path / "cgi-bin").mkdir()
+    (tmp_path / "www" / "index.html").write_text("home\n")
+    (tmp_path / "www" / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    (tmp_path / "cgi-bin" / "sleep.py").write_text("import time\ntime.sleep(60)\n")
+    (tmp_path / "cgi-bin" / "flood.py").write_text(
+        "import sys\nsys.stdout.write('Content-Type: text/plain\\n\\n')\n"
+        "while True:\n    sys.stdout.write('x' * 65536)\n"
+    )
+    server: Server = server_factory(CONFIG)
+    pid = server.process.pid
+    requests.get(server.url("/"), headers={"Connection": "close"})
+    time.sleep(0.3)  # the probe connections close
+    baseline = fds(pid)
+
+    for _ in range(3):
+        # Mid-head.
+        sock = server.connect()
+        sock.sendall(b"GET / HTTP/1.1\r\nHo")
+        reset(sock)
+        # Mid-body of an upload: its temporary file appears, then must go.
+        sock = server.connect()
+        sock.sendall(
+            b"POST /uploads/ HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+            b"Content-Length: 10000000\r\n\r\n--B\r\nContent-Disposition: form-data; name=\"f\"; "
+            b"filename=\"f.bin\"\r\n\r\n" + b"z" * 200000
+        )
+        assert wait_for(lambda: any(p.name.startswith(".upload-") for p in (tmp_path / "uploads").iterdir()))
+        reset(sock)
+        # Mid-response (sendfile of a large file).
+        sock = server.connect()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.recv(4096)
+        reset(sock)
+        # While a CGI script runs, and while one floods its output.
+        for script in ("sleep.py", "flood.py"):
+            sock = server.connect()
+            sock.sendall(f"GET /cgi-bin/{script} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert wait_for(lambda: bool(children_of(pid)))
+            time.sleep(0.1)
+            reset(sock)
+
+    assert wait_for(lambda: not children_of(pid)), children_of(pid)
+    assert wait_for(lambda: not list((tmp_path / "uploads").iterdir())), list((tmp_path / "uploads").iterdir())
+    assert wait_for(lambda: fds(pid) == baseline), (fds(pid), baseline)
+    assert requests.get(server.url("/")).text == "home\n"
