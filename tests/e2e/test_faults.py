@@ -78,10 +78,12 @@ def test_resets_at_every_stage_leak_nothing(server_factory, tmp_path: Path) -> N
         sock = server.connect()
         sock.sendall(
             b"POST /uploads/ HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\n"
-            b"Content-Length: 10000000\r\n\r\n--B\r\nContent-Disposition: form-data; name=\"f\"; "
-            b"filename=\"f.bin\"\r\n\r\n" + b"z" * 200000
+            b'Content-Length: 10000000\r\n\r\n--B\r\nContent-Disposition: form-data; name="f"; '
+            b'filename="f.bin"\r\n\r\n' + b"z" * 200000
         )
-        assert wait_for(lambda: any(p.name.startswith(".upload-") for p in (tmp_path / "uploads").iterdir()))
+        assert wait_for(
+            lambda: any(p.name.startswith(".upload-") for p in (tmp_path / "uploads").iterdir())
+        )
         reset(sock)
         # Mid-response (sendfile of a large file).
         sock = server.connect()
@@ -98,6 +100,8 @@ def test_resets_at_every_stage_leak_nothing(server_factory, tmp_path: Path) -> N
             reset(sock)
 
     assert wait_for(lambda: not children_of(pid)), children_of(pid)
-    assert wait_for(lambda: not list((tmp_path / "uploads").iterdir())), list((tmp_path / "uploads").iterdir())
+    assert wait_for(lambda: not list((tmp_path / "uploads").iterdir())), list(
+        (tmp_path / "uploads").iterdir()
+    )
     assert wait_for(lambda: fds(pid) == baseline), (fds(pid), baseline)
     assert requests.get(server.url("/")).text == "home\n"
