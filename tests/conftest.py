@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -84,11 +85,12 @@ def start_server(
     nports: int = 1,
     env: dict[str, str] | None = None,
     ready_timeout: float = 15.0,
+    max_fds: int | None = None,
 ) -> Server:
     """Write ``config_text`` (``{port0}``, ``{port1}``... filled in) and run it.
 
     Returns once every port accepts connections; fails the test if the
-    process exits first.
+    process exits first. ``max_fds`` lowers the child's descriptor limit.
     """
     ports = [free_port() for _ in range(nports)]
     text = config_text
@@ -99,12 +101,18 @@ def start_server(
     log_path = directory / "server.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - the child keeps its own copy
     process_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+
+    def limit() -> None:
+        if max_fds is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))
+
     process = subprocess.Popen(
         [sys.executable, "-m", "localhost", str(config)],
         stdout=log_file,
         stderr=subprocess.STDOUT,
         cwd=directory,
         env=process_env,
+        preexec_fn=limit if max_fds is not None else None,
     )
     log_file.close()
     server = Server(process, ports, config, log_path)
@@ -129,8 +137,13 @@ def server_factory(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-
     """Start servers for one test; every one is stopped afterwards."""
     started: list[Server] = []
 
-    def factory(config_text: str, nports: int = 1, env: dict[str, str] | None = None) -> Server:
-        server = start_server(config_text, tmp_path, nports, env)
+    def factory(
+        config_text: str,
+        nports: int = 1,
+        env: dict[str, str] | None = None,
+        max_fds: int | None = None,
+    ) -> Server:
+        server = start_server(config_text, tmp_path, nports, env, max_fds=max_fds)
         started.append(server)
         return server
 

@@ -105,3 +105,72 @@ def test_resets_at_every_stage_leak_nothing(server_factory, tmp_path: Path) -> N
     )
     assert wait_for(lambda: fds(pid) == baseline), (fds(pid), baseline)
     assert requests.get(server.url("/")).text == "home\n"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_out_of_descriptors_does_not_spin_and_recovers(server_factory, tmp_path: Path) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "index.html").write_text("home\n")
+    server: Server = server_factory(
+        "server {\n host 127.0.0.1\n port {port0}\n root ./www\n}\n", max_fds=32
+    )
+    pid = server.process.pid
+    held = []
+    for _ in range(60):  # more than the server can hold
+        try:
+            held.append(socket.create_connection(("127.0.0.1", server.port), timeout=2))
+        except OSError:
+            break
+    time.sleep(0.3)
+    before = cpu_seconds(pid)
+    time.sleep(1.0)  # a spinning accept loop would burn this whole second
+    assert cpu_seconds(pid) - before < 0.3
+    for sock in held:
+        sock.close()
+    assert wait_for(lambda: _served(server), 10)
+    assert "pausing accepts" in server.log()
+
+
+def _served(server: Server) -> bool:
+    try:
+        return requests.get(server.url("/"), timeout=2).text == "home\n"
+    except requests.RequestException:
+        return False
+
+
+def test_slow_reader_of_a_fast_cgi_is_bounded_in_memory(server_factory, tmp_path: Path) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "uploads").mkdir()
+    (tmp_path / "cgi-bin").mkdir()
+    (tmp_path / "cgi-bin" / "flood.py").write_text(
+        "import sys\nsys.stdout.write('Content-Type: text/plain\\n\\n')\n"
+        "for _ in range(2000):\n    sys.stdout.write('x' * 65536)\n"
+    )
+    server: Server = server_factory(CONFIG)
+    pid = server.process.pid
+    requests.get(server.url("/"))
+    baseline = rss_kib(pid)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    with sock:
+        sock.sendall(b"GET /cgi-bin/flood.py HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(1.5)  # the script could write 125 MiB meanwhile; the client reads nothing
+        assert rss_kib(pid) - baseline < 8 * 1024
+        received = 0
+        sock.settimeout(10)
+        while received < 4 * 1024 * 1024:  # the stream goes on once the client reads
+            chunk = sock.recv(65536)
+            assert chunk
+            received += len(chunk)
