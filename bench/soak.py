@@ -15,28 +15,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+from common import REPO, free_port, rss_kib, running
 
 
 def fds(pid: int) -> int:
@@ -55,25 +40,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "soak.conf"
         config.write_text(text)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "localhost", str(config)],
-            cwd=REPO,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            time.sleep(0.2)
+        with running(config, port) as server:
             base_rss, base_fds = rss_kib(server.pid), fds(server.pid)
             print(f"baseline: RSS {base_rss} KiB, {base_fds} descriptors")
             ok = True
+            count = base_fds
             for index in range(rounds):
                 result = subprocess.run(
                     ["siege", "-b", "-c", "25", "-r", "200", "-j", f"http://127.0.0.1:{port}/"],
@@ -95,9 +66,6 @@ def main() -> int:
                 "ok" if ok else "FAILED: availability below 100% or resources not back to baseline"
             )
             return 0 if ok else 1
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(10)
 
 
 if __name__ == "__main__":

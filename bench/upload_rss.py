@@ -12,17 +12,17 @@ Exits 1 when the growth reaches 32 MiB or the upload fails.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from common import free_port, rss_kib, running
+
 LIMIT_KIB = 32 * 1024
+
 CONFIG = """
 server {{
     host 127.0.0.1
@@ -37,35 +37,13 @@ server {{
 """
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def main() -> int:
     mib = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
-    with tempfile.TemporaryDirectory() as tmp, socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-        probe.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
         config = Path(tmp) / "bench.conf"
         config.write_text(CONFIG.format(port=port, root=tmp))
-        server = subprocess.Popen(
-            [sys.executable, "-m", "localhost", str(config)], cwd=REPO, stderr=subprocess.DEVNULL
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            time.sleep(0.2)
+        with running(config, port) as server:
             baseline = rss_kib(server.pid)
             peak = baseline
             done = threading.Event()
@@ -113,9 +91,6 @@ def main() -> int:
             ok = ok_file and growth < LIMIT_KIB and response.startswith(b"HTTP/1.1 201")
             print("ok" if ok else "FAILED")
             return 0 if ok else 1
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(10)
 
 
 if __name__ == "__main__":

@@ -162,6 +162,16 @@ def cgi_environ(
     return env
 
 
+def _read(fd: int) -> bytes | None:
+    """A chunk from a non-blocking pipe: ``None`` when nothing is ready, ``b""`` at its end."""
+    try:
+        return os.read(fd, PIPE_CHUNK)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
+
+
 class CGIHandler:
     """One CGI run: spool the body, start the script, stream its answer."""
 
@@ -259,12 +269,9 @@ class CGIHandler:
             self.pending_in = self.pending_in[written:]
 
     def _on_stdout(self, _mask: int) -> None:
-        try:
-            data = os.read(self.stdout_fd, PIPE_CHUNK)
-        except (BlockingIOError, InterruptedError):
+        data = _read(self.stdout_fd)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self._on_stdout_end()
             return
@@ -326,12 +333,9 @@ class CGIHandler:
         self._maybe_done()
 
     def _on_stderr(self, _mask: int) -> None:
-        try:
-            data = os.read(self.stderr_fd, PIPE_CHUNK)
-        except (BlockingIOError, InterruptedError):
+        data = _read(self.stderr_fd)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self._close_fd("stderr_fd")
             self._maybe_done()

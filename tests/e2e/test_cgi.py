@@ -10,12 +10,12 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import Server, read_all, start_server
+from tests.proc import children_of, wait_for
 
 CONFIG = """
 server {
@@ -286,37 +286,11 @@ def test_timeout_gives_504_while_others_are_served(cgi_site: Server) -> None:
     assert float(result["elapsed"]) < 1 + 1  # type: ignore[arg-type]
 
 
-def children_of(pid: int) -> list[tuple[int, str]]:
-    """(pid, state) of every process whose parent is ``pid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid:
-            found.append((int(entry), fields[0]))
-    return found
-
-
-def wait_no_children(pid: int, limit: float = 5.0) -> list[tuple[int, str]]:
-    deadline = time.monotonic() + limit
-    while (children := children_of(pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return children
-
-
 def test_client_going_away_kills_the_script(cgi_site: Server) -> None:
     with cgi_site.connect() as sock:
         sock.sendall(b"GET /cgi-bin/sleep.py HTTP/1.1\r\nHost: x\r\n\r\n")
-        deadline = time.monotonic() + 5
-        while not children_of(cgi_site.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert children_of(cgi_site.process.pid)
-    assert wait_no_children(cgi_site.process.pid, 0.9) == []
+        assert wait_for(lambda: children_of(cgi_site.process.pid))
+    assert wait_for(lambda: not children_of(cgi_site.process.pid), 0.9)
 
 
 def test_no_zombies_after_many_runs(cgi_site: Server) -> None:
@@ -324,7 +298,7 @@ def test_no_zombies_after_many_runs(cgi_site: Server) -> None:
         for index in range(200):
             script = "hello.py" if index % 4 else "crash.py"
             session.get(cgi_site.url(f"/cgi-bin/{script}"))
-    assert wait_no_children(cgi_site.process.pid) == []
+    assert wait_for(lambda: not children_of(cgi_site.process.pid))
 
 
 def test_pipelined_request_after_a_cgi_response(cgi_site: Server) -> None:
@@ -344,5 +318,5 @@ def test_client_closing_mid_body_leaves_nothing_running(cgi_site: Server) -> Non
         sock.sendall(
             b"POST /cgi-bin/echo.py HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc"
         )
-    assert wait_no_children(cgi_site.process.pid, 2) == []
+    assert wait_for(lambda: not children_of(cgi_site.process.pid), 2)
     assert requests.get(cgi_site.url("/cgi-bin/hello.py")).status_code == 200

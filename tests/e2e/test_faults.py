@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from tests.conftest import Server
-from tests.e2e.test_cgi import children_of
+from tests.proc import children_of, cpu_seconds, open_fds, rss_kib, wait_for
 
 CONFIG = """
 keepalive_timeout 30
@@ -39,19 +39,6 @@ def reset(sock: socket.socket) -> None:
     sock.close()
 
 
-def fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def wait_for(condition, limit: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_resets_at_every_stage_leak_nothing(server_factory, tmp_path: Path) -> None:
     (tmp_path / "www").mkdir()
     (tmp_path / "uploads").mkdir()
@@ -67,7 +54,7 @@ def test_resets_at_every_stage_leak_nothing(server_factory, tmp_path: Path) -> N
     pid = server.process.pid
     requests.get(server.url("/"), headers={"Connection": "close"})
     time.sleep(0.3)  # the probe connections close
-    baseline = fds(pid)
+    baseline = open_fds(pid)
 
     for _ in range(3):
         # Mid-head.
@@ -103,20 +90,8 @@ def test_resets_at_every_stage_leak_nothing(server_factory, tmp_path: Path) -> N
     assert wait_for(lambda: not list((tmp_path / "uploads").iterdir())), list(
         (tmp_path / "uploads").iterdir()
     )
-    assert wait_for(lambda: fds(pid) == baseline), (fds(pid), baseline)
+    assert wait_for(lambda: open_fds(pid) == baseline), (open_fds(pid), baseline)
     assert requests.get(server.url("/")).text == "home\n"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def test_out_of_descriptors_does_not_spin_and_recovers(server_factory, tmp_path: Path) -> None:

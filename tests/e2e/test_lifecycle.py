@@ -14,6 +14,7 @@ from pathlib import Path
 import requests
 
 from tests.conftest import REPO, Server, read_all
+from tests.proc import open_fds, wait_for
 
 TIMEOUT_CONFIG = """
 client_header_timeout 1
@@ -243,10 +244,6 @@ def test_default_config_path_is_config_conf(tmp_path: Path) -> None:
     assert result.stdout.strip() == "config.conf: syntax is ok"
 
 
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 def test_concurrent_load_is_fully_served_and_descriptors_return(
     server_factory, tmp_path: Path
 ) -> None:
@@ -277,10 +274,7 @@ def test_concurrent_load_is_fully_served_and_descriptors_return(
         thread.join(60)
     assert failures == []
     # The sessions are closed: the server's descriptors go back to the baseline.
-    deadline = time.monotonic() + 10
-    while open_fds(pid) > baseline and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert open_fds(pid) == baseline
+    assert wait_for(lambda: open_fds(pid) == baseline, 10), (open_fds(pid), baseline)
 
 
 def test_past_worker_connections_new_clients_get_503_and_the_server_recovers(

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from tests.conftest import Server, read_all
+from tests.proc import open_fds, wait_for
 
 CONFIG = """
 worker_connections 4096
@@ -49,19 +50,6 @@ def server(server_factory, tmp_path: Path) -> Server:  # type: ignore[no-untyped
     requests.get(started.url("/"), headers={"Connection": "close"})
     time.sleep(0.3)  # the readiness probes close
     return started
-
-
-def fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def back_to(pid: int, baseline: int, limit: float = 10.0) -> bool:
-    deadline = time.monotonic() + limit
-    while fds(pid) != baseline:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.mark.parametrize(
@@ -97,7 +85,7 @@ def test_smuggled_requests_are_never_processed(server: Server, attack: bytes) ->
 
 def test_slowloris_does_not_starve_a_normal_client(server: Server) -> None:
     pid = server.process.pid
-    baseline = fds(pid)
+    baseline = open_fds(pid)
     slow = []
     for _ in range(500):
         sock = socket.create_connection(("127.0.0.1", server.port))
@@ -114,12 +102,12 @@ def test_slowloris_does_not_starve_a_normal_client(server: Server) -> None:
     assert statistics.median(latencies) < 0.1
     for sock in slow:
         sock.close()
-    assert back_to(pid, baseline), (fds(pid), baseline)
+    assert wait_for(lambda: open_fds(pid) == baseline, 10), (open_fds(pid), baseline)
 
 
 def test_two_thousand_concurrent_keep_alive_connections(server: Server) -> None:
     pid = server.process.pid
-    baseline = fds(pid)
+    baseline = open_fds(pid)
     count = 2000
     selector = selectors.DefaultSelector()
     socks = []
@@ -152,16 +140,16 @@ def test_two_thousand_concurrent_keep_alive_connections(server: Server) -> None:
     for sock in socks:
         sock.close()
     selector.close()
-    assert back_to(pid, baseline), (fds(pid), baseline)
+    assert wait_for(lambda: open_fds(pid) == baseline, 10), (open_fds(pid), baseline)
 
 
 def test_a_flood_of_garbage_connections_leaves_nothing(server: Server) -> None:
     pid = server.process.pid
-    baseline = fds(pid)
+    baseline = open_fds(pid)
     for index in range(300):
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             sock.sendall(os.urandom(64) + b"\r\n\r\n")
             if index % 3 == 0:
                 read_all(sock)
     assert requests.get(server.url("/")).text == "home\n"
-    assert back_to(pid, baseline), (fds(pid), baseline)
+    assert wait_for(lambda: open_fds(pid) == baseline, 10), (open_fds(pid), baseline)
