@@ -1,18 +1,35 @@
-"""The command line: ``python -m localhost [-t] [CONFIG]``."""
+"""The command line: ``python -m localhost [options] [CONFIG]``.
+
+``-t`` checks the configuration (like ``nginx -t``); ``-s SIGNAL`` sends
+reload/quit/stop/reopen to the running server through its pid file (like
+``nginx -s``); ``-w N`` overrides ``worker_processes``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+from pathlib import Path
 
 from localhost import __version__
-from localhost.config import ConfigError, load
+from localhost.accesslog import LEVELS, flush_error_log, setup_error_log
+from localhost.config import Config, ConfigError, load
 from localhost.server.listener import ListenError
+from localhost.server.master import Master
 from localhost.server.worker import Worker
 
 log = logging.getLogger("localhost")
+
+SIGNALS = {
+    "reload": signal.SIGHUP,
+    "quit": signal.SIGQUIT,
+    "stop": signal.SIGTERM,
+    "reopen": signal.SIGUSR1,
+}
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -26,43 +43,112 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="configuration file (default: ./config.conf)",
     )
     parser.add_argument(
-        "-t",
-        "--test",
-        action="store_true",
-        help="check the configuration file and exit, like nginx -t",
+        "-t", "--test", action="store_true", help="check the configuration file and exit"
     )
+    parser.add_argument(
+        "-s",
+        "--signal",
+        choices=sorted(SIGNALS),
+        help="send a signal to the running server named by the pid file, and exit",
+    )
+    parser.add_argument(
+        "-w", "--workers", type=_positive, help="worker processes (overrides worker_processes)"
+    )
+    parser.add_argument(
+        "--log-level", choices=sorted(LEVELS), help="error log level (overrides error_log)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     parser.add_argument("--version", action="version", version=f"localhost {__version__}")
     return parser.parse_args(argv)
 
 
+def _positive(text: str) -> int:
+    if text == "auto":
+        return os.cpu_count() or 1
+    if not text.isdigit() or not 1 <= int(text) <= 1024:
+        raise argparse.ArgumentTypeError("expected a number from 1 to 1024, or auto")
+    return int(text)
+
+
+def _send_signal(config: Config, name: str) -> int:
+    if config.pid is None:
+        print(
+            f"localhost: {config.path} has no pid directive: cannot find the server",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        pid = int(config.pid.read_text().strip())
+        os.kill(pid, SIGNALS[name])
+    except (OSError, ValueError) as exc:
+        print(f"localhost: cannot signal the server in {config.pid}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_pid(path: Path | None) -> None:
+    if path is not None:
+        path.write_text(f"{os.getpid()}\n")
+
+
+def _remove_pid(path: Path | None) -> None:
+    if path is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        if int(path.read_text().strip()) == os.getpid():
+            path.unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the server; returns the exit status (0 ok, 1 bad config or listen error)."""
+    """Run the server; returns the exit status (0 ok, 1 bad config, listen error or failure)."""
     args = _arguments(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s [%(levelname)s] %(message)s", stream=sys.stderr
-    )
     try:
         config = load(args.config)
     except ConfigError as exc:
         print(f"localhost: {exc}", file=sys.stderr)
         return 1
+    if args.signal:
+        return _send_signal(config, args.signal)
     if args.test:
         print(f"{args.config}: syntax is ok")
         return 0
-    worker = Worker(config)
+    level = args.log_level or ("error" if args.quiet else config.error_log_level)
     try:
-        worker.listen()
+        setup_error_log(config.error_log, level)
+    except OSError as exc:
+        print(f"localhost: cannot open the error log: {exc}", file=sys.stderr)
+        return 1
+    workers = args.workers or config.worker_processes
+    server: Worker | Master = (
+        Worker(config) if workers == 1 else Master(config, workers, bool(args.workers))
+    )
+    try:
+        server.listen()
     except ListenError as exc:
         print(f"localhost: {exc}", file=sys.stderr)
         return 1
-    for listener in worker.listeners:
-        host, port = listener.address
+    for host, port in server.sockets:
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         log.info("listening on http://%s/", shown)
-    log.info("serving %s (pid %d)", os.path.abspath(args.config), os.getpid())
-    worker.run()
+    log.info(
+        "serving %s with %d worker process%s (pid %d)",
+        os.path.abspath(args.config),
+        workers,
+        "" if workers == 1 else "es",
+        os.getpid(),
+    )
+    _write_pid(config.pid)
+    status = 0
+    try:
+        if isinstance(server, Master):
+            status = server.run()
+        else:
+            server.run()
+    finally:
+        _remove_pid(config.pid)
     log.info("stopped")
-    return 0
+    flush_error_log()
+    return status
 
 
 if __name__ == "__main__":

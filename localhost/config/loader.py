@@ -13,6 +13,7 @@ Every problem raises ``ConfigError``, whose text is
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,7 +38,10 @@ from localhost.config.model import (
     DEFAULT_SESSION_STORE,
     DEFAULT_SESSION_TIMEOUT,
     DEFAULT_WORKER_CONNECTIONS,
+    DEFAULT_WORKER_SHUTDOWN_TIMEOUT,
     IMPLEMENTED_METHODS,
+    LOG_LEVELS,
+    STDOUT,
     Config,
     Location,
     ServerBlock,
@@ -237,6 +241,40 @@ def _count(v: _Validator, args: list[Token]) -> int:
     return int(args[0])
 
 
+def _processes(v: _Validator, args: list[Token]) -> int:
+    if args[0] == "auto":
+        return os.cpu_count() or 1
+    if not args[0].isdigit() or not args[0].isascii() or not 1 <= int(args[0]) <= 1024:
+        v.fail(args[0], f'invalid worker_processes "{args[0]}" (expected 1 to 1024, or auto)')
+    return int(args[0])
+
+
+def _file(v: _Validator, args: list[Token]) -> Path:
+    path = v.path_of(args[0])
+    if not path.parent.is_dir():
+        v.fail(args[0], f'"{args[0]}": folder {path.parent} does not exist')
+    return path
+
+
+def _log_path(v: _Validator, token: Token, standard: str) -> str:
+    if token in (standard, STDOUT):
+        return STDOUT
+    return str(_file(v, [token]))
+
+
+def _error_log(v: _Validator, args: list[Token]) -> tuple[str, str]:
+    level = str(args[1]) if len(args) > 1 else "info"
+    if level not in LOG_LEVELS:
+        v.fail(args[1], f'invalid log level "{level}" (expected one of {", ".join(LOG_LEVELS)})')
+    return _log_path(v, args[0], "stderr"), level
+
+
+def _access_log(v: _Validator, args: list[Token]) -> str | None:
+    if args[0] == "off":
+        return None
+    return _log_path(v, args[0], "stdout")
+
+
 def _store(v: _Validator, args: list[Token]) -> Path:
     path = v.path_of(args[0])
     if not path.parent.is_dir():
@@ -293,6 +331,15 @@ DIRECTIVES: dict[str, Directive] = {
     "session_store": Directive((MAIN,), 1, 1, _store, syntax="session_store PATH"),
     "session_timeout": Directive((MAIN,), 1, 1, _time, syntax="session_timeout TIME"),
     "worker_connections": Directive((MAIN,), 1, 1, _count, syntax="worker_connections NUMBER"),
+    "worker_processes": Directive((MAIN,), 1, 1, _processes, syntax="worker_processes NUMBER|auto"),
+    "worker_shutdown_timeout": Directive(
+        (MAIN,), 1, 1, _time, syntax="worker_shutdown_timeout TIME"
+    ),
+    "pid": Directive((MAIN,), 1, 1, _file, syntax="pid PATH"),
+    "error_log": Directive((MAIN,), 1, 2, _error_log, syntax="error_log PATH|stderr [LEVEL]"),
+    "access_log": Directive(
+        (MAIN, SERVER, LOCATION), 1, 1, _access_log, syntax="access_log PATH|off"
+    ),
     "client_header_timeout": Directive(
         (MAIN, SERVER), 1, 1, _time, syntax="client_header_timeout TIME"
     ),
@@ -393,6 +440,13 @@ class _Validator:
             session_store=main.get("session_store", self.base / DEFAULT_SESSION_STORE),
             session_timeout=main.get("session_timeout", DEFAULT_SESSION_TIMEOUT),
             worker_connections=main.get("worker_connections", DEFAULT_WORKER_CONNECTIONS),
+            worker_processes=main.get("worker_processes", 1),
+            worker_shutdown_timeout=main.get(
+                "worker_shutdown_timeout", DEFAULT_WORKER_SHUTDOWN_TIMEOUT
+            ),
+            pid=main.get("pid"),
+            error_log=main.get("error_log", (STDOUT, "info"))[0],
+            error_log_level=main.get("error_log", (STDOUT, "info"))[1],
         )
 
     def server(self, block: _Statement, main: _Scope) -> tuple[ServerBlock, list[Token]]:
@@ -442,6 +496,7 @@ class _Validator:
             timeouts=timeouts,
             body_limit=body_limit,
             error_pages=error_pages,
+            access_log=_inherit("access_log", STDOUT, scope, main),
             line=block.name.line or 0,
         )
         return server, [token for _, token in names]
@@ -488,6 +543,7 @@ class _Validator:
             body_limit=_inherit("body_limit", DEFAULT_BODY_LIMIT, scope, server, main),
             error_pages=_pages(main, server, scope),
             cgi_timeout=_inherit("cgi_timeout", DEFAULT_CGI_TIMEOUT, scope, server, main),
+            access_log=_inherit("access_log", STDOUT, scope, server, main),
             session=_inherit("session", False, scope, server),
             session_handler=bool(scope.get("session")) and own_root is None and not cgi_entries,
             line=line,

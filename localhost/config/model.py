@@ -29,6 +29,9 @@ DEFAULT_CGI_TIMEOUT = 30.0
 DEFAULT_SESSION_TIMEOUT = 3600.0
 DEFAULT_SESSION_STORE = "sessions.db"  # next to the configuration file
 DEFAULT_WORKER_CONNECTIONS = 1024  # NGINX's default
+DEFAULT_WORKER_SHUTDOWN_TIMEOUT = 10.0
+STDOUT = "-"  # access_log / error_log value meaning standard output / standard error
+LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit")
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_FILE = "index.html"
 
@@ -68,6 +71,7 @@ class Location:
     body_limit: int = DEFAULT_BODY_LIMIT
     error_pages: Mapping[int, Path] = field(default_factory=_empty)
     cgi_timeout: float = DEFAULT_CGI_TIMEOUT
+    access_log: str | None = STDOUT
     session: bool = False
     session_handler: bool = False
     line: int = 0
@@ -98,6 +102,7 @@ class ServerBlock:
     timeouts: Timeouts = Timeouts()
     body_limit: int = DEFAULT_BODY_LIMIT
     error_pages: Mapping[int, Path] = field(default_factory=_empty)
+    access_log: str | None = STDOUT
     line: int = 0
 
 
@@ -105,10 +110,17 @@ class ServerBlock:
 class Config:
     """The whole configuration file: where it came from, its server blocks,
     the session store (a SQLite file) with its session lifetime in seconds,
-    and the most client connections one worker keeps open at once."""
+    the most client connections one worker keeps open at once, the process
+    model (worker count, seconds a stopping worker gets, pid file) and the
+    error log (a path or ``STDOUT`` for standard error, and its level)."""
 
     path: Path
     servers: tuple[ServerBlock, ...]
     session_store: Path = Path(DEFAULT_SESSION_STORE)
     session_timeout: float = DEFAULT_SESSION_TIMEOUT
     worker_connections: int = DEFAULT_WORKER_CONNECTIONS
+    worker_processes: int = 1
+    worker_shutdown_timeout: float = DEFAULT_WORKER_SHUTDOWN_TIMEOUT
+    pid: Path | None = None
+    error_log: str = STDOUT
+    error_log_level: str = "info"

@@ -40,6 +40,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from localhost import handlers
+from localhost.accesslog import combined_line
 from localhost.config.model import IMPLEMENTED_METHODS, Location, ServerBlock, Timeouts
 from localhost.handlers import session as sessions
 from localhost.handlers.error_pages import error_response
@@ -63,6 +64,8 @@ MAX_INTERNAL_REDIRECTS = 5
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 OPTIONS_STAR_ALLOW = ", ".join(sorted(IMPLEMENTED_METHODS))
 _CHUNKED = b"Transfer-Encoding: chunked\r\n"
+# Debugging aid for the process model: which worker answered.
+_DEBUG_PID = os.environ.get("LOCALHOST_DEBUG_PID") == "1"
 
 
 class State(IntEnum):
@@ -110,6 +113,10 @@ class Connection:
         "session",
         "extra_headers",
         "in_event",
+        "request_start",
+        "log_status",
+        "log_bytes",
+        "log_pending",
     )
 
     def __init__(
@@ -148,6 +155,10 @@ class Connection:
         self.session: str | None = None
         self.extra_headers: list[tuple[str, str]] = []
         self.in_event = False
+        self.request_start = time.monotonic()
+        self.log_status = 0
+        self.log_bytes = 0
+        self.log_pending = False
         self.timer: Timer = self.loop.call_at(
             time.monotonic() + self.timeouts.client_header, self._on_timeout
         )
@@ -270,6 +281,7 @@ class Connection:
 
     def _on_head(self, request: Request) -> None:
         self.request = request
+        self.request_start = time.monotonic()
         self.state = State.BODY
         self.body_seen = 0
         self.location = None
@@ -414,6 +426,8 @@ class Connection:
         )
 
     def _head(self, response: Response, framing: bytes | None) -> bytes:
+        if _DEBUG_PID:
+            response.headers.append(("X-Worker-PID", str(os.getpid())))
         if self.extra_headers:
             response.headers.extend(self.extra_headers)
             self.extra_headers = []
@@ -431,7 +445,11 @@ class Connection:
         head = self._head(response, None)
         body = response.file
         out = self.out
+        self.log_status = response.status
+        self.log_pending = True
+        self.log_bytes = response.content_length if response.status not in (204, 304) else 0
         if self.request is not None and self.request.method == "HEAD":
+            self.log_bytes = 0
             response.release()
             out.append(head)
             self.out_bytes += len(head)
@@ -476,6 +494,9 @@ class Connection:
             framing = _CHUNKED
         self.chunked = framing is _CHUNKED and not no_body
         self.streaming = True
+        self.log_status = response.status
+        self.log_bytes = 0
+        self.log_pending = True
         head = self._head(response, framing)
         self.out.append(head)
         self.out_bytes += len(head)
@@ -491,6 +512,7 @@ class Connection:
             return False
         request = self.request
         if data and request is not None and request.method != "HEAD":
+            self.log_bytes += len(data)
             if self.chunked:
                 data = b"%x\r\n%b\r\n" % (len(data), data)
             self.out.append(data)
@@ -557,7 +579,24 @@ class Connection:
         elif self.handler is not None and self.streaming:
             self.handler.output_drained()
 
+    def _log(self) -> None:
+        """One access log line for the request just answered (if its log is on)."""
+        self.log_pending = False
+        owner = self.location if self.location is not None else self.server
+        target = owner.access_log
+        if target is not None:
+            line = combined_line(
+                self.peer[0],
+                self.request,
+                self.log_status,
+                self.log_bytes,
+                time.monotonic() - self.request_start,
+            )
+            self.worker.access_logs.get(target).write(line)
+
     def _response_done(self) -> None:
+        self._log()
+        self.request_start = time.monotonic()
         self.responding = False
         self.streaming = False
         self.chunked = False
@@ -608,6 +647,10 @@ class Connection:
             pass
         self.close()
 
+    def expire(self, seconds: float) -> None:
+        """Close this idle connection in ``seconds`` (the worker is stopping)."""
+        self._deadline(seconds)
+
     @property
     def idle(self) -> bool:
         """True when no request is in progress (nothing to lose by closing)."""
@@ -618,6 +661,8 @@ class Connection:
         if self.state == State.CLOSED:
             return
         self.state = State.CLOSED
+        if self.log_pending:
+            self._log()
         self._drop_handler()
         self.loop.cancel(self.timer, forget=True)
         self.loop.unregister(self.fd)

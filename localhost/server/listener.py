@@ -36,3 +36,30 @@ def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
             raise ListenError(f"cannot listen on {shown}: address already in use") from None
         raise ListenError(f"cannot listen on {shown}: {exc.strerror or exc}") from None
     return sock
+
+
+Address = tuple[str, int]
+
+
+def bind_all(
+    addresses: list[tuple[str, int, bool]], existing: dict[Address, socket.socket]
+) -> dict[Address, socket.socket]:
+    """Sockets for every ``(host, port, shared)`` address, reusing ``existing`` ones.
+
+    Only the sockets it creates are closed when one address fails (raising
+    ``ListenError``); ``existing`` ones are never closed here.
+    """
+    sockets: dict[Address, socket.socket] = {}
+    created: list[socket.socket] = []
+    try:
+        for host, port, _shared in addresses:
+            sock = existing.get((host, port))
+            if sock is None:
+                sock = bind(host, port)
+                created.append(sock)
+            sockets[(host, port)] = sock
+    except ListenError:
+        for sock in created:
+            sock.close()
+        raise
+    return sockets

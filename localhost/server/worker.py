@@ -1,9 +1,17 @@
 """A worker: one event loop serving every listen address of the config.
 
 The worker accepts connections on its listening sockets and hands each to a
-``Connection``. SIGINT and SIGTERM stop it gracefully: it stops accepting,
-closes idle connections, lets requests in flight finish for up to
-``SHUTDOWN_GRACE`` seconds, then returns.
+``Connection``. It runs alone (one process: it binds its own sockets, and
+SIGHUP reloads the configuration in place) or under the prefork master
+(``master.py``), which binds the sockets, forks the workers and watches
+them; then every worker waits on the shared sockets with EPOLLEXCLUSIVE, so
+that a connection wakes one worker, and a worker whose master is gone stops.
+
+Stopping: SIGTERM and SIGINT (alone) stop accepting and let requests in
+flight finish for up to ``SHUTDOWN_GRACE`` seconds; SIGQUIT does the same
+for up to ``worker_shutdown_timeout``. Idle keep-alive connections get
+``IDLE_GRACE`` seconds, in which a request that was already on its way is
+still answered (with ``Connection: close``), rather than being cut at once.
 """
 
 from __future__ import annotations
@@ -11,22 +19,29 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
+import select
 import signal
 import socket
 import time
 
+from localhost.accesslog import AccessLogs, flush_error_log, reopen_error_log
+from localhost.config import ConfigError, load
 from localhost.config.model import Config, ServerBlock
 from localhost.http.message import Response, response_head
 from localhost.routing import Router
 from localhost.server.connection import Connection
-from localhost.server.listener import bind
+from localhost.server.listener import Address, ListenError, bind_all
 from localhost.server.loop import EPOLLIN, EventLoop
 from localhost.sessions import SessionStore
 
 log = logging.getLogger("localhost")
 
-SHUTDOWN_GRACE = 5.0  # seconds for responses in flight at shutdown
+SHUTDOWN_GRACE = 5.0  # seconds for responses in flight after SIGTERM/SIGINT
+IDLE_GRACE = 1.0  # seconds an idle keep-alive connection stays open once stopping
 ACCEPT_PAUSE = 0.5  # seconds without accepting after EMFILE/ENFILE
+FLUSH_EVERY = 1.0  # seconds between writes of the buffered logs
+PARENT_CHECK_EVERY = 0.5  # seconds between checks that the master is alive
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _BUSY_BODY = b"Service Unavailable\n"
 
@@ -35,8 +50,8 @@ class _Listener:
     __slots__ = ("sock", "address", "shared", "default_server", "paused")
 
     def __init__(
-        self, sock: socket.socket, address: tuple[str, int], shared: bool, default: ServerBlock
-    ):
+        self, sock: socket.socket, address: Address, shared: bool, default: ServerBlock
+    ) -> None:
         self.sock = sock
         self.address = address
         self.shared = shared
@@ -45,17 +60,31 @@ class _Listener:
 
 
 class Worker:
-    """Serve ``config`` from one process and one thread."""
+    """Serve ``config`` from one process and one thread.
 
-    def __init__(self, config: Config) -> None:
+    ``sockets`` are listening sockets bound by the master (by address);
+    ``master_pid`` is set when the worker runs under a master.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        sockets: dict[Address, socket.socket] | None = None,
+        master_pid: int | None = None,
+    ) -> None:
         self.config = config
         self.router = Router(config)
         self.loop = EventLoop()
+        self.sockets: dict[Address, socket.socket] = dict(sockets or {})
+        self.master_pid = master_pid
         self.listeners: list[_Listener] = []
         self.connections: dict[int, Connection] = {}
         self.stopping = False
+        self.access_logs = AccessLogs()
         self._sessions: SessionStore | None = None
         self._refused = 0
+        if self.sockets:
+            self._make_listeners()
 
     def session_store(self) -> SessionStore:
         """The session store, opened on first use."""
@@ -65,36 +94,55 @@ class Worker:
 
     def listen(self) -> None:
         """Bind every listen address. Raises ``ListenError`` (and binds nothing)."""
-        try:
-            for host, port, shared in self.router.bind_addresses():
-                sock = bind(host, port)
-                default = self.router.select((host, port), "")
-                self.listeners.append(_Listener(sock, (host, port), shared, default))
-        except Exception:
-            for listener in self.listeners:
-                listener.sock.close()
-            self.listeners.clear()
-            raise
+        self.sockets = bind_all(self.router.bind_addresses(), {})
+        self._make_listeners()
+
+    def _make_listeners(self) -> None:
+        self.listeners = [
+            _Listener(
+                self.sockets[(host, port)],
+                (host, port),
+                shared,
+                self.router.select((host, port), ""),
+            )
+            for host, port, shared in self.router.bind_addresses()
+        ]
 
     def run(self) -> None:
-        """Serve until SIGINT/SIGTERM; ``listen`` must have been called."""
+        """Serve until stopped by a signal; the sockets must be bound."""
+        loop = self.loop
         for listener in self.listeners:
             self._watch(listener)
-        self.loop.add_signal_handler(signal.SIGINT, self.shutdown)
-        self.loop.add_signal_handler(signal.SIGTERM, self.shutdown)
+        if self.master_pid is None:
+            loop.add_signal_handler(signal.SIGINT, self.shutdown)
+            loop.add_signal_handler(signal.SIGHUP, lambda _signum: self.reload())
+        else:
+            # Ctrl-C reaches the whole process group: the master decides.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            loop.call_at(time.monotonic() + PARENT_CHECK_EVERY, self._check_parent)
+        loop.add_signal_handler(signal.SIGTERM, self.shutdown)
+        loop.add_signal_handler(signal.SIGQUIT, self.shutdown)
+        loop.add_signal_handler(signal.SIGUSR1, lambda _signum: self.reopen_logs())
+        loop.call_at(time.monotonic() + FLUSH_EVERY, self._flush_logs)
         try:
-            self.loop.run()
+            loop.run()
         finally:
             for connection in list(self.connections.values()):
                 connection.close()
             for listener in self.listeners:
                 listener.sock.close()
-            self.loop.close()
+            loop.close()
             if self._sessions is not None:
                 self._sessions.close()
+            self.access_logs.close()
+            flush_error_log()
 
     def _watch(self, listener: _Listener) -> None:
-        self.loop.register(listener.sock.fileno(), EPOLLIN, lambda _mask: self._accept(listener))
+        # Under a master every worker waits on the same sockets: EPOLLEXCLUSIVE
+        # wakes one of them per connection instead of all (no thundering herd).
+        mask = EPOLLIN | select.EPOLLEXCLUSIVE if self.master_pid is not None else EPOLLIN
+        self.loop.register(listener.sock.fileno(), mask, lambda _mask: self._accept(listener))
 
     def _accept(self, listener: _Listener) -> None:
         # Accept until the queue is empty (a bounded batch keeps the loop fair).
@@ -145,7 +193,7 @@ class Worker:
 
         def resume() -> None:
             listener.paused = False
-            if not self.stopping:
+            if not self.stopping and listener in self.listeners:
                 self._watch(listener)
 
         self.loop.call_at(time.monotonic() + ACCEPT_PAUSE, resume)
@@ -157,7 +205,11 @@ class Worker:
             self.loop.stop()
 
     def shutdown(self, signum: int = signal.SIGTERM) -> None:
-        """Stop accepting, finish requests in flight (up to ``SHUTDOWN_GRACE``), then stop."""
+        """Stop accepting, finish the requests in flight, then stop the loop.
+
+        SIGQUIT waits up to ``worker_shutdown_timeout``; SIGTERM and SIGINT up
+        to ``SHUTDOWN_GRACE`` seconds (or the former, if shorter).
+        """
         if self.stopping:
             return
         self.stopping = True
@@ -166,10 +218,63 @@ class Worker:
             self.loop.unregister(listener.sock.fileno())
             listener.sock.close()
         self.listeners.clear()
+        self.sockets.clear()
         for connection in list(self.connections.values()):
             if connection.idle:
-                connection.close()
+                connection.expire(IDLE_GRACE)
         if not self.connections:
             self.loop.stop()
             return
-        self.loop.call_at(time.monotonic() + SHUTDOWN_GRACE, self.loop.stop)
+        grace = self.config.worker_shutdown_timeout
+        if signum != signal.SIGQUIT:
+            grace = min(grace, SHUTDOWN_GRACE)
+        self.loop.call_at(time.monotonic() + grace, self.loop.stop)
+
+    def reload(self) -> None:
+        """SIGHUP without a master: read the configuration again and switch to it.
+
+        An invalid file is logged (``file:line:column: message``) and the old
+        configuration kept. Listen addresses that appear are bound, those that
+        disappear are closed, those kept are never closed. Requests already
+        being handled finish under the old configuration.
+        """
+        try:
+            config = load(self.config.path)
+            router = Router(config)
+            sockets = bind_all(router.bind_addresses(), self.sockets)
+        except (ConfigError, ListenError) as exc:
+            log.error("reload failed, keeping the old configuration: %s", exc)
+            return
+        if config.worker_processes != 1:
+            log.warning("worker_processes changes take effect at the next start")
+        for listener in self.listeners:
+            self.loop.unregister(listener.sock.fileno())
+        for address, sock in self.sockets.items():
+            if sockets.get(address) is not sock:
+                sock.close()
+        if self._sessions is not None and config.session_store != self.config.session_store:
+            self._sessions.close()
+            self._sessions = None
+        self.config, self.router, self.sockets = config, router, sockets
+        self._make_listeners()
+        for listener in self.listeners:
+            self._watch(listener)
+        log.info("configuration reloaded from %s", config.path)
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: reopen the access and error logs (after logrotate moved them)."""
+        self.access_logs.reopen()
+        reopen_error_log()
+        log.info("log files reopened")
+
+    def _flush_logs(self) -> None:
+        self.access_logs.flush()
+        flush_error_log()
+        self.loop.call_at(time.monotonic() + FLUSH_EVERY, self._flush_logs)
+
+    def _check_parent(self) -> None:
+        if os.getppid() != self.master_pid:
+            log.error("the master process is gone; stopping")
+            self.shutdown(signal.SIGQUIT)
+            return
+        self.loop.call_at(time.monotonic() + PARENT_CHECK_EVERY, self._check_parent)

@@ -311,4 +311,4 @@ def test_past_worker_connections_new_clients_get_503_and_the_server_recovers(
             pass
         time.sleep(0.05)
     assert requests.get(server.url("/")).status_code == 200
-    assert "worker_connections are not enough" in server.log()
+    assert wait_for(lambda: "worker_connections are not enough" in server.log())
