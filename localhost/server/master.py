@@ -130,6 +130,13 @@ class Master:
         if pid == 0:  # the worker
             status = 1
             try:
+                # Sockets of other generations (removed by a reload) must not
+                # stay open here, or they would keep accepting connections.
+                mine = {id(sock) for sock in generation.sockets.values()}
+                for other in self.generations:
+                    for sock in other.sockets.values():
+                        if id(sock) not in mine:
+                            sock.close()
                 status = _worker_main(generation.config, generation.sockets, master)
             finally:
                 os._exit(status)

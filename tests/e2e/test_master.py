@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO, Server, read_all
+from tests.conftest import REPO, Server, free_port, read_all
 from tests.proc import children_of, wait_for
 
 CONFIG = """
@@ -383,3 +383,19 @@ def _accepts(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_reload_opens_and_closes_listen_addresses(server_factory, site: Path, workers: int) -> None:
+    server: Server = server_factory(config(workers))
+    extra = free_port()
+    server.config.write_text(
+        server.config.read_text().replace(f"port {server.port}", f"port {server.port} {extra}")
+    )
+    server.process.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: _accepts(extra), 5)
+    assert requests.get(server.url("/", port=extra)).text == "home\n"
+    server.config.write_text(server.config.read_text().replace(f" {extra}", ""))
+    server.process.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: not _accepts(extra), 5)
+    assert requests.get(server.url("/")).text == "home\n"
