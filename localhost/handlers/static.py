@@ -37,6 +37,109 @@ _TEXT_TYPES = frozenset(
 _content_types: dict[str, str] = {}
 _real_roots: dict[Path, str] = {}
 
+# The open-file cache: (id(location), request path) -> what serving it needs.
+# Every hit is validated with one stat of the path (inode, device, size and
+# modification time), so a changed, replaced or removed file is never served
+# stale; files up to CACHE_BODY_MAX bytes are kept in memory and answered
+# without opening them.
+CACHE_ENTRIES = 4096
+CACHE_BODY_MAX = 64 * 1024  # bytes of one file kept in memory
+CACHE_BODY_BUDGET = 32 * 1024 * 1024  # bytes of all files kept in memory
+_CONDITIONAL = frozenset(
+    {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "range"}
+)
+
+
+class _Entry:
+    __slots__ = ("lexical", "real", "key", "headers", "body", "size")
+
+    def __init__(
+        self,
+        lexical: str,
+        real: str,
+        key: tuple[int, int, int, int],
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        size: int,
+    ) -> None:
+        self.lexical = lexical
+        self.real = real
+        self.key = key
+        self.headers = headers
+        self.body = body
+        self.size = size
+
+
+_files: dict[tuple[int, str], _Entry] = {}
+_cached_bytes = 0
+
+
+def clear_cache() -> None:
+    """Forget every cached file and root (after a reload: locations change)."""
+    global _cached_bytes
+    _files.clear()
+    _real_roots.clear()
+    _cached_bytes = 0
+
+
+def _key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+
+
+def _remember(
+    location: Location,
+    request: Request,
+    real: str,
+    st: os.stat_result,
+    headers: list[tuple[str, str]],
+    fd: int,
+) -> bytes | None:
+    """Cache a file just served in full; returns its bytes when they are kept in memory."""
+    global _cached_bytes
+    if len(_files) >= CACHE_ENTRIES:
+        clear_cache()
+    body = None
+    if st.st_size <= CACHE_BODY_MAX and _cached_bytes + st.st_size <= CACHE_BODY_BUDGET:
+        body = os.pread(fd, st.st_size, 0)
+        if len(body) != st.st_size:
+            return None  # changing under our feet: do not cache
+        _cached_bytes += st.st_size
+    root = real_root(location.root) if location.root is not None else ""
+    relative = request.path[len(location.prefix) :] if location.alias else request.path
+    lexical = os.path.join(root, relative.lstrip("/"))
+    if lexical != real and request.path.endswith("/"):
+        lexical = real  # a default file: validate the file itself
+    _files[(id(location), request.path)] = _Entry(
+        lexical, real, _key(st), headers, body, st.st_size
+    )
+    return body
+
+
+def _cached(request: Request, location: Location) -> Response | None:
+    """The response for a cached file, or ``None`` to take the full path."""
+    entry = _files.get((id(location), request.path))
+    if entry is None:
+        return None
+    try:
+        st = os.stat(entry.lexical)
+    except OSError:
+        st = None
+    if st is None or _key(st) != entry.key:
+        del _files[(id(location), request.path)]
+        return None
+    if request.headers.has_any(_CONDITIONAL):
+        return None
+    if entry.body is not None:
+        return Response(200, entry.headers, entry.body)
+    try:
+        fd = os.open(entry.real, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    if _key(os.fstat(fd)) != entry.key:
+        os.close(fd)
+        return None
+    return Response(200, entry.headers, file=FileBody(fd, 0, entry.size))
+
 
 def content_type(name: str) -> str:
     """Content-Type for a file name, from ``mimetypes``; text gets ``charset=utf-8``."""
@@ -100,13 +203,15 @@ def _open_file(path: str, request: Request, location: Location) -> Response:
         os.close(fd)
         raise
     try:
-        return _file_response(fd, st, path, request)
+        return _file_response(fd, st, path, request, location)
     except BaseException:
         os.close(fd)
         raise
 
 
-def _file_response(fd: int, st: os.stat_result, path: str, request: Request) -> Response:
+def _file_response(
+    fd: int, st: os.stat_result, path: str, request: Request, location: Location
+) -> Response:
     """200, 206, 304 for the open file ``fd``; raises HTTPError 412 or 416."""
     etag = etag_for(st)
     validators = [("ETag", etag), ("Last-Modified", formatdate(st.st_mtime, usegmt=True))]
@@ -128,6 +233,11 @@ def _file_response(fd: int, st: os.stat_result, path: str, request: Request) -> 
                 416, f"no satisfiable range of {path}", [("Content-Range", f"bytes */{size}")]
             ) from None
     if ranges is None:
+        if not request.headers.has_any(_CONDITIONAL):
+            body = _remember(location, request, path, st, headers, fd)
+            if body is not None:
+                os.close(fd)
+                return Response(200, headers, body)
         return Response(200, headers, file=FileBody(fd, 0, size))
     if len(ranges) == 1:
         first, last = ranges[0]
@@ -156,6 +266,10 @@ def serve(request: Request, location: Location) -> Response:
     ``default_file``, else a listing when ``directory_listing`` is on, else
     403. Raises ``HTTPError`` (403, 404) for the error cases.
     """
+    if _files:
+        response = _cached(request, location)
+        if response is not None:
+            return response
     root, path = filesystem_path(request, location)
     try:
         st = os.stat(path)

@@ -49,6 +49,10 @@ class Headers:
         """Every value of ``name`` (lower-case), in order."""
         return [value for field, value in self._fields if field == name]
 
+    def has_any(self, names: frozenset[str]) -> bool:
+        """Whether any of ``names`` (lower-case) is present."""
+        return not names.isdisjoint(self._index)
+
     def __contains__(self, name: object) -> bool:
         return name in self._index
 
@@ -228,7 +232,11 @@ def date_field() -> bytes:
 
 
 def response_head(
-    response: Response, keep_alive: bool, http10: bool, framing: bytes | None = None
+    response: Response,
+    keep_alive: bool,
+    http10: bool,
+    framing: bytes | None = None,
+    extra: list[tuple[str, str]] | None = None,
 ) -> bytes:
     """The status line and header section of ``response``, ending in CRLF CRLF.
 
@@ -237,12 +245,17 @@ def response_head(
     connection (RFC 9112 §9.3). ``framing`` is the framing field line(s) of a
     streamed body (``Transfer-Encoding: chunked``, a known Content-Length, or
     nothing for a close-delimited body); by default it is the Content-Length
-    of ``response`` (none on 1xx, 204 and 304: RFC 9110 §8.6). Field values
-    are encoded as Latin-1, with characters outside it replaced.
+    of ``response`` (none on 1xx, 204 and 304: RFC 9110 §8.6). ``extra``
+    fields follow the response's own (which are never modified: handlers
+    may share them). Field values are encoded as Latin-1, with characters
+    outside it replaced.
     """
     parts = [status_line(response.status), date_field()]
     for name, value in response.headers:
         parts.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
+    if extra:
+        for name, value in extra:
+            parts.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
     status = response.status
     if framing is not None:
         parts.append(framing)

@@ -426,14 +426,14 @@ class Connection:
         )
 
     def _head(self, response: Response, framing: bytes | None) -> bytes:
+        extra = self.extra_headers
         if _DEBUG_PID:
-            response.headers.append(("X-Worker-PID", str(os.getpid())))
+            extra = [*extra, ("X-Worker-PID", str(os.getpid()))]
         if self.extra_headers:
-            response.headers.extend(self.extra_headers)
             self.extra_headers = []
         request = self.request
         http10 = request is not None and request.version == "HTTP/1.0"
-        return response_head(response, self.keep_alive, http10, framing)
+        return response_head(response, self.keep_alive, http10, framing, extra)
 
     def send(self, response: Response) -> None:
         """Queue the whole final ``response`` for the current request and write it."""

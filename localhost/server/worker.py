@@ -28,6 +28,7 @@ import time
 from localhost.accesslog import AccessLogs, flush_error_log, reopen_error_log
 from localhost.config import ConfigError, load
 from localhost.config.model import Config, ServerBlock
+from localhost.handlers import static
 from localhost.http.message import Response, response_head
 from localhost.routing import Router
 from localhost.server.connection import Connection
@@ -256,6 +257,7 @@ class Worker:
             self._sessions.close()
             self._sessions = None
         self.config, self.router, self.sockets = config, router, sockets
+        static.clear_cache()
         self._make_listeners()
         for listener in self.listeners:
             self._watch(listener)

@@ -10,7 +10,7 @@ import pytest
 
 from localhost.config import loads
 from localhost.config.model import Location, ServerBlock
-from localhost.handlers import check, handle
+from localhost.handlers import check, handle, static
 from localhost.handlers.error_pages import builtin_page, error_response
 from localhost.http.errors import HTTPError
 from localhost.http.message import Headers, Request, Response, response_head
@@ -80,9 +80,31 @@ def test_static_file_response(server: ServerBlock) -> None:
     assert loc is not None
     response = handle(request("GET", "/dir/f.txt"), loc, NO_EXCHANGE)
     assert response.status == 200
-    assert response.file is not None and response.file.count == 1
+    assert response.body == b"f" and response.content_length == 1  # small: from memory
     assert dict(response.headers)["Content-Type"] == "text/plain; charset=utf-8"
-    response.file.close()
+
+
+def test_cache_is_validated_on_every_hit(server: ServerBlock, tmp_path: Path) -> None:
+    loc = location_for(server, "/dir/f.txt")
+    assert loc is not None
+    assert handle(request("GET", "/dir/f.txt"), loc, NO_EXCHANGE).body == b"f"
+    (tmp_path / "www" / "dir" / "f.txt").write_text("changed")
+    response = handle(request("GET", "/dir/f.txt"), loc, NO_EXCHANGE)
+    assert response.body == b"changed"
+    (tmp_path / "www" / "dir" / "f.txt").unlink()
+    with pytest.raises(HTTPError) as info:
+        handle(request("GET", "/dir/f.txt"), loc, NO_EXCHANGE)
+    assert info.value.status == 404
+
+
+def test_large_files_are_sent_from_the_file(server: ServerBlock, tmp_path: Path) -> None:
+    (tmp_path / "www" / "big.bin").write_bytes(b"x" * (static.CACHE_BODY_MAX + 1))
+    loc = location_for(server, "/big.bin")
+    assert loc is not None
+    for _ in range(2):  # first from the full path, then from the cache
+        response = handle(request("GET", "/big.bin"), loc, NO_EXCHANGE)
+        assert response.file is not None and response.file.count == static.CACHE_BODY_MAX + 1
+        response.file.close()
 
 
 def test_directory_forms(server: ServerBlock) -> None:
@@ -94,8 +116,7 @@ def test_directory_forms(server: ServerBlock) -> None:
         handle(request("GET", "/dir/"), loc, NO_EXCHANGE)  # no index.html, listing off
     assert info.value.status == 403
     response = handle(request("GET", "/"), loc, NO_EXCHANGE)
-    assert response.status == 200 and response.file is not None
-    response.file.close()
+    assert response.status == 200 and response.body == b"home"
 
 
 def test_missing_file_and_file_with_slash(server: ServerBlock) -> None:
