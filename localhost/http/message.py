@@ -34,6 +34,15 @@ class Headers:
         for name, value in fields or ():
             self.add(name, value)
 
+    @classmethod
+    def parsed(cls, fields: list[tuple[str, str]], index: dict[str, str]) -> Headers:
+        """Headers from the parser's lists: ``fields`` with lower-case names, and
+        ``index`` of combined values (taken as they are, not copied)."""
+        headers = cls.__new__(cls)
+        headers._fields = fields
+        headers._index = index
+        return headers
+
     def add(self, name: str, value: str) -> None:
         """Append a field; ``name`` may be in any case."""
         name = name.lower()

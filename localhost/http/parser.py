@@ -64,11 +64,14 @@ Event = Request | Data | _Sentinel
 # RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-"
 # / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# Bytes never allowed anywhere in a request head: CTLs but HTAB, CR and LF, and DEL.
+_HEAD_CTL = bytes(c for c in range(32) if c not in (9, 10, 13)) + b"\x7f"
 # Bytes never allowed in a field value: CTLs but HTAB, and DEL (RFC 9110 §5.5).
 _VALUE_CTL = bytes(c for c in range(32) if c != 9) + b"\x7f"
 # Bytes never allowed in a request-target: CTLs, SP, DEL, and non-ASCII.
 _TARGET_BAD = bytes(range(33)) + bytes(range(127, 256))
 _HEX = b"0123456789abcdefABCDEF"
+_HOST_BAD = frozenset(" /\\@\t,")
 _KNOWN_METHODS = {m.encode(): m for m in IMPLEMENTED_METHODS}
 
 _HEAD, _END, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER = range(7)
@@ -173,36 +176,42 @@ class RequestParser:
             raise HTTPError(431, "too many header fields")
 
     def _parse_head(self, head: bytes) -> Request:
+        size = len(head)
+        # One pass over the whole head for the bytes no line may hold: CTLs
+        # but HTAB, CR and LF, and DEL (RFC 9110 §5.5, RFC 9112 §2.2).
+        if len(head.translate(None, _HEAD_CTL)) != size:
+            raise HTTPError(400, "control character in the request head")
+        if b"\r" in head:
+            head = head.replace(b"\r\n", b"\n")
+            if b"\r" in head:
+                raise HTTPError(400, "bare CR in the request head")
         lines = head.split(b"\n")
         lines.pop()  # head ends with "\n": the last item is empty
         if len(lines) > MAX_FIELDS + 1:
             raise HTTPError(431, "too many header fields")
         line = lines[0]
-        if line[-1:] == b"\r":
-            line = line[:-1]
         if len(line) > MAX_REQUEST_LINE:
             raise HTTPError(414, "request line too long")
-        if len(head) - len(lines[0]) > MAX_FIELD_SECTION + 2:
+        if size - len(line) > MAX_FIELD_SECTION + 2:
             raise HTTPError(431, "header section too large")
         method, target, version, http10 = self._request_line(line)
 
-        headers = Headers()
-        add = headers.add
+        fields: list[tuple[str, str]] = []
+        index: dict[str, str] = {}
         for raw in lines[1:]:
-            if raw[-1:] == b"\r":
-                raw = raw[:-1]
             colon = raw.find(b":")
             if colon <= 0:
                 raise HTTPError(400, "malformed header field line")
             name = raw[:colon]
             if name.translate(None, _TCHAR):
-                # Whitespace before the colon, obs-fold, CR, or a non-token byte.
+                # Whitespace before the colon, obs-fold, or a non-token byte.
                 raise HTTPError(400, "invalid header field name")
-            value = raw[colon + 1 :].strip(b" \t")
-            if len(value.translate(None, _VALUE_CTL)) != len(value):
-                raise HTTPError(400, "invalid byte in a header field value")
-            add(name.decode("ascii"), value.decode("latin-1"))
-        return self._request(method, target, version, http10, headers)
+            key = name.lower().decode("ascii")
+            value = raw[colon + 1 :].strip(b" \t").decode("latin-1")
+            fields.append((key, value))
+            known = index.get(key)
+            index[key] = value if known is None else f"{known}, {value}"
+        return self._request(method, target, version, http10, Headers.parsed(fields, index), index)
 
     @staticmethod
     def _request_line(line: bytes) -> tuple[str, str, str, bool]:
@@ -234,8 +243,15 @@ class RequestParser:
         return method, target_bytes.decode("ascii"), version_bytes.decode("ascii"), http10
 
     @staticmethod
-    def _request(method: str, target: str, version: str, http10: bool, headers: Headers) -> Request:
-        get = headers.get
+    def _request(
+        method: str,
+        target: str,
+        version: str,
+        http10: bool,
+        headers: Headers,
+        index: dict[str, str],
+    ) -> Request:
+        get = index.get
         host = get("host")
         if host is not None and "," in host and len(headers.get_all("host")) > 1:
             raise HTTPError(400, "duplicate Host")
@@ -253,12 +269,15 @@ class RequestParser:
             if not http10:
                 raise HTTPError(400, "missing Host")
             host = ""
-        elif host and (host[0] == "." or any(c in host for c in " /\\@\t,")):
+        elif host and (host[0] == "." or not _HOST_BAD.isdisjoint(host)):
             raise HTTPError(400, "invalid Host")
 
         connection = get("connection")
-        tokens = connection.lower() if connection is not None else ""
-        keep_alive = "keep-alive" in tokens if http10 else "close" not in tokens
+        if connection is None:
+            keep_alive = not http10
+        else:
+            tokens = {token.strip(" \t") for token in connection.lower().split(",")}
+            keep_alive = "keep-alive" in tokens if http10 else "close" not in tokens
 
         content_length: int | None = None
         chunked = False
