@@ -104,7 +104,10 @@ def check(request: Request, server: ServerBlock, location: Location | None) -> R
         return error_response(413, location.error_pages if location else server.error_pages)
     if location is None:
         return error_response(404, server.error_pages)
-    if not location.allows(request.method) or request.method not in capable_methods(location):
+    method = request.method
+    # Every handler answers GET and HEAD: only other methods need the sets.
+    needs_check = location.methods is not None or (method != "GET" and method != "HEAD")
+    if needs_check and (not location.allows(method) or method not in capable_methods(location)):
         return error_response(405, location.error_pages, [("Allow", allow_header(location))])
     return None
 

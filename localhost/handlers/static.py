@@ -23,7 +23,7 @@ from localhost.handlers import autoindex
 from localhost.handlers.redirect import redirect
 from localhost.http.conditional import Unsatisfiable, byte_ranges, etag_for, precondition
 from localhost.http.errors import HTTPError
-from localhost.http.message import FileBody, Request, Response
+from localhost.http.message import FileBody, Request, Response, encode_fields
 
 _TEXT_TYPES = frozenset(
     {
@@ -51,7 +51,7 @@ _CONDITIONAL = frozenset(
 
 
 class _Entry:
-    __slots__ = ("lexical", "real", "key", "headers", "body", "size")
+    __slots__ = ("lexical", "real", "key", "headers", "raw", "body", "size")
 
     def __init__(
         self,
@@ -66,6 +66,7 @@ class _Entry:
         self.real = real
         self.key = key
         self.headers = headers
+        self.raw = encode_fields(headers) + b"Content-Length: %d\r\n" % size
         self.body = body
         self.size = size
 
@@ -130,7 +131,7 @@ def _cached(request: Request, location: Location) -> Response | None:
     if request.headers.has_any(_CONDITIONAL):
         return None
     if entry.body is not None:
-        return Response(200, entry.headers, entry.body)
+        return Response(200, entry.headers, entry.body, raw_fields=entry.raw)
     try:
         fd = os.open(entry.real, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
@@ -138,7 +139,7 @@ def _cached(request: Request, location: Location) -> Response | None:
     if _key(os.fstat(fd)) != entry.key:
         os.close(fd)
         return None
-    return Response(200, entry.headers, file=FileBody(fd, 0, entry.size))
+    return Response(200, entry.headers, file=FileBody(fd, 0, entry.size), raw_fields=entry.raw)
 
 
 def content_type(name: str) -> str:

@@ -159,10 +159,11 @@ class Response:
     ``body`` holds the bytes of an in-memory body; ``file`` (when set) is the
     body instead; ``parts`` (when set) is a body made of bytes and file
     regions in order (multipart/byteranges). ``close`` asks for the
-    connection to close after it.
+    connection to close after it. ``raw_fields``, when set, is ``headers``
+    already encoded, Content-Length included (for cached responses).
     """
 
-    __slots__ = ("status", "headers", "body", "file", "parts", "close")
+    __slots__ = ("status", "headers", "body", "file", "parts", "close", "raw_fields")
 
     def __init__(
         self,
@@ -172,8 +173,10 @@ class Response:
         file: FileBody | None = None,
         close: bool = False,
         parts: list[bytes | FileBody] | None = None,
+        raw_fields: bytes | None = None,
     ) -> None:
         self.status = status
+        self.raw_fields = raw_fields
         self.headers = headers if headers is not None else []
         self.body = body
         self.file = file
@@ -240,6 +243,11 @@ def date_field() -> bytes:
     return _date_field
 
 
+def encode_fields(fields: list[tuple[str, str]]) -> bytes:
+    """Field lines ``Name: value\r\n`` as bytes (Latin-1, others replaced)."""
+    return "".join([f"{name}: {value}\r\n" for name, value in fields]).encode("latin-1", "replace")
+
+
 def response_head(
     response: Response,
     keep_alive: bool,
@@ -260,16 +268,18 @@ def response_head(
     outside it replaced.
     """
     parts = [status_line(response.status), date_field()]
-    for name, value in response.headers:
-        parts.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
+    raw = response.raw_fields
+    if raw is not None and framing is None:
+        parts.append(raw)
+    else:
+        parts.append(encode_fields(response.headers))
+        status = response.status
+        if framing is not None:
+            parts.append(framing)
+        elif status >= 200 and status != 204 and status != 304:
+            parts.append(b"Content-Length: %d\r\n" % response.content_length)
     if extra:
-        for name, value in extra:
-            parts.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
-    status = response.status
-    if framing is not None:
-        parts.append(framing)
-    elif status >= 200 and status != 204 and status != 304:
-        parts.append(b"Content-Length: %d\r\n" % response.content_length)
+        parts.append(encode_fields(extra))
     if not keep_alive:
         parts.append(b"Connection: close\r\n\r\n")
     elif http10:

@@ -98,8 +98,8 @@ class RequestParser:
         self._trailer_bytes = 0
         self._trailer_count = 0
 
-    def feed(self, data: bytes) -> None:
-        """Append received bytes."""
+    def feed(self, data: bytes | memoryview) -> None:
+        """Append received bytes (copied: ``data`` may be reused afterwards)."""
         self._buf += data
 
     @property

@@ -64,6 +64,10 @@ MAX_INTERNAL_REDIRECTS = 5
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 OPTIONS_STAR_ALLOW = ", ".join(sorted(IMPLEMENTED_METHODS))
 _CHUNKED = b"Transfer-Encoding: chunked\r\n"
+# One receive buffer for every connection of the worker: the parser copies
+# what it needs, so no 64 KiB object is allocated per recv.
+_RECV_BUFFER = bytearray(RECV_SIZE)
+_RECV_VIEW = memoryview(_RECV_BUFFER)
 # Debugging aid for the process model: which worker answered.
 _DEBUG_PID = os.environ.get("LOCALHOST_DEBUG_PID") == "1"
 
@@ -209,13 +213,13 @@ class Connection:
 
     def _on_readable(self) -> None:
         try:
-            data = self.sock.recv(RECV_SIZE)
+            received = self.sock.recv_into(_RECV_BUFFER)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self.close()
             return
-        if not data:
+        if not received:
             self.close()
             return
         state = self.state
@@ -224,7 +228,7 @@ class Connection:
             self._deadline(self.timeouts.client_header)
         elif state == State.BODY:
             self._deadline(self.timeouts.client_body)
-        self.parser.feed(data)
+        self.parser.feed(_RECV_VIEW[:received])
 
     def _check_gone(self) -> None:
         """The client half-closed while a handler works: gone, unless it sent more."""
@@ -255,7 +259,7 @@ class Connection:
             self.close()
 
     def _deadline(self, seconds: float) -> None:
-        self.loop.reschedule(self.timer, time.monotonic() + seconds)
+        self.loop.reschedule(self.timer, self.loop.now + seconds)
 
     # -- requests -----------------------------------------------------------
 
@@ -281,7 +285,7 @@ class Connection:
 
     def _on_head(self, request: Request) -> None:
         self.request = request
-        self.request_start = time.monotonic()
+        self.request_start = self.loop.now
         self.state = State.BODY
         self.body_seen = 0
         self.location = None
@@ -440,7 +444,8 @@ class Connection:
         if self.state == State.CLOSED:
             response.release()
             return
-        self._drop_handler()
+        if self.handler is not None:
+            self._drop_handler()
         self.keep_alive = self._keep_alive(response)
         head = self._head(response, None)
         body = response.file
@@ -470,9 +475,11 @@ class Connection:
             self.out_bytes += len(data)
         self.state = State.WRITE
         self.responding = True
-        self._deadline(self.timeouts.send)
         self._flush()
-        self._update_interest()
+        if self.out:
+            self._deadline(self.timeouts.send)
+        if not self.in_event:
+            self._update_interest()
 
     def start_response(self, response: Response, length: int | None) -> None:
         """Send the head of a response whose body follows through ``write``.

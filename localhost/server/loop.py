@@ -74,6 +74,9 @@ class EventLoop:
         self._wakeup_w: socket.socket | None = None
         self._children: dict[int, tuple[subprocess.Popen[bytes], Callable[[int], None]]] = {}
         self.running = False
+        # The time of the latest wake-up, for deadlines: read once per poll
+        # rather than once per request (as NGINX caches its time).
+        self.now = time.monotonic()
 
     # -- file descriptors -------------------------------------------------
 
@@ -209,6 +212,7 @@ class EventLoop:
                 events = poll(timeout)
             except InterruptedError:
                 events = []
+            self.now = monotonic()
             for fd, mask in events:
                 callback = callbacks.get(fd)
                 if callback is None:
@@ -218,7 +222,7 @@ class EventLoop:
                 except Exception:
                     log.exception("unexpected error handling fd %d", fd)
             if self._timers:
-                self._run_timers(monotonic())
+                self._run_timers(self.now)
 
     def stop(self) -> None:
         """Make ``run`` return after the current iteration."""
