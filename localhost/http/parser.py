@@ -28,6 +28,8 @@ MAX_FIELD_SECTION = 16 * 1024  # bytes of header fields → 431
 MAX_FIELDS = 100  # header (or trailer) field lines → 431
 MAX_CHUNK_LINE = 4 * 1024  # chunk-size line with extensions → 400
 MAX_CHUNK_SIZE_DIGITS = 16  # hex digits: at most 2**64 - 1 → 400 beyond
+MEMO_HEAD = 2048  # bytes: longer heads are not remembered
+MEMO_ENTRIES = 1024  # remembered heads per memo
 
 
 class _Sentinel:
@@ -86,11 +88,27 @@ class RequestParser:
 
     Limits (bytes): request line ``MAX_REQUEST_LINE`` (414), field section
     ``MAX_FIELD_SECTION`` and ``MAX_FIELDS`` lines (431).
+
+    ``memo``, shared by the parsers of a worker, remembers the ``Request``
+    parsed from each recent head of up to ``MEMO_HEAD`` bytes: parsing is a
+    pure function of those bytes, and clients repeat the same head again and
+    again (a browser fetching assets, a load balancer's health check). A
+    remembered ``Request`` is shared, so its consumers must not change it
+    beyond setting ``path`` and ``query`` (which are the same every time).
     """
 
-    __slots__ = ("_buf", "_state", "_remaining", "_scanned", "_trailer_bytes", "_trailer_count")
+    __slots__ = (
+        "_buf",
+        "_state",
+        "_remaining",
+        "_scanned",
+        "_trailer_bytes",
+        "_trailer_count",
+        "_memo",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, memo: dict[bytes, Request] | None = None) -> None:
+        self._memo = memo
         self._buf = bytearray()
         self._state = _HEAD
         self._remaining = 0
@@ -151,7 +169,14 @@ class RequestParser:
         head = bytes(buf[: end + 1])
         del buf[: end + skip]
         self._scanned = 0
-        request = self._parse_head(head)
+        memo = self._memo
+        request = memo.get(head) if memo is not None else None
+        if request is None:
+            request = self._parse_head(head)
+            if memo is not None and len(head) <= MEMO_HEAD:
+                if len(memo) >= MEMO_ENTRIES:
+                    memo.clear()
+                memo[head] = request
         if request.chunked:
             self._state = _CHUNK_SIZE
             self._trailer_bytes = self._trailer_count = 0

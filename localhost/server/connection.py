@@ -137,7 +137,7 @@ class Connection:
         self.fd = sock.fileno()
         self.peer = peer
         self.local = local
-        self.parser = RequestParser()
+        self.parser = RequestParser(worker.parse_memo)
         self.state = State.HEAD
         # Until a request names its virtual host, the address's default
         # server block decides the timeouts (as in NGINX).
@@ -292,11 +292,12 @@ class Connection:
         self.redirects = 0
         self.session = None
         self.extra_headers = []
-        try:
-            request.path, request.query = normalize_target(request.target)
-        except HTTPError as exc:
-            self.send(handlers.error_for(exc, None, self.server))
-            return
+        if not request.path:  # a remembered request has them already
+            try:
+                request.path, request.query = normalize_target(request.target)
+            except HTTPError as exc:
+                self.send(handlers.error_for(exc, None, self.server))
+                return
         router = self.worker.router
         server = self.server = router.select(self.local, request.host)
         self.timeouts = server.timeouts

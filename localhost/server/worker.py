@@ -29,7 +29,7 @@ from localhost.accesslog import AccessLogs, flush_error_log, reopen_error_log
 from localhost.config import ConfigError, load
 from localhost.config.model import Config, ServerBlock
 from localhost.handlers import static
-from localhost.http.message import Response, response_head
+from localhost.http.message import Request, Response, response_head
 from localhost.routing import Router
 from localhost.server.connection import Connection
 from localhost.server.listener import Address, ListenError, bind_all
@@ -82,6 +82,7 @@ class Worker:
         self.connections: dict[int, Connection] = {}
         self.stopping = False
         self.access_logs = AccessLogs()
+        self.parse_memo: dict[bytes, Request] = {}
         self._sessions: SessionStore | None = None
         self._refused = 0
         if self.sockets:

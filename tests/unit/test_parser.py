@@ -321,3 +321,22 @@ def test_large_body_arrives_in_pieces_without_copy_of_the_whole() -> None:
         assert parser.buffered == 0
     assert total == 100000
     assert parser.next_event() is END
+
+
+def test_memo_returns_the_same_request_for_the_same_head() -> None:
+    memo: dict[bytes, Request] = {}
+    first, second = RequestParser(memo), RequestParser(memo)
+    raw = b"GET /m HTTP/1.1\r\nHost: a\r\n\r\n"
+    first.feed(raw)
+    second.feed(raw + raw)
+    a = first.next_event()
+    assert second.next_event() is a and second.next_event() is END
+    assert second.next_event() is a
+    assert len(memo) == 1
+    # Bodies still flow through the parser itself.
+    body = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi"
+    for parser in (RequestParser(memo), RequestParser(memo)):
+        parser.feed(body)
+        assert isinstance(parser.next_event(), Request)
+        assert parser.next_event() == Data(b"hi")
+        assert parser.next_event() is END
