@@ -87,7 +87,7 @@ def run(mode: str, workers: int, connections: int, concurrency: int) -> list[int
     for thread in threads:
         thread.join()
     counts = []
-    for pid, read in zip(pids, pipes):
+    for pid, read in zip(pids, pipes, strict=True):
         os.kill(pid, signal.SIGTERM)
         counts.append(int(os.read(read, 64) or b"0"))
         os.waitpid(pid, 0)

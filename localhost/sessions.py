@@ -9,12 +9,13 @@ seen for ``timeout`` seconds are refused and purged.
 from __future__ import annotations
 
 import json
-import secrets
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite3
 
 ID_BYTES = 32  # 256 bits of randomness; token_urlsafe makes 43 characters of it
 PURGE_EVERY = 60.0  # seconds between purges of expired sessions
@@ -41,9 +42,13 @@ class SessionStore:
     """Sessions in the SQLite database at ``path``; ``timeout`` in seconds."""
 
     def __init__(self, path: Path, timeout: float) -> None:
+        # Imported here: sqlite3 costs 1.5 MiB of every worker's memory, and
+        # most configurations never open a session store.
+        import sqlite3
+
         self.path = path
         self.timeout = timeout
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=2.0)
+        self.db: sqlite3.Connection = sqlite3.connect(path, isolation_level=None, timeout=2.0)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(
@@ -76,6 +81,8 @@ class SessionStore:
 
     def create(self) -> Session:
         """A new, empty session."""
+        import secrets  # here for the same reason: it loads OpenSSL (about 4 MiB)
+
         now = time.time()
         self.purge(now)
         session = Session(secrets.token_urlsafe(ID_BYTES), now, now)

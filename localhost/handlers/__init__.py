@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from localhost.config.model import IMPLEMENTED_METHODS, Location, ServerBlock
-from localhost.handlers import cgi, session, static, upload
+from localhost.handlers import cgi, session, static
 from localhost.handlers.error_pages import error_response
 from localhost.handlers.redirect import redirect
 from localhost.http.errors import HTTPError
@@ -125,6 +125,8 @@ def start(request: Request, location: Location, exchange: Exchange) -> Streaming
         if script is not None:
             return cgi.CGIHandler(request, location, exchange, script)
     if request.method == "POST" and location.root is not None:
+        from localhost.handlers import upload  # on first use: python-multipart costs 1 MiB
+
         return upload.UploadHandler(request, location, exchange)
     return None
 
@@ -144,6 +146,8 @@ def handle(request: Request, location: Location, exchange: Exchange) -> Response
     if method == "GET" or method == "HEAD":
         return static.serve(request, location)
     if method == "DELETE":
+        from localhost.handlers import upload
+
         return upload.delete(request, location)
     raise HTTPError(405, f"{method} has no handler here", [("Allow", allow_header(location))])
 

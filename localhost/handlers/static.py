@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import mimetypes
 import os
-import secrets
 import stat
 from email.utils import formatdate
 from pathlib import Path
@@ -246,7 +245,7 @@ def _file_response(
         return Response(206, headers, file=FileBody(fd, first, last - first + 1))
     # Several ranges: multipart/byteranges (RFC 9110 §14.6), each part sent
     # with sendfile from its own duplicate of the descriptor.
-    boundary = secrets.token_hex(12)
+    boundary = os.urandom(12).hex()
     parts: list[bytes | FileBody] = []
     for first, last in ranges:
         parts.append(

@@ -21,7 +21,6 @@ import html
 import json
 import logging
 import os
-import secrets
 import stat
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -71,7 +70,7 @@ def safe_name(raw: str) -> str:
 
 
 def _temporary(directory: str) -> tuple[int, str]:
-    path = os.path.join(directory, f".upload-{secrets.token_hex(8)}.part")
+    path = os.path.join(directory, f".upload-{os.urandom(8).hex()}.part")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     return fd, path
 
