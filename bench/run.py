@@ -339,8 +339,12 @@ class Run:
 
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    """A wrk duration (``850.00us``, ``1.20ms``, ``2.00s``, ``1.00m``) in milliseconds."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        return float("nan")
+    value, unit = match.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def wrk(server: Server, path: str, seconds: float, connections: int, close: bool) -> Run:
@@ -361,10 +365,18 @@ def wrk(server: Server, path: str, seconds: float, connections: int, close: bool
         [*command, server.url(path)], capture_output=True, text=True, timeout=seconds + 60
     ).stdout
     cpu = server.cpu_seconds() - before
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    rps_match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total_match = re.search(r"(\d+) requests in", out)
+    if rps_match is None or total_match is None:
+        print(f"unreadable wrk output for {server.name}:\n{out}", file=sys.stderr)
+        return Run(0.0, float("nan"), float("nan"), 1, float("nan"))
+    rps = float(rps_match.group(1))
+    total = int(total_match.group(1))
+    # The "Latency Distribution" lines; the thread stats have percentages too.
+    p50_match = re.search(r"^\s+50%\s+(\S+)$", out, re.M)
+    p99_match = re.search(r"^\s+99%\s+(\S+)$", out, re.M)
+    p50 = _ms(p50_match.group(1)) if p50_match else float("nan")
+    p99 = _ms(p99_match.group(1)) if p99_match else float("nan")
     errors = 0
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(g) for g in m.groups())

@@ -40,8 +40,10 @@ _real_roots: dict[Path, str] = {}
 # Every hit is validated with one stat of the path (inode, device, size and
 # modification time), so a changed, replaced or removed file is never served
 # stale; files up to CACHE_BODY_MAX bytes are kept in memory and answered
-# without opening them.
+# without opening them, and larger ones keep an open descriptor (up to
+# CACHE_FDS of them) that each response duplicates for its sendfile.
 CACHE_ENTRIES = 4096
+CACHE_FDS = 256
 CACHE_BODY_MAX = 64 * 1024  # bytes of one file kept in memory
 CACHE_BODY_BUDGET = 32 * 1024 * 1024  # bytes of all files kept in memory
 _CONDITIONAL = frozenset(
@@ -50,7 +52,7 @@ _CONDITIONAL = frozenset(
 
 
 class _Entry:
-    __slots__ = ("lexical", "real", "key", "headers", "raw", "body", "size")
+    __slots__ = ("lexical", "real", "key", "headers", "raw", "body", "size", "fd")
 
     def __init__(
         self,
@@ -68,18 +70,33 @@ class _Entry:
         self.raw = encode_fields(headers) + b"Content-Length: %d\r\n" % size
         self.body = body
         self.size = size
+        self.fd = -1
 
 
 _files: dict[tuple[int, str], _Entry] = {}
 _cached_bytes = 0
+_held_fds = 0
 
 
 def clear_cache() -> None:
     """Forget every cached file and root (after a reload: locations change)."""
-    global _cached_bytes
+    global _cached_bytes, _held_fds
+    for entry in _files.values():
+        if entry.fd >= 0:
+            os.close(entry.fd)
     _files.clear()
     _real_roots.clear()
-    _cached_bytes = 0
+    _cached_bytes = _held_fds = 0
+
+
+def _forget(key: tuple[int, str]) -> None:
+    global _held_fds, _cached_bytes
+    entry = _files.pop(key)
+    if entry.fd >= 0:
+        os.close(entry.fd)
+        _held_fds -= 1
+    if entry.body is not None:
+        _cached_bytes -= entry.size
 
 
 def _key(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -95,7 +112,7 @@ def _remember(
     fd: int,
 ) -> bytes | None:
     """Cache a file just served in full; returns its bytes when they are kept in memory."""
-    global _cached_bytes
+    global _cached_bytes, _held_fds
     if len(_files) >= CACHE_ENTRIES:
         clear_cache()
     body = None
@@ -109,9 +126,13 @@ def _remember(
     lexical = os.path.join(root, relative.lstrip("/"))
     if lexical != real and request.path.endswith("/"):
         lexical = real  # a default file: validate the file itself
-    _files[(id(location), request.path)] = _Entry(
-        lexical, real, _key(st), headers, body, st.st_size
-    )
+    key = (id(location), request.path)
+    if key in _files:
+        _forget(key)
+    entry = _files[key] = _Entry(lexical, real, _key(st), headers, body, st.st_size)
+    if body is None and _held_fds < CACHE_FDS:
+        entry.fd = os.dup(fd)
+        _held_fds += 1
     return body
 
 
@@ -125,19 +146,24 @@ def _cached(request: Request, location: Location) -> Response | None:
     except OSError:
         st = None
     if st is None or _key(st) != entry.key:
-        del _files[(id(location), request.path)]
+        _forget((id(location), request.path))
         return None
     if request.headers.has_any(_CONDITIONAL):
         return None
     if entry.body is not None:
         return Response(200, entry.headers, entry.body, raw_fields=entry.raw)
-    try:
-        fd = os.open(entry.real, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return None
-    if _key(os.fstat(fd)) != entry.key:
-        os.close(fd)
-        return None
+    if entry.fd >= 0:
+        # The held descriptor is the validated inode; each response gets its
+        # own duplicate, so that closing one never affects another.
+        fd = os.dup(entry.fd)
+    else:
+        try:
+            fd = os.open(entry.real, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return None
+        if _key(os.fstat(fd)) != entry.key:
+            os.close(fd)
+            return None
     return Response(200, entry.headers, file=FileBody(fd, 0, entry.size), raw_fields=entry.raw)
 
 

@@ -160,3 +160,21 @@ def test_response_head_fields() -> None:
     assert b"Content-Length" not in head and b"Connection: keep-alive" in head
     head = response_head(Response(404), keep_alive=True, http10=False)
     assert b"Content-Length: 0\r\n" in head
+
+
+def test_cached_descriptor_never_serves_a_replaced_file(server: ServerBlock, tmp_path: Path) -> None:
+    big = tmp_path / "www" / "big.bin"
+    big.write_bytes(b"a" * (static.CACHE_BODY_MAX + 1))
+    loc = location_for(server, "/big.bin")
+    assert loc is not None
+    for _ in range(2):
+        response = handle(request("GET", "/big.bin"), loc, NO_EXCHANGE)
+        assert response.file is not None
+        assert os.pread(response.file.fd, 1, 0) == b"a"
+        response.file.close()
+    replacement = tmp_path / "www" / "new.bin"
+    replacement.write_bytes(b"b" * (static.CACHE_BODY_MAX + 1))
+    os.replace(replacement, big)  # same size, new inode
+    response = handle(request("GET", "/big.bin"), loc, NO_EXCHANGE)
+    assert response.file is not None and os.pread(response.file.fd, 1, 0) == b"b"
+    response.file.close()
