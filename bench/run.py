@@ -558,6 +558,62 @@ def chart(results: dict[str, dict[str, dict[str, float]]], names: list[str], pat
     fig.savefig(path, dpi=110)
 
 
+def targets(data: dict) -> list[str]:  # type: ignore[type-arg]
+    """The performance targets, each with this run's value and whether it is met."""
+    r = data["results"]
+
+    def ratio(key: str, peer: str) -> float | None:
+        ours, theirs = r[key].get("localhost"), r[key].get(peer)
+        return ours["rps"] / theirs["rps"] if ours and theirs else None
+
+    rows = []
+
+    def row(
+        name: str, value: float | None, goal: float, unit: str = "×", higher: bool = True
+    ) -> None:
+        if value is None:
+            rows.append(f"| {name} | not measured | {goal}{unit} | — |")
+            return
+        met = value >= goal if higher else value <= goal
+        rows.append(
+            f"| {name} | {value:.2f}{unit} | {'≥' if higher else '≤'} {goal}{unit} | {'met' if met else 'missed'} |"
+        )
+
+    row("1 KiB keep-alive ÷ uvicorn", ratio("1k", "uvicorn"), 1.2)
+    row("1 KiB keep-alive ÷ tornado", ratio("1k", "tornado"), 10)
+    p99 = r["1k"].get("localhost", {}).get("p99_ms")
+    peer_p99 = r["1k"].get("uvicorn", {}).get("p99_ms")
+    row(
+        "1 KiB keep-alive p99, ms (uvicorn's is the goal)",
+        p99,
+        round(peer_p99, 2) if peer_p99 else 0,
+        " ms",
+        higher=False,
+    )
+    row("1 KiB Connection: close ÷ uvicorn", ratio("1k-close", "uvicorn"), 1.0)
+    row("100 KiB keep-alive ÷ uvicorn", ratio("100k", "uvicorn"), 1.0)
+    row("10 MiB keep-alive ÷ nginx", ratio("10m", "nginx"), 0.9)
+    if "upload" in data:
+        row(
+            "100 MiB upload: server RSS growth",
+            data["upload"]["rss_growth_mib"],
+            32,
+            " MiB",
+            higher=False,
+        )
+        row("100 MiB upload: throughput", data["upload"]["mib_per_s"], 200, " MiB/s")
+    if "memory" in data:
+        row("idle RSS", data["memory"]["idle_rss_mib"], 30, " MiB", higher=False)
+        row(
+            "10,000 idle keep-alive connections: extra RSS",
+            data["memory"]["extra_mib"],
+            50,
+            " MiB",
+            higher=False,
+        )
+    return ["## Targets", "", "| target | this run | goal | |", "|---|---|---|---|", *rows, ""]
+
+
 def report(data: dict, path: Path) -> None:  # type: ignore[type-arg]
     results = data["results"]
     names = data["servers"]
@@ -579,6 +635,7 @@ def report(data: dict, path: Path) -> None:  # type: ignore[type-arg]
         "![requests per second](benchmarks.png)",
         "",
     ]
+    lines += targets(data)
     for key, title, path_, connections, close in SCENARIOS:
         command = (
             f"wrk -t1 -c{connections} -d{data['duration']}s --latency"
@@ -688,7 +745,17 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2 s runs, 2 rounds")
     parser.add_argument("--only", help="comma-separated server names")
     parser.add_argument("--output", type=Path, default=DOCS / "benchmarks.md")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite the page and chart from the JSON of the last run",
+    )
     args = parser.parse_args()
+    if args.report_only:
+        data = json.loads(args.output.with_suffix(".json").read_text())
+        chart(data["results"], data["servers"], args.output.with_suffix(".png"))
+        report(data, args.output)
+        return 0
     if args.quick:
         args.duration, args.rounds = 2, 2
     needs = missing()
