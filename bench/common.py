@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,3 +52,48 @@ def running(config: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(10)
+
+
+def measure_upload(port: int, pid: int, mib: int, name: str = "upload.bin") -> dict[str, float]:
+    """POST one multipart upload of ``mib`` MiB to ``/uploads/`` on ``port``.
+
+    Samples the resident memory of ``pid`` every 20 ms meanwhile. Returns the
+    seconds taken, MiB/s, the RSS growth over the start in MiB, and whether the
+    answer was 201.
+    """
+    baseline = peak = rss_kib(pid)
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_kib(pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    opening = f'--B\r\nContent-Disposition: form-data; name="f"; filename="{name}"\r\n\r\n'.encode()
+    closing = b"\r\n--B--\r\n"
+    head = (
+        f"POST /uploads/ HTTP/1.1\r\nHost: bench\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+        f"Content-Length: {len(opening) + mib * 1048576 + len(closing)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    block = random.Random(1).randbytes(1048576)
+    start = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(head + opening)
+            for _ in range(mib):
+                sock.sendall(block)
+            sock.sendall(closing)
+            status = sock.recv(64)
+    finally:
+        done.set()
+        sampler.join()
+    seconds = time.monotonic() - start
+    return {
+        "seconds": seconds,
+        "mib_per_s": mib / seconds,
+        "rss_growth_mib": (peak - baseline) / 1024,
+        "ok": status.startswith(b"HTTP/1.1 201"),
+    }

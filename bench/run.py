@@ -40,12 +40,11 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import REPO, free_port, rss_kib
+from common import REPO, free_port, measure_upload, rss_kib
 
 SERVER_CPU = "0"
 LOAD_CPU = "1"
@@ -437,41 +436,7 @@ def siege(server: Server) -> dict[str, float]:
 def upload(server: Server, mib: int) -> dict[str, float]:
     """One multipart upload of ``mib`` MiB: seconds and the server's RSS growth."""
     assert server.process is not None
-    pid = server.process.pid
-    baseline = peak = rss_kib(pid)
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, rss_kib(pid))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    opening = b'--B\r\nContent-Disposition: form-data; name="f"; filename="up.bin"\r\n\r\n'
-    closing = b"\r\n--B--\r\n"
-    head = (
-        f"POST /uploads/ HTTP/1.1\r\nHost: bench\r\nContent-Type: multipart/form-data; boundary=B\r\n"
-        f"Content-Length: {len(opening) + mib * 1048576 + len(closing)}\r\nConnection: close\r\n\r\n"
-    ).encode()
-    block = random.Random(1).randbytes(1048576)
-    start = time.monotonic()
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(head + opening)
-        for _ in range(mib):
-            sock.sendall(block)
-        sock.sendall(closing)
-        status = sock.recv(64)
-    seconds = time.monotonic() - start
-    done.set()
-    sampler.join()
-    return {
-        "seconds": seconds,
-        "mib_per_s": mib / seconds,
-        "rss_growth_mib": (peak - baseline) / 1024,
-        "ok": status.startswith(b"HTTP/1.1 201"),
-    }
+    return measure_upload(server.port, server.process.pid, mib)
 
 
 def idle_connections(server: Server, count: int) -> dict[str, float]:

@@ -11,19 +11,16 @@ Exits 1 when the growth reaches 32 MiB or the upload fails.
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-from common import free_port, rss_kib, running
+from common import free_port, measure_upload, running
 
 LIMIT_KIB = 32 * 1024
 
 CONFIG = """
+access_log off
 server {{
     host 127.0.0.1
     port {port}
@@ -44,53 +41,16 @@ def main() -> int:
         config = Path(tmp) / "bench.conf"
         config.write_text(CONFIG.format(port=port, root=tmp))
         with running(config, port) as server:
-            baseline = rss_kib(server.pid)
-            peak = baseline
-            done = threading.Event()
-
-            def sample() -> None:
-                nonlocal peak
-                while not done.is_set():
-                    peak = max(peak, rss_kib(server.pid))
-                    time.sleep(0.05)
-
-            sampler = threading.Thread(target=sample)
-            sampler.start()
-            size = mib * 1024 * 1024
-            opening = (
-                b'--BOUNDARY\r\nContent-Disposition: form-data; name="f"; filename="big.bin"\r\n'
-                b"Content-Type: application/octet-stream\r\n\r\n"
-            )
-            closing = b"\r\n--BOUNDARY--\r\n"
-            head = (
-                f"POST /uploads/ HTTP/1.1\r\nHost: bench\r\n"
-                f"Content-Type: multipart/form-data; boundary=BOUNDARY\r\n"
-                f"Content-Length: {len(opening) + size + len(closing)}\r\nConnection: close\r\n\r\n"
-            ).encode()
-            block = os.urandom(1024 * 1024)
-            start = time.monotonic()
-            with socket.create_connection(("127.0.0.1", port)) as sock:
-                sock.sendall(head + opening)
-                for _ in range(mib):
-                    sock.sendall(block)
-                sock.sendall(closing)
-                response = sock.recv(4096)
-            elapsed = time.monotonic() - start
-            done.set()
-            sampler.join()
-            stored = Path(tmp) / "big.bin"
-            ok_file = stored.exists() and stored.stat().st_size == size
-            growth = peak - baseline
-            print(f"upload: {mib} MiB in {elapsed:.2f} s ({mib / elapsed:.0f} MiB/s)")
-            status = response.split(b"\r\n", 1)[0].decode()
-            print(f"status: {status}; stored size ok: {ok_file}")
-            print(
-                f"RSS: baseline {baseline} KiB, peak {peak} KiB, "
-                f"growth {growth} KiB (limit {LIMIT_KIB})"
-            )
-            ok = ok_file and growth < LIMIT_KIB and response.startswith(b"HTTP/1.1 201")
-            print("ok" if ok else "FAILED")
-            return 0 if ok else 1
+            result = measure_upload(port, server.pid, mib, "big.bin")
+        stored = Path(tmp) / "big.bin"
+        stored_ok = stored.exists() and stored.stat().st_size == mib * 1048576
+        growth = result["rss_growth_mib"] * 1024
+        print(f"upload: {mib} MiB in {result['seconds']:.2f} s ({result['mib_per_s']:.0f} MiB/s)")
+        print(f"answered 201: {result['ok']}; stored size ok: {stored_ok}")
+        print(f"RSS growth {growth:.0f} KiB (limit {LIMIT_KIB})")
+        ok = bool(result["ok"]) and stored_ok and growth < LIMIT_KIB
+        print("ok" if ok else "FAILED")
+        return 0 if ok else 1
 
 
 if __name__ == "__main__":
