@@ -140,14 +140,17 @@ class AccessLogs:
         return log
 
     def flush(self) -> None:
+        """Write every log's buffered lines."""
         for log in self.logs.values():
             log.flush()
 
     def reopen(self) -> None:
+        """Reopen every log file (SIGUSR1, after logrotate)."""
         for log in self.logs.values():
             log.reopen()
 
     def close(self) -> None:
+        """Write and close every log (at shutdown)."""
         for log in self.logs.values():
             log.close()
         self.logs.clear()
@@ -223,10 +226,12 @@ def error_log_handlers() -> list[BufferedHandler]:
 
 
 def flush_error_log() -> None:
+    """Write the error log's buffered records."""
     for handler in error_log_handlers():
         handler.flush()
 
 
 def reopen_error_log() -> None:
+    """Reopen the error log file (SIGUSR1, after logrotate)."""
     for handler in error_log_handlers():
         handler.reopen()

@@ -79,6 +79,20 @@ def read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+def run_cli(
+    args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m localhost ARGS`` to completion; ``env`` adds to the environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "localhost", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def start_server(
     config_text: str,
     directory: Path,

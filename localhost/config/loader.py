@@ -481,7 +481,7 @@ class _Validator:
             seen[location.prefix] = child.args[0]
             locations.append(location)
         if "/" not in seen and scope.get("root") is not None:
-            locations.append(self.implicit_root(scope, main, block))
+            locations.append(self.make_location("/", _Scope(), scope, main, block.name.line or 0))
         locations.sort(key=lambda loc: len(loc.prefix), reverse=True)
         timeouts = Timeouts(
             client_header=_inherit("client_header_timeout", DEFAULT_HEADER_TIMEOUT, scope, main),
@@ -522,9 +522,6 @@ class _Validator:
                 f'location has "redirect" or "session on")',
             )
         return self.make_location(prefix, scope, server, main, prefix_token.line or 0)
-
-    def implicit_root(self, server: _Scope, main: _Scope, block: _Statement) -> Location:
-        return self.make_location("/", _Scope(), server, main, block.name.line or 0)
 
     def make_location(
         self, prefix: str, scope: _Scope, server: _Scope, main: _Scope, line: int

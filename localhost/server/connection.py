@@ -73,6 +73,8 @@ _DEBUG_PID = os.environ.get("LOCALHOST_DEBUG_PID") == "1"
 
 
 class State(IntEnum):
+    """Where a connection is in its request/response cycle (see the module docstring)."""
+
     HEAD = 1
     BODY = 2
     HANDLE = 3

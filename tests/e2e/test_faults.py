@@ -54,7 +54,10 @@ def test_resets_at_every_stage_leak_nothing(server_factory, tmp_path: Path) -> N
     pid = server.process.pid
     requests.get(server.url("/"), headers={"Connection": "close"})
     # The open-file cache keeps one descriptor for a large file: part of the baseline.
-    assert len(requests.get(server.url("/big.bin"), headers={"Connection": "close"}).content) == 8 * 1024 * 1024
+    assert (
+        len(requests.get(server.url("/big.bin"), headers={"Connection": "close"}).content)
+        == 8 * 1024 * 1024
+    )
     time.sleep(0.3)  # the probe connections close
     baseline = open_fds(pid)
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import requests
 
-from tests.conftest import REPO, Server, read_all
+from tests.conftest import REPO, Server, read_all, run_cli
 from tests.proc import open_fds, wait_for
 
 TIMEOUT_CONFIG = """
@@ -185,28 +183,10 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         (tmp_path / "c.conf").write_text(TIMEOUT_CONFIG.replace("{port0}", str(port)))
-        result = subprocess.run(
-            [sys.executable, "-m", "localhost", "c.conf"],
-            cwd=tmp_path,
-            env=dict(os.environ, PYTHONPATH=str(REPO)),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        result = run_cli(["c.conf"], tmp_path)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "localhost", *args],
-        cwd=cwd,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def test_broken_config_gives_file_line_column_and_exit_1(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO, Server, free_port, read_all
+from tests.conftest import REPO, Server, free_port, read_all, run_cli
 from tests.proc import children_of, wait_for
 
 CONFIG = """
@@ -168,13 +168,7 @@ def test_dash_s_reload_goes_through_the_pid_file(server_factory, site: Path) -> 
     assert wait_for(lambda: (site / "server.pid").exists())
     assert int((site / "server.pid").read_text()) == server.process.pid
     old = workers_of(server)
-    result = subprocess.run(
-        [sys.executable, "-m", "localhost", "-s", "reload", str(server.config)],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_cli(["-s", "reload", str(server.config)])
     assert result.returncode == 0, result.stderr
     assert wait_for(lambda: not set(old) & set(workers_of(server)) and len(workers_of(server)) == 2)
     assert requests.get(server.url("/")).text == "home\n"
@@ -251,14 +245,7 @@ def test_a_crash_loop_makes_the_master_give_up(server_factory, tmp_path: Path, s
         port = probe.getsockname()[1]
     (tmp_path / "crash.conf").write_text(config(2).replace("{port0}", str(port)))
     start = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "localhost", str(tmp_path / "crash.conf")],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    result = run_cli([str(tmp_path / "crash.conf")], tmp_path, env, timeout=60)
     assert result.returncode == 1
     assert time.monotonic() - start < 20
     assert "giving up" in result.stderr
@@ -341,13 +328,7 @@ def test_access_log_off_and_error_log_file(server_factory, site: Path) -> None:
     assert "nope-marker" not in server.log()
     error_log = (site / "error.log").read_text()
     assert "listening on" not in error_log  # info is below warn
-    result = subprocess.run(
-        [sys.executable, "-m", "localhost", "--version"],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_cli(["--version"])
     assert result.stdout.startswith("localhost ")
 
 

@@ -162,7 +162,9 @@ def test_response_head_fields() -> None:
     assert b"Content-Length: 0\r\n" in head
 
 
-def test_cached_descriptor_never_serves_a_replaced_file(server: ServerBlock, tmp_path: Path) -> None:
+def test_cached_descriptor_never_serves_a_replaced_file(
+    server: ServerBlock, tmp_path: Path
+) -> None:
     big = tmp_path / "www" / "big.bin"
     big.write_bytes(b"a" * (static.CACHE_BODY_MAX + 1))
     loc = location_for(server, "/big.bin")
