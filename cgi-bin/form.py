@@ -31,14 +31,15 @@ else:
     fields = parse_qsl(os.environ.get("QUERY_STRING", ""), keep_blank_values=True)
 
 rows = "".join(
-    f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>\n" for name, value in fields
+    f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>\n"
+    for name, value in fields
 )
 print("Content-Type: text/html; charset=utf-8")
 print()
 print(f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>Form echo</title>
 <link rel="stylesheet" href="/style.css"></head><body><main>
 <h1>Form echo ({html.escape(method)})</h1>
-<table>{rows or '<tr><td>No fields.</td></tr>'}</table>
+<table>{rows or "<tr><td>No fields.</td></tr>"}</table>
 <div class="card"><h2>GET</h2><form method="get"><input name="name" value="Ada">
 <button>Send</button></form></div>
 <div class="card"><h2>POST (urlencoded)</h2><form method="post"><input name="colour" value="blue">

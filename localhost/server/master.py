@@ -85,7 +85,12 @@ class Master:
         self.exit_status = 0
 
     def listen(self) -> None:
-        """Bind every listen address. Raises ``ListenError``."""
+        """Bind every listen address. Raises ``ListenError``.
+
+        Signals are blocked first, so that one sent as soon as a socket
+        accepts waits for the loop in ``run`` instead of killing the master.
+        """
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         self.sockets = bind_all(Router(self.config).bind_addresses(), {})
 
     def run(self) -> int:
@@ -259,11 +264,14 @@ def _describe(status: int) -> str:
 
 def _worker_main(config: Config, sockets: dict[Address, socket.socket], master: int) -> int:
     """The body of a forked worker; returns its exit status."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     for signum in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     try:
         worker = Worker(config, sockets, master_pid=master)
+        # Handlers before unblocking: a signal the master sent early is then
+        # obeyed through the loop rather than by the default action.
+        worker.install_signals()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
         worker.run()
     except Exception:
         log.exception("worker %d failed", os.getpid())

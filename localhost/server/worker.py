@@ -85,6 +85,7 @@ class Worker:
         self.parse_memo: dict[bytes, Request] = {}
         self._sessions: SessionStore | None = None
         self._refused = 0
+        self._signals_installed = False
         if self.sockets:
             self._make_listeners()
 
@@ -96,6 +97,7 @@ class Worker:
 
     def listen(self) -> None:
         """Bind every listen address. Raises ``ListenError`` (and binds nothing)."""
+        self.install_signals()
         self.sockets = bind_all(self.router.bind_addresses(), {})
         self._make_listeners()
 
@@ -110,11 +112,16 @@ class Worker:
             for host, port, shared in self.router.bind_addresses()
         ]
 
-    def run(self) -> None:
-        """Serve until stopped by a signal; the sockets must be bound."""
+    def install_signals(self) -> None:
+        """Route the signals this worker obeys into its loop (idempotent).
+
+        Done before the sockets listen: a client that can connect can also
+        see its SIGINT/SIGTERM obeyed, never the default action.
+        """
+        if self._signals_installed:
+            return
+        self._signals_installed = True
         loop = self.loop
-        for listener in self.listeners:
-            self._watch(listener)
         if self.master_pid is None:
             loop.add_signal_handler(signal.SIGINT, self.shutdown)
             loop.add_signal_handler(signal.SIGHUP, lambda _signum: self.reload())
@@ -126,6 +133,13 @@ class Worker:
         loop.add_signal_handler(signal.SIGTERM, self.shutdown)
         loop.add_signal_handler(signal.SIGQUIT, self.shutdown)
         loop.add_signal_handler(signal.SIGUSR1, lambda _signum: self.reopen_logs())
+
+    def run(self) -> None:
+        """Serve until stopped by a signal; the sockets must be bound."""
+        loop = self.loop
+        self.install_signals()
+        for listener in self.listeners:
+            self._watch(listener)
         loop.call_at(time.monotonic() + FLUSH_EVERY, self._flush_logs)
         try:
             loop.run()

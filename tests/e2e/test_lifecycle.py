@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import requests
 
-from tests.conftest import REPO, Server, read_all, run_cli
+from tests.conftest import REPO, Server, free_port, read_all, run_cli
 from tests.proc import open_fds, wait_for
 
 TIMEOUT_CONFIG = """
@@ -174,6 +176,45 @@ def test_sigint_on_an_idle_server_exits_0(server_factory, tmp_path: Path) -> Non
     server: Server = server_factory(TIMEOUT_CONFIG)
     assert server.stop(signal.SIGINT) == 0
     assert "received SIGINT" in server.log()
+
+
+SIGNALS_WHEN_LISTENING = """
+import signal, sys
+from localhost.config import load
+from localhost.server.master import Master
+from localhost.server.worker import Worker
+
+config = load(sys.argv[1])
+worker = Worker(config)
+worker.listen()
+print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+for sock in worker.sockets.values():
+    sock.close()
+master = Master(config, 2)
+master.listen()
+blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+print(signal.SIGINT in blocked and signal.SIGTERM in blocked)
+"""
+
+
+def test_signals_are_ours_before_any_socket_accepts(tmp_path: Path) -> None:
+    # A client (or a test's readiness probe) may connect and signal as soon as
+    # the socket listens: by then a SIGINT/SIGTERM must already be routed to
+    # the loop (or blocked, in the master), never the default action.
+    make_www(tmp_path)
+    config = tmp_path / "c.conf"
+    config.write_text(TIMEOUT_CONFIG.replace("{port0}", str(free_port())))
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNALS_WHEN_LISTENING, str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False", "True"]
 
 
 def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
