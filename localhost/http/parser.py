@@ -188,8 +188,16 @@ class RequestParser:
         return request
 
     def _check_incomplete_head(self) -> None:
+        # Fail as soon as the bytes so far cannot start a request, as NGINX
+        # does: a TLS handshake or an HTTP/0.9 line gets its 400 at once
+        # instead of holding the connection until the header timeout.
         buf = self._buf
         newline = buf.find(b"\n")
+        end = newline if newline >= 0 else len(buf)
+        space = buf.find(b" ", 0, end)
+        method = bytes(buf[: space if space >= 0 else end])
+        if method.translate(None, _TCHAR) not in (b"", b"\r"):  # "\r": a CRLF half-received
+            raise HTTPError(400, "malformed method")
         if newline < 0:
             if len(buf) > MAX_REQUEST_LINE + 1:
                 raise HTTPError(414, "request line too long")
@@ -199,6 +207,10 @@ class RequestParser:
             raise HTTPError(431, "header section too large")
         elif buf.count(b"\n") > MAX_FIELDS + 1:
             raise HTTPError(431, "too many header fields")
+        if newline >= 0:
+            line = bytes(buf[:newline]).rstrip(b"\r")
+            if line.count(b" ") != 2 or not line.endswith((b" HTTP/1.1", b" HTTP/1.0")):
+                self._request_line(line)  # raises the status a full parse would give
 
     def _parse_head(self, head: bytes) -> Request:
         size = len(head)

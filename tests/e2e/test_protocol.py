@@ -58,6 +58,10 @@ def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
         (b"GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400),
+        # Heads that can never become a request are answered before they end,
+        # not left hanging until the header timeout.
+        (b"GET /\r\n", 400),  # HTTP/0.9
+        (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 400),  # TLS on the plain port
     ],
 )
 def test_bad_requests_get_their_status_and_close(

@@ -300,6 +300,30 @@ def test_overlong_request_line_is_414_before_it_ends() -> None:
     assert info.value.status == 414
 
 
+@pytest.mark.parametrize(
+    "start",
+    [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello on the plain port
+        b"GET /\r\n",  # HTTP/0.9: a complete line without a version
+        b"GET / HTTP/1.1 extra\r\n",
+        b"G\x00ET / HTTP/1.1",
+    ],
+)
+def test_a_head_that_cannot_become_a_request_fails_before_it_ends(start: bytes) -> None:
+    parser = RequestParser()
+    parser.feed(start)
+    with pytest.raises(HTTPError) as info:
+        parser.next_event()
+    assert info.value.status == 400
+
+
+def test_a_partial_request_line_that_may_still_be_valid_needs_data() -> None:
+    for start in (b"\r", b"\r\n\r", b"GE", b"GET ", b"GET /a HTTP/1.", b"GET / HTTP/1.1\r"):
+        parser = RequestParser()
+        parser.feed(start)
+        assert parser.next_event() is NEED_DATA, start
+
+
 def test_endless_header_section_is_431_before_it_ends() -> None:
     parser = RequestParser()
     parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 20000)
