@@ -58,7 +58,7 @@ class _Entry:
         self,
         lexical: str,
         real: str,
-        key: tuple[int, int, int, int],
+        key: tuple[int, int, int, int, int],
         headers: list[tuple[str, str]],
         body: bytes | None,
         size: int,
@@ -99,8 +99,10 @@ def _forget(key: tuple[int, str]) -> None:
         _cached_bytes -= entry.size
 
 
-def _key(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+def _key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    # ctime too: a chmod or chown changes nothing else, and must reach the
+    # full path, which answers 403 for a file the server may no longer read.
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _remember(

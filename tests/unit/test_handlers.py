@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,16 @@ def test_cached_descriptor_never_serves_a_replaced_file(
     response = handle(request("GET", "/big.bin"), loc, NO_EXCHANGE)
     assert response.file is not None and os.pread(response.file.fd, 1, 0) == b"b"
     response.file.close()
+
+
+def test_a_permission_change_invalidates_the_cache(server: ServerBlock, tmp_path: Path) -> None:
+    loc = location_for(server, "/dir/f.txt")
+    assert loc is not None
+    get = request("GET", "/dir/f.txt")
+    handle(get, loc, NO_EXCHANGE)
+    assert static._cached(get, loc) is not None
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    (tmp_path / "www" / "dir" / "f.txt").chmod(0o000)
+    # Nothing but the mode changed: the entry must still go, so that the full
+    # path decides (403 for a server that may no longer read the file).
+    assert static._cached(get, loc) is None
