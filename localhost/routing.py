@@ -9,13 +9,15 @@ the decoded, normalised path that routing and the file handlers use.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote_to_bytes
 
-from localhost.config.model import Config, Location, ServerBlock
+from localhost.config.model import Config, Location, ServerBlock, server_name_regex
 from localhost.http.errors import HTTPError
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 WILDCARDS = {"0.0.0.0", "::"}
+MEMO_HOSTS = 1024  # wildcard-matched host names remembered per listen address
 
 
 def _check_escapes(path: str) -> None:
@@ -79,11 +81,80 @@ def split_host(host: str) -> str:
 
 
 class _VirtualHosts:
-    __slots__ = ("default", "names")
+    """The server blocks of one listen address, by name (NGINX's four kinds).
+
+    ``names`` holds exact names; ``leading`` maps the suffix of ``*.suffix``
+    (and of ``.suffix``, which also matches ``suffix`` itself: ``bare``) and
+    ``trailing`` the prefix of ``prefix.*``; ``regexes`` keep config order.
+    """
+
+    __slots__ = ("bare", "default", "leading", "memo", "named", "names", "regexes", "trailing")
 
     def __init__(self, default: ServerBlock) -> None:
         self.default = default
+        self.named = False
         self.names: dict[str, ServerBlock] = {}
+        self.leading: dict[str, ServerBlock] = {}
+        self.bare: dict[str, ServerBlock] = {}
+        self.trailing: dict[str, ServerBlock] = {}
+        self.regexes: list[tuple[re.Pattern[str], ServerBlock]] = []
+        # Host -> block for hosts only a wildcard or regex decides: those
+        # are matched once, not on every request.
+        self.memo: dict[str, ServerBlock] = {}
+
+    def add(self, name: str, server: ServerBlock) -> None:
+        self.named = True
+        if name.startswith("~"):
+            self.regexes.append((server_name_regex(name), server))
+        elif name.startswith("*."):
+            self.leading.setdefault(name[2:], server)
+        elif name.startswith("."):
+            self.leading.setdefault(name[1:], server)
+            self.bare.setdefault(name[1:], server)
+        elif name.endswith(".*"):
+            self.trailing.setdefault(name[:-2], server)
+        else:
+            self.names.setdefault(name, server)
+
+    def find(self, name: str) -> ServerBlock:
+        """The block for a lower-case host name: exact, then the longest
+        leading wildcard, the longest trailing wildcard, the first regex,
+        else the default."""
+        server = self.names.get(name)
+        if server is not None:
+            return server
+        if not (self.leading or self.trailing or self.regexes):
+            return self.default
+        server = self.memo.get(name)
+        if server is None:
+            server = self._wildcard(name) or self.default
+            if len(self.memo) >= MEMO_HOSTS:
+                self.memo.clear()
+            self.memo[name] = server
+        return server
+
+    def _wildcard(self, name: str) -> ServerBlock | None:
+        if self.leading:
+            server = self.bare.get(name)
+            if server is not None:
+                return server
+            dot = name.find(".")
+            while dot >= 0:
+                server = self.leading.get(name[dot + 1 :])
+                if server is not None:
+                    return server
+                dot = name.find(".", dot + 1)
+        if self.trailing:
+            dot = name.rfind(".")
+            while dot > 0:
+                server = self.trailing.get(name[:dot])
+                if server is not None:
+                    return server
+                dot = name.rfind(".", 0, dot)
+        for pattern, server in self.regexes:
+            if pattern.search(name):
+                return server
+        return None
 
 
 class Router:
@@ -101,7 +172,7 @@ class Router:
                     # The first block without server_name is the default.
                     hosts.default = server
                 for name in server.server_names:
-                    hosts.names.setdefault(name, server)
+                    hosts.add(name, server)
 
     def bind_addresses(self) -> list[tuple[str, int, bool]]:
         """The ``(host, port, shared)`` addresses to listen on.
@@ -132,11 +203,9 @@ class Router:
         if hosts is None:
             family_wildcard = "::" if ":" in address[0] else "0.0.0.0"
             hosts = self._table[(family_wildcard, address[1])]
-        if hosts.names and host:
-            server = hosts.names.get(split_host(host))
-            if server is not None:
-                return server
-        return hosts.default
+        if not hosts.named:
+            return hosts.default
+        return hosts.find(split_host(host) if host else "")
 
     @staticmethod
     def match(server: ServerBlock, path: str) -> Location | None:

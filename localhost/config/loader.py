@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from localhost.config.model import (
     Location,
     ServerBlock,
     Timeouts,
+    server_name_regex,
 )
 
 MAIN, SERVER, LOCATION = "top level", "server", "location"
@@ -171,11 +173,28 @@ def _ports(v: _Validator, args: list[Token]) -> list[tuple[int, Token]]:
 
 
 def _names(v: _Validator, args: list[Token]) -> list[tuple[str, Token]]:
+    """Server names as NGINX takes them: exact, ``*.suffix``, ``.suffix``
+    (the name and its subdomains), ``prefix.*``, ``~regex``, or ``""``
+    (requests without a Host)."""
     names = []
     for arg in args:
-        name = arg.lower().rstrip(".")
-        if not name or any(c in name for c in "/\\@?#") or not name.isprintable():
+        if arg.startswith("~"):
+            try:
+                server_name_regex(arg)
+            except re.error as exc:
+                v.fail(arg, f'invalid server_name regex "{arg[1:]}": {exc}')
+            names.append((str(arg), arg))
+            continue
+        name = arg.lower().rstrip(".") if arg != "." else "."
+        if any(c in name for c in "/\\@?#") or not name.isprintable() or name == ".":
             v.fail(arg, f'invalid server name "{arg}"')
+        core = name[2:] if name.startswith("*.") else name[:-2] if name.endswith(".*") else name
+        if "*" in core or (name != core and not core) or ".." in arg:
+            v.fail(
+                arg,
+                f'invalid server name or wildcard "{arg}" (a "*" may only be a whole first '
+                'or last label: "*.example.com", "www.example.*")',
+            )
         names.append((name, arg))
     return names
 

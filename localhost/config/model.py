@@ -9,6 +9,7 @@ was written in the location, its server block or the top level. The loader
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,15 @@ from typing import Any
 
 #: Methods the server implements; any other well-formed method gets 501.
 IMPLEMENTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"})
+
+
+def server_name_regex(name: str) -> re.Pattern[str]:
+    """The compiled pattern of a ``~regex`` server name (case-insensitive).
+
+    Raises ``re.error`` for an invalid pattern.
+    """
+    return re.compile(name[1:], re.IGNORECASE)
+
 
 # NGINX defaults: client_max_body_size 1m; client_header_timeout 60s;
 # client_body_timeout 60s; keepalive_timeout 75s; send_timeout 60s.

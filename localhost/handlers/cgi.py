@@ -124,7 +124,9 @@ def cgi_environ(
     with ``_`` (which would be confused with ``-``, as NGINX refuses them).
     """
     host = split_host(request.host) if request.host else ""
-    server_name = host or (server_names[0] if server_names else local[0])
+    # Without a Host, the first plain name of the block (not a wildcard or regex).
+    plain = [name for name in server_names if name and "*" not in name and name[0] not in ".~"]
+    server_name = host or (plain[0] if plain else local[0])
     env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "GATEWAY_INTERFACE": "CGI/1.1",

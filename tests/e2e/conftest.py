@@ -48,7 +48,7 @@ server {
 server {
     host 127.0.0.1
     port {port0}
-    server_name other.local
+    server_name other.local *.other.local
     root ./other
 }
 """

@@ -154,6 +154,8 @@ def test_virtual_hosts(site: Server) -> None:
     assert (
         requests.get(site.url("/"), headers={"Host": "unknown.example"}).text == "<h1>home</h1>\n"
     )
+    for host in ("www.other.local", "a.b.Other.Local:8080"):  # the *.other.local wildcard
+        assert requests.get(site.url("/"), headers={"Host": host}).text == "<h1>other site</h1>\n"
 
 
 def test_second_port_serves_the_default_server(site: Server) -> None:

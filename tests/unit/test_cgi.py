@@ -119,6 +119,9 @@ def test_server_name_falls_back_without_host() -> None:
     request = make_request(fields=[])
     assert environ(request=request)["SERVER_NAME"] == "127.0.0.1"
     assert environ(request=request, server_names=("site.test",))["SERVER_NAME"] == "site.test"
+    names = ("", "*.site.test", ".site.test", "~^site", "site.*", "www.site.test")
+    assert environ(request=request, server_names=names)["SERVER_NAME"] == "www.site.test"
+    assert environ(request=request, server_names=names[:-1])["SERVER_NAME"] == "127.0.0.1"
 
 
 # -- the response parser ------------------------------------------------------

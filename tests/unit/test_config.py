@@ -367,6 +367,30 @@ ERRORS = [
         'invalid server name "a/b"',
     ),
     (
+        "server {\n    port 80\n    root ./www\n    server_name ok www.*.example.com\n}",
+        4,
+        20,
+        'invalid server name or wildcard "www.*.example.com"',
+    ),
+    (
+        "server {\n    port 80\n    root ./www\n    server_name *\n}",
+        4,
+        17,
+        'invalid server name or wildcard "*"',
+    ),
+    (
+        "server {\n    port 80\n    root ./www\n    server_name ..\n}",
+        4,
+        17,
+        'invalid server name or wildcard ".."',
+    ),
+    (
+        'server {\n    port 80\n    root ./www\n    server_name "~^(www\\.)?ex(ample\\.com$"\n}',
+        4,
+        17,
+        'invalid server_name regex "^(www\\.)?ex(ample\\.com$"',
+    ),
+    (
         "server {\n    port 80\n    root ./www\n    server_name a\n}\nserver {\n    port 80\n    root ./www\n    server_name b A\n}",
         9,
         19,

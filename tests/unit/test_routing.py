@@ -159,3 +159,43 @@ def test_normalize_target_rejects(target: str) -> None:
 )
 def test_split_host(host: str, name: str) -> None:
     assert split_host(host) == name
+
+
+def test_wildcard_and_regex_names_follow_nginx_precedence(tmp_path: Path) -> None:
+    (tmp_path / "www").mkdir()
+    names = [
+        "default",
+        "exact.example.com",
+        "*.example.com",
+        "*.deep.example.com",
+        ".example.org",
+        "mail.*",
+        "mail.example.*",
+        '"~^api[0-9]+\\.(?P<zone>.+)$"',
+        '"~^api"',
+        '""',
+    ]
+    text = "".join(
+        f"server {{\n port 8080\n root ./www\n server_name {name}\n}}\n" for name in names
+    )
+    router = Router(loads(text, tmp_path / "t.conf"))
+
+    def chosen(host: str) -> str:
+        return router.select(("0.0.0.0", 8080), host).server_names[0]
+
+    assert chosen("exact.example.com") == "exact.example.com"  # exact beats *.example.com
+    assert chosen("www.example.com") == "*.example.com"
+    assert chosen("a.b.example.com") == "*.example.com"  # any depth
+    assert chosen("x.deep.example.com") == "*.deep.example.com"  # the longest wins
+    assert chosen("example.com") == "default"  # "*." needs a label
+    assert chosen("example.org") == ".example.org"  # ".name" is the name too
+    assert chosen("www.example.org") == ".example.org"
+    assert chosen("mail.other.net") == "mail.*"
+    assert chosen("mail.example.co.uk") == "mail.example.*"  # the longest wins
+    assert chosen("mail") == "default"  # ".*" needs a label
+    assert chosen("mail.example.com") == "*.example.com"  # leading before trailing
+    assert chosen("API7.Other.NET:8080") == "~^api[0-9]+\\.(?P<zone>.+)$"  # regex, first one
+    assert chosen("apix") == "~^api"
+    assert chosen("nothing.test") == "default"
+    assert chosen("") == ""  # no Host: the "" name
+    assert chosen("www.example.com") == "*.example.com"  # memoised answer is the same
