@@ -79,6 +79,31 @@ _KNOWN_METHODS = {m.encode(): m for m in IMPLEMENTED_METHODS}
 _HEAD, _END, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER = range(7)
 
 
+def _authority(value: str, default_port: str) -> tuple[str, str] | None:
+    """``(host, port)`` of a Host value or an absolute-form authority,
+    lower-case, with an empty or default port as ``default_port``; ``None``
+    when it is not ``uri-host [ ":" port ]`` (RFC 9110 §7.2, RFC 3986 §3.2)."""
+    if value.startswith("["):
+        close = value.find("]")
+        if close < 0:
+            return None
+        name, rest = value[: close + 1], value[close + 1 :]
+        if rest and rest[0] != ":":
+            return None
+        port = rest[1:]
+    else:
+        name, _, port = value.partition(":")
+        if ":" in port:
+            return None
+    if not name or name[0] == "." or not _HOST_BAD.isdisjoint(name):
+        return None
+    if port and not (port.isdigit() and port.isascii()):
+        return None
+    if not port or port == default_port:
+        port = default_port
+    return name.lower(), port
+
+
 def _is_token(value: bytes) -> bool:
     return bool(value) and not value.translate(None, _TCHAR)
 
@@ -295,9 +320,11 @@ class RequestParser:
         if target[0] != "/":
             if target[:7].lower() == "http://" or target[:8].lower() == "https://":
                 authority = target.split("/", 3)[2]
-                if not authority or "@" in authority:
+                default_port = "80" if target[4] == ":" else "443"
+                target_key = _authority(authority, default_port)
+                if target_key is None:
                     raise HTTPError(400, "invalid authority in absolute-form target")
-                if host is not None and host.lower() != authority.lower():
+                if host is not None and _authority(host, default_port) != target_key:
                     raise HTTPError(400, "Host does not match the absolute-form target")
                 host = authority
             elif target != "*" or method != "OPTIONS":
@@ -306,7 +333,7 @@ class RequestParser:
             if not http10:
                 raise HTTPError(400, "missing Host")
             host = ""
-        elif host and (host[0] == "." or not _HOST_BAD.isdisjoint(host)):
+        elif host and _authority(host, "") is None:
             raise HTTPError(400, "invalid Host")
 
         connection = get("connection")
