@@ -69,6 +69,8 @@ class ConfigError(Exception):
         self.source = source
 
     def __str__(self) -> str:
+        if not self.line:  # the file as a whole: it could not be opened
+            return f"{self.path}: {self.message}"
         text = f"{self.path}:{self.line}:{self.column}: {self.message}"
         if self.source:
             shown = self.source.expandtabs(1)
@@ -634,12 +636,21 @@ def load(path: str | Path) -> Config:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        data = path.read_bytes()
+    except OSError as exc:
         raise ConfigError(
-            str(path), 0, 0, f"cannot read the configuration file: {reason}"
+            str(path), 0, 0, f"cannot read the configuration file: {exc.strerror or exc}"
         ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        start = before.rfind(b"\n") + 1
+        column = len(before[start:].decode("utf-8", "replace")) + 1
+        source = data[start:].split(b"\n", 1)[0].decode("utf-8", "replace")
+        message = f"invalid UTF-8 (byte 0x{data[exc.start]:02x})"
+        raise ConfigError(str(path), line, column, message, source) from None
     return loads(text, path)
 
 

@@ -427,3 +427,13 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
         load(tmp_path / "missing.conf")
     assert "cannot read the configuration file" in str(info.value)
     assert str(info.value).startswith(str(tmp_path / "missing.conf"))
+    assert ":0:0" not in str(info.value)  # no position to give
+
+
+def test_invalid_utf8_names_its_line_and_column(site: Path) -> None:
+    path = site / "latin1.conf"
+    path.write_bytes(b"server {\n    port 80\n    root ./www  # caf\xe9\n}\n")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert (info.value.line, info.value.column) == (3, 22)
+    assert str(info.value).startswith(f"{path}:3:22: invalid UTF-8 (byte 0xe9)")
