@@ -62,6 +62,7 @@ LINGER_TIMEOUT = 5.0  # seconds to drain a half-closed connection (NGINX lingeri
 HIGH_WATER = 256 * 1024  # bytes queued before a streaming producer is paused
 MAX_INTERNAL_REDIRECTS = 5
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # RFC 9110 §9.2.1
 OPTIONS_STAR_ALLOW = ", ".join(sorted(IMPLEMENTED_METHODS))
 _CHUNKED = b"Transfer-Encoding: chunked\r\n"
 # One receive buffer for every connection of the worker: the parser copies
@@ -276,6 +277,8 @@ class Connection:
                 self.send(handlers.error_for(exc, None, self.server))
                 return
             if event is NEED_DATA:
+                if self.state == State.BODY and self._body_unused():
+                    self._on_end(early=True)
                 return
             if event is END:
                 self._on_end()
@@ -322,6 +325,26 @@ class Connection:
             self._flush()
         self._deadline(self.timeouts.client_body)
 
+    def _body_unused(self) -> bool:
+        """Whether the answer is decided without the rest of the body.
+
+        So it is for an error found before the body (404, 405, ...), and for
+        a safe method or a redirect, whose content phase ignores the body.
+        DELETE still waits for its whole request before acting, and so does
+        a request that was promised its body with 100 Continue.
+        """
+        if self.pending is not None:
+            return True
+        location = self.location
+        request = self.request
+        return (
+            self.handler is None
+            and location is not None
+            and request is not None
+            and not request.expect_continue
+            and (location.redirect is not None or request.method in SAFE_METHODS)
+        )
+
     def _route(self) -> None:
         """Find the location, run the checks, and start a streaming handler if any."""
         request = self.request
@@ -355,12 +378,19 @@ class Connection:
             except HTTPError as exc:
                 self.send(handlers.error_for(exc, self.location, self.server))
 
-    def _on_end(self) -> None:
+    def _on_end(self, early: bool = False) -> None:
+        """The request is complete, or (``early``) its answer needs no more of it.
+
+        An early answer does not wait for a body the client sends slowly or
+        never, as in NGINX; with the body unread the connection cannot be
+        reused, so it closes (lingering, so that the answer arrives).
+        """
         request = self.request
         assert request is not None
         response = self.pending
         self.pending = None
         if response is not None:
+            response.close = response.close or early
             self.send(response)
             return
         location = self.location
@@ -378,6 +408,7 @@ class Connection:
             log.exception("error handling %s %s", request.method, request.target)
             response = error_response(500, location.error_pages)
         if self.state != State.CLOSED and not self.responding:
+            response.close = response.close or early
             self.send(response)
 
     def internal_redirect(self, target: str) -> None:

@@ -25,6 +25,10 @@ server {
     host 127.0.0.1
     port {port0}
     root ./www
+    location /up {
+        root ./www
+        methods GET POST
+    }
 }
 """
 
@@ -86,7 +90,11 @@ def test_stalled_body_gets_408(server_factory, tmp_path: Path) -> None:
     make_www(tmp_path)
     server: Server = server_factory(TIMEOUT_CONFIG)
     with server.connect() as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        # An upload: a body its handler needs, so the server waits for it.
+        sock.sendall(
+            b"POST /up/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+        )
         data, elapsed = wait_closed(sock, 10)
     assert data.startswith(b"HTTP/1.1 408 ")
     assert elapsed < 5

@@ -144,6 +144,41 @@ def test_body_over_limit_is_413_before_the_body_is_read(site: Server) -> None:
     assert b"Connection: close" in data
 
 
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"DELETE /page.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n", 405),
+        (b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", 405),
+        (b"PUT /old-path HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 301),
+        (b"OPTIONS /page.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", 200),
+        (b"GET /page.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", 200),
+        (b"HEAD /page.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 200),
+        (b"GET /nope.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", 404),
+    ],
+)
+def test_an_answer_that_needs_no_body_does_not_wait_for_it(
+    site: Server, head: bytes, status: int
+) -> None:
+    # The body never comes: the answer must not wait for it (as in NGINX),
+    # and the connection closes since the unread body makes it unusable.
+    with site.connect(timeout=5) as sock:
+        sock.sendall(head)
+        data = read_all(sock)
+    assert data, "no answer before the body"
+    assert status_of(data) == status
+    assert b"Connection: close" in data
+
+
+def test_an_unused_body_already_sent_is_read_and_the_connection_kept(site: Server) -> None:
+    with site.connect() as sock:
+        sock.sendall(b"DELETE /page.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        head, _ = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 405 ") and b"Connection: close" not in head
+        sock.sendall(b"GET /page.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = read_response(sock)
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b"plain text\n"
+
+
 def test_chunked_body_over_limit_is_413(site: Server) -> None:
     data = site.raw(
         b"POST /small/ok.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
