@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
@@ -457,7 +457,7 @@ class _Validator:
         self.check_names(servers)
         return Config(
             self.path,
-            tuple(server for server, _ in servers),
+            _with_cgi_roots(tuple(server for server, _ in servers)),
             session_store=main.get("session_store", self.base / DEFAULT_SESSION_STORE),
             session_timeout=main.get("session_timeout", DEFAULT_SESSION_TIMEOUT),
             worker_connections=main.get("worker_connections", DEFAULT_WORKER_CONNECTIONS),
@@ -583,6 +583,35 @@ class _Validator:
                             f"(first at line {first.line})",
                         )
                     owners.setdefault(key, name_token)
+
+
+def _with_cgi_roots(servers: tuple[ServerBlock, ...]) -> tuple[ServerBlock, ...]:
+    """Give every location that may take uploads the roots CGI runs scripts from."""
+    cgi_roots = tuple(
+        sorted(
+            {
+                (os.path.realpath(location.root), frozenset(ext.lower() for ext in location.cgi))
+                for server in servers
+                for location in server.locations
+                if location.cgi and location.root is not None
+            },
+            key=lambda pair: pair[0],
+        )
+    )
+    if not cgi_roots:
+        return servers
+    return tuple(
+        replace(
+            server,
+            locations=tuple(
+                replace(location, cgi_roots=cgi_roots)
+                if location.root is not None and "POST" in (location.methods or ())
+                else location
+                for location in server.locations
+            ),
+        )
+        for server in servers
+    )
 
 
 def _where(context: str) -> str:

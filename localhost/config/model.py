@@ -68,6 +68,10 @@ class Location:
     ``alias`` is true, ``root`` replaces the prefix (``/files/a`` under
     ``root ./www/files`` is ``./www/files/a``); otherwise ``root`` is the
     server's and the whole request path is appended to it.
+
+    ``cgi_roots`` lists, for a location that takes uploads, every CGI
+    location's real root with its (lower-case) extensions, across all server
+    blocks: an upload must never store a file that a CGI location would run.
     """
 
     prefix: str
@@ -84,6 +88,7 @@ class Location:
     access_log: str | None = STDOUT
     session: bool = False
     session_handler: bool = False
+    cgi_roots: tuple[tuple[str, frozenset[str]], ...] = ()
     line: int = 0
 
     def allows(self, method: str) -> bool:

@@ -124,6 +124,9 @@ def start(request: Request, location: Location, exchange: Exchange) -> Streaming
         script = cgi.find_script(request, location)
         if script is not None:
             return cgi.CGIHandler(request, location, exchange, script)
+        if request.method == "POST":
+            # Never an upload where scripts run: the file could be one.
+            raise HTTPError(404, f"no CGI script at {request.path}")
     if request.method == "POST" and location.root is not None:
         from localhost.handlers import upload  # on first use: python-multipart costs 1 MiB
 

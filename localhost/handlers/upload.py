@@ -69,6 +69,18 @@ def safe_name(raw: str) -> str:
     return name
 
 
+def check_not_executable(location: Location, directory: str, name: str) -> None:
+    """Refuse to store ``name`` in real ``directory`` where a CGI location would run it.
+
+    An upload that became a script would let any client run code on the
+    server. Raises ``HTTPError(403)``.
+    """
+    ext = os.path.splitext(name)[1].lower()
+    for root, extensions in location.cgi_roots:
+        if ext in extensions and inside(root, directory):
+            raise HTTPError(403, f"{name}: a CGI location runs {ext} files in {directory}")
+
+
 def _temporary(directory: str) -> tuple[int, str]:
     path = os.path.join(directory, f".upload-{os.urandom(8).hex()}.part")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -168,6 +180,7 @@ class UploadHandler:
     def _open(self, name: str) -> _File:
         if len(self.files) >= MAX_FILES:
             raise HTTPError(400, f"more than {MAX_FILES} files in one upload")
+        check_not_executable(self.location, self.directory, name)
         try:
             file = _File(name, self.directory)
         except OSError as exc:

@@ -33,6 +33,11 @@ server {
         root ./uploads
         methods GET POST
     }
+    location /run {
+        root ./uploads/scripts
+        methods GET POST
+        cgi .py python3
+    }
 }
 """
 
@@ -46,6 +51,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def site(root: Path) -> Iterator[Server]:
     (root / "www").mkdir()
     (root / "uploads" / "sub").mkdir(parents=True)
+    (root / "uploads" / "scripts").mkdir()
     (root / "readonly").mkdir()
     (root / "readonly" / "keep.txt").write_text("keep")
     (root / "outside.txt").write_text("outside")
@@ -269,3 +275,30 @@ def test_delete_needs_delete_in_methods(site: Server, root: Path) -> None:
     assert "DELETE" not in r.headers["Allow"]
     assert requests.delete(site.url("/readonly/keep.txt")).status_code == 405
     assert (root / "uploads" / "kept.txt").exists()
+
+
+SCRIPT = b'print("Content-Type: text/plain")\nprint()\nprint("ran")\n'
+
+
+def test_nothing_is_uploaded_where_cgi_runs_scripts(site: Server, root: Path) -> None:
+    # An upload that became a script would let any client run code.
+    scripts = root / "uploads" / "scripts"
+    for target in ("/run/", "/run/evil.py", "/run/nested/"):
+        r = requests.post(site.url(target), files={"file": ("evil.py", SCRIPT)})
+        assert r.status_code == 404, target
+    r = requests.post(site.url("/run/evil.py"), data=SCRIPT)
+    assert r.status_code == 404
+    # Another location whose root holds the CGI root: no file CGI would run.
+    for name in ("evil.py", "EVIL.PY"):
+        r = requests.post(site.url("/uploads/scripts/"), files={"file": (name, SCRIPT)})
+        assert r.status_code == 403, name
+    r = requests.post(site.url("/uploads/scripts/evil.py"), data=SCRIPT)
+    assert r.status_code == 403
+    assert sorted(p.name for p in scripts.iterdir()) == []  # no temporary file left either
+    assert requests.get(site.url("/run/evil.py")).status_code == 404
+    # Other names there, and scripts outside the CGI root, are ordinary files.
+    r = requests.post(site.url("/uploads/scripts/"), files={"file": ("notes.txt", b"n")})
+    assert r.status_code == 201
+    r = requests.post(site.url("/uploads/sub/"), files={"file": ("tool.py", SCRIPT)})
+    assert r.status_code == 201
+    assert (root / "uploads" / "sub" / "tool.py").read_bytes() == SCRIPT

@@ -165,6 +165,20 @@ def test_cgi_and_redirect(site: Path) -> None:
     assert by_prefix["/old"].root is None
 
 
+def test_upload_locations_know_every_cgi_root(site: Path) -> None:
+    text = (
+        "server {\n port 80\n location /cgi { root ./www/files; cgi .PY python3 }\n"
+        " location /up { root ./www; methods GET POST }\n location /ro { root ./www }\n}\n"
+        "server {\n port 81\n location /up2 { root ./other; methods POST }\n}"
+    )
+    servers = parse(site, text).servers
+    by_prefix = {loc.prefix: loc for server in servers for loc in server.locations}
+    expected = ((str((site / "www" / "files").resolve()), frozenset({".py"})),)
+    assert by_prefix["/up"].cgi_roots == expected
+    assert by_prefix["/up2"].cgi_roots == expected  # another server block's CGI counts too
+    assert by_prefix["/ro"].cgi_roots == ()  # takes no uploads
+
+
 def test_relative_paths_are_relative_to_the_config_file(
     site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
