@@ -11,6 +11,10 @@ epoll into the sans-IO ``CGIResponseParser`` and streamed to the client as
 it arrives (paused while the client is slower than the script); stderr goes
 to the error log under the script's name.
 
+At most ``MAX_RUNNING`` scripts run at once in a worker; a request past
+that waits in a queue (in arrival order) for a running script to exit, so a
+burst of clients makes a queue rather than thousands of interpreters.
+
 Failures: no complete header, or a malformed one → 502; ``cgi_timeout``
 → SIGKILL to the process group and 504 (or a dropped connection once the
 response has started); the client going away → SIGKILL. Every child is
@@ -26,6 +30,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,9 +52,28 @@ log = logging.getLogger("localhost")
 SPOOL_MEMORY = 64 * 1024  # bytes of request body kept in memory before a temporary file
 PIPE_CHUNK = 64 * 1024  # bytes per read from stdout / write to stdin
 MAX_STDERR_LOG = 64 * 1024  # bytes of a run's stderr that reach the log
+# Scripts one worker runs at once: each is an interpreter process (about
+# 10 MiB for Python), and past a few per core they only compete for the CPU.
+MAX_RUNNING = max(16, 4 * (os.cpu_count() or 1))
+
+_running = 0  # scripts of this worker started and not yet reaped
+_waiting: deque[CGIHandler] = deque()  # complete requests waiting for a slot
 # Fields that must never become HTTP_* variables: httpoxy (CVE-2016-5385), and
 # the body fields, which are CONTENT_LENGTH and CONTENT_TYPE instead.
 _SKIPPED_FIELDS = frozenset({"proxy", "content-length", "content-type"})
+
+
+def _start_waiting() -> None:
+    """Start queued scripts while there are free slots (their clients may have gone)."""
+    while _waiting and _running < MAX_RUNNING:
+        handler = _waiting.popleft()
+        if handler.finished:
+            continue
+        try:
+            handler._spawn()
+        except HTTPError as exc:
+            handler.finished = True
+            handler.exchange.send(error_response(exc.status, handler.location.error_pages))
 
 
 @dataclass(frozen=True)
@@ -205,7 +229,17 @@ class CGIHandler:
         self.body_length += len(data)
 
     def body_end(self) -> None:
-        """Start the script. Raises ``HTTPError(502)`` if it cannot be started."""
+        """Start the script, or queue it while ``MAX_RUNNING`` others run.
+
+        Raises ``HTTPError(502)`` if it cannot be started.
+        """
+        if _running >= MAX_RUNNING:
+            _waiting.append(self)
+            return
+        self._spawn()
+
+    def _spawn(self) -> None:
+        global _running
         has_body = self.request.has_body
         exchange = self.exchange
         env = cgi_environ(
@@ -231,6 +265,7 @@ class CGIHandler:
         except OSError as exc:
             log.error("CGI %s could not start: %s", self.script.name, exc)
             raise HTTPError(502, f"CGI could not start: {exc}") from None
+        _running += 1
         process = self.process
         assert process.stdout is not None and process.stderr is not None
         self.stdout_fd = process.stdout.fileno()
@@ -351,9 +386,12 @@ class CGIHandler:
     # -- ending -------------------------------------------------------------
 
     def _on_exit(self, returncode: int) -> None:
+        global _running
+        _running -= 1
         if returncode != 0:
             log.warning("CGI %s exited with status %d", self.script.name, returncode)
         self._maybe_done()
+        _start_waiting()
 
     def _maybe_done(self) -> None:
         """Once the answer is out and the process and its pipes are gone, stop the timer."""

@@ -10,10 +10,12 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
+from localhost.handlers.cgi import MAX_RUNNING
 from tests.conftest import Server, read_all, start_server
 from tests.proc import children_of, wait_for
 
@@ -320,3 +322,44 @@ def test_client_closing_mid_body_leaves_nothing_running(cgi_site: Server) -> Non
         )
     assert wait_for(lambda: not children_of(cgi_site.process.pid), 2)
     assert requests.get(cgi_site.url("/cgi-bin/hello.py")).status_code == 200
+
+
+COUNTING = (
+    "import os, time\n"
+    "here = os.path.join(os.environ['DOCUMENT_ROOT'], 'running')\n"
+    "mine = os.path.join(here, str(os.getpid()))\n"
+    "open(mine, 'w').close()\n"
+    "seen = len(os.listdir(here))\n"
+    "time.sleep(0.4)\n"
+    "os.unlink(mine)\n"
+    "print('Content-Type: text/plain')\n"
+    "print()\n"
+    "print(seen)\n"
+)
+
+
+def test_a_burst_is_queued_not_run_all_at_once(tmp_path: Path) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "cgi-bin" / "running").mkdir(parents=True)
+    (tmp_path / "cgi-bin" / "count.py").write_text(COUNTING)
+    server = start_server(CONFIG.replace("cgi_timeout 1", "cgi_timeout 30"), tmp_path)
+    try:
+        results: list[tuple[int, str]] = []
+
+        def fetch() -> None:
+            r = requests.get(server.url("/cgi-bin/count.py"), timeout=60)
+            results.append((r.status_code, r.text))
+
+        threads = [threading.Thread(target=fetch) for _ in range(MAX_RUNNING + 8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(90)
+        assert len(results) == MAX_RUNNING + 8
+        assert all(status == 200 for status, _ in results), results
+        seen = [int(text) for _, text in results]
+        # Each script counted the scripts running beside it: never over the cap.
+        assert max(seen) <= MAX_RUNNING, seen
+        assert wait_for(lambda: not children_of(server.process.pid))
+    finally:
+        server.stop()
