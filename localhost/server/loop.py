@@ -184,13 +184,25 @@ class EventLoop:
         if signal.SIGCHLD not in self._signals:
             self.add_signal_handler(signal.SIGCHLD, self._reap)
         self._children[process.pid] = (process, callback)
-        self._reap(signal.SIGCHLD)  # it may have exited before it was watched
+        if process.poll() is not None:
+            # It exited before it was watched, and its SIGCHLD may be gone:
+            # reap from the loop, never inside the caller (which may itself
+            # be a reap callback starting the next child).
+            self.call_at(0.0, lambda: self._reap(signal.SIGCHLD))
 
     def _reap(self, _signum: int) -> None:
-        for pid, (process, callback) in list(self._children.items()):
-            if process.poll() is not None:
-                del self._children[pid]
+        # Callbacks may watch new children (or reap): look each pid up afresh.
+        for pid in list(self._children):
+            entry = self._children.get(pid)
+            if entry is None or entry[0].poll() is None:
+                continue
+            del self._children[pid]
+            process, callback = entry
+            try:
                 callback(process.returncode)
+            except Exception:
+                # One failing callback must not leave the other exits unhandled.
+                log.exception("error after child %d exited", pid)
 
     @property
     def children(self) -> int:

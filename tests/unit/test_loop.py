@@ -1,8 +1,15 @@
-"""The event loop's timers: ordering, moving, cancelling, and the heap staying small."""
+"""The event loop's timers (ordering, moving, cancelling, a small heap) and child reaping."""
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import subprocess
+import sys
 import time
+
+import pytest
 
 from localhost.server.loop import EventLoop
 
@@ -67,3 +74,38 @@ def test_forgotten_callbacks_are_released_and_the_heap_is_compacted() -> None:
     keeper = loop.call_at(now + 50, lambda: None)
     assert keeper.active
     loop.close()
+
+
+def test_a_reap_callback_may_start_and_watch_the_next_child(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # As the CGI queue does: a child's exit starts the next child. Two exits
+    # handled in one reap, the first starting a child that is already gone
+    # when it is watched: each callback runs once, and nothing fails.
+    loop = EventLoop()
+    calls: list[str] = []
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-c", "pass"])
+
+    def exited_first(_code: int) -> None:
+        calls.append("first")
+        third = spawn()
+        os.waitid(os.P_PID, third.pid, os.WEXITED | os.WNOWAIT)  # gone before it is watched
+        loop.watch_child(third, lambda _code: (calls.append("third"), loop.stop()))
+
+    try:
+        first, second = spawn(), spawn()
+        loop.watch_child(first, exited_first)
+        loop.watch_child(second, lambda _code: calls.append("second"))
+        for child in (first, second):
+            os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # both exited, none reaped
+        loop.call_at(time.monotonic() + 10, loop.stop)  # a bound, should it hang
+        with caplog.at_level(logging.ERROR, logger="localhost"):
+            loop.run()
+        assert sorted(calls) == ["first", "second", "third"]
+        assert loop.children == 0
+        assert not caplog.records
+    finally:
+        loop.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
