@@ -149,8 +149,8 @@ def cgi_environ(
     """
     host = split_host(request.host) if request.host else ""
     # Without a Host, the first plain name of the block (not a wildcard or regex).
-    plain = [name for name in server_names if name and "*" not in name and name[0] not in ".~"]
-    server_name = host or (plain[0] if plain else local[0])
+    plain = (name for name in server_names if name and "*" not in name and name[0] not in ".~")
+    server_name = host or next(plain, local[0])
     env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "GATEWAY_INTERFACE": "CGI/1.1",

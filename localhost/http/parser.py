@@ -81,7 +81,7 @@ _HEAD, _END, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER = range(7)
 
 def _authority(value: str, default_port: str) -> tuple[str, str] | None:
     """``(host, port)`` of a Host value or an absolute-form authority,
-    lower-case, with an empty or default port as ``default_port``; ``None``
+    lower-case, a missing or empty port given as ``default_port``; ``None``
     when it is not ``uri-host [ ":" port ]`` (RFC 9110 §7.2, RFC 3986 §3.2)."""
     if value.startswith("["):
         close = value.find("]")
@@ -99,9 +99,7 @@ def _authority(value: str, default_port: str) -> tuple[str, str] | None:
         return None
     if port and not (port.isdigit() and port.isascii()):
         return None
-    if not port or port == default_port:
-        port = default_port
-    return name.lower(), port
+    return name.lower(), port or default_port
 
 
 def _is_token(value: bytes) -> bool:
