@@ -409,6 +409,9 @@ class RequestParser:
                 if newline < 0:
                     if len(buf) > MAX_CHUNK_LINE:
                         raise HTTPError(400, "chunk-size line too long")
+                    if buf and buf[0] not in _HEX:
+                        # Cannot become a chunk size: fail now, not at the timeout.
+                        raise HTTPError(400, "invalid chunk size")
                     return NEED_DATA
                 if newline > MAX_CHUNK_LINE:
                     raise HTTPError(400, "chunk-size line too long")

@@ -354,6 +354,19 @@ def test_a_head_that_cannot_become_a_request_fails_before_it_ends(start: bytes) 
     assert info.value.status == 400
 
 
+def test_a_chunk_size_that_cannot_be_hex_fails_before_its_line_ends() -> None:
+    parser = RequestParser()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nhello")
+    assert isinstance(parser.next_event(), Request)
+    with pytest.raises(HTTPError) as info:
+        parser.next_event()
+    assert info.value.status == 400
+    parser = RequestParser()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1a")
+    assert isinstance(parser.next_event(), Request)
+    assert parser.next_event() is NEED_DATA  # may still be "1a\r\n"
+
+
 def test_a_partial_request_line_that_may_still_be_valid_needs_data() -> None:
     for start in (b"\r", b"\r\n\r", b"GE", b"GET ", b"GET /a HTTP/1.", b"GET / HTTP/1.1\r"):
         parser = RequestParser()
