@@ -16,7 +16,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 dir=$(mktemp -d)
 sed -e "s|port 8080 8081|port $port|" -e "s|port 8080|port $port|" -e "s|\./|$PWD/|g" \
     -e "s|^client_header_timeout.*|worker_connections 4096|" config.conf > "$dir/stress.conf"
-python3 -m localhost "$dir/stress.conf" 2>"$dir/server.log" &
+python3 -m localhost "$dir/stress.conf" >"$dir/access.log" 2>"$dir/server.log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 i=0
@@ -33,15 +33,18 @@ r = json.loads(text[text.index("{"):])
 print("  transactions %(transactions)s, availability %(availability)s%%, failed %(failed_transactions)s, "
       "%(transaction_rate)s trans/s, longest %(longest_transaction)s s" % r)'
 }
+# siege 4.0.x can deadlock at the end of a timed (-t) run (JoeDog/siege#4):
+# counted runs (-r) only, each with a hard bound.
+siege_bounded() { timeout -s KILL 120 siege "$@"; }
 wrk_summary() { awk '/Requests\/sec|Non-2xx|Socket errors|Latency/ {$1=$1; print "  " $0}'; }
 
 echo "server: pid $pid on $base; before: $(state)"
 echo "\$ siege -b -c 25 -r 200 $base/"
-siege -b -c 25 -r 200 "$base/" 2>&1 | siege_summary
-echo "\$ siege -b -c 100 -t 10S $base/files/readme.txt"
-siege -b -c 100 -t 10S "$base/files/readme.txt" 2>&1 | siege_summary
+siege_bounded -b -c 25 -r 200 "$base/" 2>&1 | siege_summary
+echo "\$ siege -b -c 100 -r 400 $base/files/readme.txt"
+siege_bounded -b -c 100 -r 400 "$base/files/readme.txt" 2>&1 | siege_summary
 echo "\$ siege -b -c 10 -r 50 $base/cgi-bin/hello.py"
-siege -b -c 10 -r 50 "$base/cgi-bin/hello.py" 2>&1 | siege_summary
+siege_bounded -b -c 10 -r 50 "$base/cgi-bin/hello.py" 2>&1 | siege_summary
 echo "\$ wrk -t2 -c256 -d10s $base/"
 wrk -t2 -c256 -d10s "$base/" | wrk_summary
 echo "\$ wrk -t2 -c64 -d10s -H 'Connection: close' $base/"
