@@ -234,12 +234,20 @@ class CGIHandler:
         Raises ``HTTPError(502)`` if it cannot be started.
         """
         if _running >= MAX_RUNNING:
+            # Waiting counts against cgi_timeout too: a queue behind hung
+            # scripts ends in 504, not in a connection held forever.
             _waiting.append(self)
+            self.timer = self.loop.call_at(
+                time.monotonic() + self.location.cgi_timeout, self._on_timeout
+            )
             return
         self._spawn()
 
     def _spawn(self) -> None:
         global _running
+        if self.timer is not None:  # the wait in the queue is over
+            self.loop.cancel(self.timer, forget=True)
+            self.timer = None
         has_body = self.request.has_body
         exchange = self.exchange
         env = cgi_environ(
@@ -408,7 +416,8 @@ class CGIHandler:
 
     def _on_timeout(self) -> None:
         self.timer = None
-        log.error("CGI %s timed out after %.1f s", self.script.name, self.location.cgi_timeout)
+        what = "timed out" if self.process is not None else "found no free slot"
+        log.error("CGI %s %s in %.1f s", self.script.name, what, self.location.cgi_timeout)
         self._kill()
         if not self.finished:
             if self.started:

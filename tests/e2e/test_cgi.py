@@ -363,3 +363,50 @@ def test_a_burst_is_queued_not_run_all_at_once(tmp_path: Path) -> None:
         assert wait_for(lambda: not children_of(server.process.pid))
     finally:
         server.stop()
+
+
+QUEUE_CONFIG = """
+server {
+    host 127.0.0.1
+    port {port0}
+    root ./www
+    location /slow {
+        root ./slow
+        cgi .py python3
+        cgi_timeout 4
+    }
+    location /fast {
+        root ./fast
+        cgi .py python3
+        cgi_timeout 1
+    }
+}
+"""
+
+
+def test_waiting_for_a_slot_counts_against_cgi_timeout(tmp_path: Path) -> None:
+    for folder in ("www", "slow", "fast"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "slow" / "sleep.py").write_text(SCRIPTS["sleep.py"])
+    (tmp_path / "fast" / "hello.py").write_text(SCRIPTS["hello.py"])
+    server = start_server(QUEUE_CONFIG, tmp_path)
+    sleepers = []
+    try:
+        for _ in range(MAX_RUNNING):  # every slot taken by a script that hangs
+            sock = server.connect(timeout=30)
+            sock.sendall(b"GET /slow/sleep.py HTTP/1.1\r\nHost: x\r\n\r\n")
+            sleepers.append(sock)
+        assert wait_for(lambda: len(children_of(server.process.pid)) == MAX_RUNNING)
+        started = time.monotonic()
+        r = requests.get(server.url("/fast/hello.py"), timeout=30)
+        waited = time.monotonic() - started
+        assert r.status_code == 504  # its own cgi_timeout, spent in the queue
+        assert waited < 3.5  # before the sleepers' 4 s ran out and freed a slot
+        assert "found no free slot" in server.log()
+        for sock in sleepers:  # the hung scripts end in 504 and free their slots
+            assert sock.recv(65536).startswith(b"HTTP/1.1 504 ")
+        assert requests.get(server.url("/fast/hello.py"), timeout=30).text == "Hello from CGI\n"
+    finally:
+        for sock in sleepers:
+            sock.close()
+        server.stop()
