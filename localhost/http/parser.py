@@ -70,8 +70,8 @@ _TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQR
 _HEAD_CTL = bytes(c for c in range(32) if c not in (9, 10, 13)) + b"\x7f"
 # Bytes never allowed in a field value: CTLs but HTAB, and DEL (RFC 9110 §5.5).
 _VALUE_CTL = bytes(c for c in range(32) if c != 9) + b"\x7f"
-# Bytes never allowed in a request-target: CTLs, SP, DEL, and non-ASCII.
-_TARGET_BAD = bytes(range(33)) + bytes(range(127, 256))
+# Bytes never allowed in a request-target: CTLs, SP and DEL (non-ASCII is percent-encoded).
+_TARGET_BAD = bytes(range(33)) + b"\x7f"
 _HEX = b"0123456789abcdefABCDEF"
 _HOST_BAD = frozenset(" /\\@\t,")
 _KNOWN_METHODS = {m.encode(): m for m in IMPLEMENTED_METHODS}
@@ -295,6 +295,12 @@ class RequestParser:
             raise HTTPError(400, "malformed HTTP version")
         if len(target_bytes.translate(None, _TARGET_BAD)) != len(target_bytes):
             raise HTTPError(400, "invalid byte in the request-target")
+        if not target_bytes.isascii():
+            # Raw UTF-8 (curl sends /café as is): taken as its percent-encoding,
+            # as NGINX takes it, rather than refused.
+            target_bytes = b"".join(
+                b"%%%02X" % byte if byte > 127 else bytes((byte,)) for byte in target_bytes
+            )
         method = _KNOWN_METHODS.get(method_bytes)
         if method is None:
             if not _is_token(method_bytes):

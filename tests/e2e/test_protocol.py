@@ -251,3 +251,21 @@ def test_absolute_form_target_selects_the_host(site: Server) -> None:
     )
     assert status_of(data) == 200
     assert b"other site" in data
+
+
+def test_raw_utf8_in_the_target_finds_the_file(site: Server) -> None:
+    # curl sends /files/ünï.txt as raw UTF-8 bytes; NGINX serves the file, so do we.
+    raw = "/files/ünï.txt".encode()
+    data = site.raw(b"GET " + raw + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status_of(data) == 200
+    assert data.endswith(b"\r\n\r\nunicode\n")
+    # Raw bytes and their percent-encoding name the same file; ".." stays refused.
+    assert (
+        status_of(
+            site.raw(
+                b"GET /files/%C3%BCn%C3%AF.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+        )
+        == 200
+    )
+    assert status_of(site.raw(b"GET /\xc3\xa9/../../x HTTP/1.1\r\nHost: x\r\n\r\n")) == 400
