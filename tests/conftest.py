@@ -65,6 +65,20 @@ class Server:
             return self.process.wait()
 
 
+def slow_download(server: Server) -> tuple[socket.socket, bytes]:
+    """Start ``GET /big.bin`` with a small receive buffer; return the socket and the first bytes.
+
+    The response then stays in flight until the caller reads the rest.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200 ")
+    return sock, first
+
+
 def read_all(sock: socket.socket) -> bytes:
     """Read from ``sock`` until EOF, a reset, or its timeout."""
     chunks = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import REPO, Server, free_port, read_all, run_cli
+from tests.conftest import REPO, Server, free_port, read_all, run_cli, slow_download
 from tests.proc import open_fds, wait_for
 
 TIMEOUT_CONFIG = """
@@ -162,12 +162,7 @@ def test_sigterm_finishes_the_response_in_flight_then_exits_0(
 ) -> None:
     make_www(tmp_path)
     server: Server = server_factory(TIMEOUT_CONFIG.replace("send_timeout 2", "send_timeout 30"))
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    sock.connect(("127.0.0.1", server.port))
-    sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-    first = sock.recv(65536)
-    assert first.startswith(b"HTTP/1.1 200 ")
+    sock, first = slow_download(server)
     server.process.send_signal(signal.SIGTERM)
     sock.settimeout(10)
     rest = read_all(sock)

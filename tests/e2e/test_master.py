@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO, Server, free_port, read_all, run_cli
+from tests.conftest import REPO, Server, free_port, read_all, run_cli, slow_download
 from tests.proc import children_of, wait_for
 
 CONFIG = """
@@ -172,16 +172,6 @@ def test_dash_s_reload_goes_through_the_pid_file(server_factory, site: Path) -> 
     assert result.returncode == 0, result.stderr
     assert wait_for(lambda: not set(old) & set(workers_of(server)) and len(workers_of(server)) == 2)
     assert requests.get(server.url("/")).text == "home\n"
-
-
-def slow_download(server: Server) -> tuple[socket.socket, bytes]:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    sock.connect(("127.0.0.1", server.port))
-    sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-    first = sock.recv(65536)
-    assert first.startswith(b"HTTP/1.1 200 ")
-    return sock, first
 
 
 def test_sigquit_lets_a_slow_response_finish(server_factory, site: Path) -> None:
