@@ -50,15 +50,26 @@ def normalize_target(target: str) -> tuple[str, str]:
 
     ``path`` is percent-decoded once (bytes that are not UTF-8 are kept as
     surrogate escapes, like ``os.fsdecode``), with dot segments resolved and
-    repeated slashes merged, as NGINX does. ``query`` is left encoded.
+    repeated slashes merged, as NGINX does. ``query`` is left encoded. An
+    absolute-form target with an empty path has the path ``/``.
     Raises ``HTTPError(400)`` for a bad escape, a NUL byte, or a path that
     climbs above ``/``.
     """
     if target[0] != "/":
         if target == "*":
             return "*", ""
-        slash = target.find("/", target.find("//") + 2)
-        target = target[slash:] if slash >= 0 else "/"
+        # Absolute-form: the path starts after the authority, which ends at
+        # "/", "?" or "#"; an empty path is "/" (RFC 9112 §3.2.2, RFC 3986
+        # §3.3 path-abempty), so http://h?x=1 is /?x=1.
+        start = target.find("//") + 2
+        end = len(target)
+        for stop in "/?#":
+            index = target.find(stop, start, end)
+            if index >= 0:
+                end = index
+        target = target[end:]
+        if target[:1] != "/":
+            target = "/" + target
     path, _, query = target.partition("?")
     path = path.partition("#")[0]
     if "%" in path:

@@ -201,16 +201,28 @@ class Response:
                 part.close()
 
 
+# Reason phrases of RFC 9110 §15. Python before 3.13 still has the RFC 7231
+# names of these four (413 "Request Entity Too Large", 414 "Request-URI Too
+# Long", 416 "Requested Range Not Satisfiable", 422 "Unprocessable Entity");
+# codes RFC 9110 does not define keep Python's phrase.
+_RFC9110_PHRASES = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
+REASONS: dict[int, str] = {status.value: status.phrase for status in HTTPStatus}
+REASONS.update(_RFC9110_PHRASES)
+
 # Status lines are precomputed once; unknown codes get an empty reason phrase
 # (RFC 9112 §4 allows it).
 STATUS_LINES: dict[int, bytes] = {
-    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode("latin-1")
-    for status in HTTPStatus
+    code: f"HTTP/1.1 {code} {phrase}\r\n".encode("latin-1") for code, phrase in REASONS.items()
 }
 
 
 def status_line(status: int) -> bytes:
-    """``HTTP/1.1 CODE REASON\\r\\n`` for ``status``."""
+    """``HTTP/1.1 CODE REASON\\r\\n`` for ``status`` (RFC 9112 §4; RFC 9110 §15 phrases)."""
     line = STATUS_LINES.get(status)
     if line is None:
         line = f"HTTP/1.1 {status} \r\n".encode("latin-1")
@@ -218,11 +230,8 @@ def status_line(status: int) -> bytes:
 
 
 def reason(status: int) -> str:
-    """The reason phrase of ``status`` (``""`` when unknown)."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+    """The RFC 9110 reason phrase of ``status`` (``""`` when unknown)."""
+    return REASONS.get(status, "")
 
 
 _date_second = -1

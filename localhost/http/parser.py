@@ -12,21 +12,30 @@ Malformed input raises ``HTTPError`` with the status to answer (400, 414,
 431, 501, 505); after that the connection's framing is lost and it must be
 closed. The parser never touches a socket.
 
-Line ends: CRLF, or a bare LF as NGINX accepts (RFC 9112 §2.2); a bare CR
-anywhere in the head is an error. Leading empty lines before a request line
-are skipped (RFC 9112 §2.2).
+Line ends: in the request line and header fields, CRLF or a bare LF, as
+NGINX accepts (RFC 9112 §2.2 allows it); a bare CR anywhere in the head is an
+error. Leading empty lines before a request line are skipped (RFC 9112 §2.2).
+
+Chunked framing is strict (RFC 9112 §7.1): every chunk-size line, the CRLF
+after chunk data, and every trailer line must end in CRLF, and a chunk line
+must follow ``chunk-size [ chunk-ext ] CRLF`` exactly. Where a chunked body
+ends decides where the next request starts, so any leniency there that a
+front-end does not share is a request-smuggling vector; §2.2's leniency is a
+MAY, and is kept to the head, where hand-typed requests need it.
 """
 
 from __future__ import annotations
+
+import re
 
 from localhost.config.model import IMPLEMENTED_METHODS
 from localhost.http.errors import HTTPError
 from localhost.http.message import Headers, Request
 
 MAX_REQUEST_LINE = 8 * 1024  # bytes, without the line end → 414
-MAX_FIELD_SECTION = 16 * 1024  # bytes of header fields → 431
+MAX_FIELD_SECTION = 16 * 1024  # bytes of header (or trailer) field lines with their CRLFs → 431
 MAX_FIELDS = 100  # header (or trailer) field lines → 431
-MAX_CHUNK_LINE = 4 * 1024  # chunk-size line with extensions → 400
+MAX_CHUNK_LINE = 4 * 1024  # chunk-size line with extensions, without its CRLF → 400
 MAX_CHUNK_SIZE_DIGITS = 16  # hex digits: at most 2**64 - 1 → 400 beyond
 MEMO_HEAD = 2048  # bytes: longer heads are not remembered
 MEMO_ENTRIES = 1024  # remembered heads per memo
@@ -75,6 +84,21 @@ _TARGET_BAD = bytes(range(33)) + b"\x7f"
 _HEX = b"0123456789abcdefABCDEF"
 _HOST_BAD = frozenset(" /\\@\t,")
 _KNOWN_METHODS = {m.encode(): m for m in IMPLEMENTED_METHODS}
+# Where the authority of an absolute-form target ends (RFC 3986 §3.2).
+_AUTHORITY_END = "/?#"
+
+# A whole chunk line without its LF (RFC 9112 §7.1.1, RFC 9110 §5.6):
+#   chunk-size [ chunk-ext ] CR
+#   chunk-ext     = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+#   chunk-ext-val = token / quoted-string
+# Each repetition starts with ";", so matching never backtracks far, and the
+# line is at most MAX_CHUNK_LINE bytes.
+_TOKEN_RE = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+_QUOTED_RE = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]{1,%d})(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*\r"
+    % (MAX_CHUNK_SIZE_DIGITS, _TOKEN_RE, _TOKEN_RE, _QUOTED_RE)
+)
 
 _HEAD, _END, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER = range(7)
 
@@ -106,11 +130,23 @@ def _is_token(value: bytes) -> bool:
     return bool(value) and not value.translate(None, _TCHAR)
 
 
+def _chunk_line_error(line: bytes) -> HTTPError:
+    """The 400 for a chunk line (without its LF) that ``_CHUNK_LINE`` refused."""
+    if line[-1:] != b"\r":
+        return HTTPError(400, "chunk-size line not ending in CRLF")
+    digits = len(line) - len(line.lstrip(_HEX))
+    if not digits or digits > MAX_CHUNK_SIZE_DIGITS:
+        return HTTPError(400, "invalid chunk size")
+    return HTTPError(400, "malformed chunk extension")
+
+
 class RequestParser:
     """Parse a stream of pipelined requests on one connection.
 
     Limits (bytes): request line ``MAX_REQUEST_LINE`` (414), field section
-    ``MAX_FIELD_SECTION`` and ``MAX_FIELDS`` lines (431).
+    ``MAX_FIELD_SECTION`` and ``MAX_FIELDS`` lines (431), the same for the
+    trailer section (431), chunk-size line ``MAX_CHUNK_LINE`` and
+    ``MAX_CHUNK_SIZE_DIGITS`` hex digits (400).
 
     ``memo``, shared by the parsers of a worker, remembers the ``Request``
     parsed from each recent head of up to ``MEMO_HEAD`` bytes: parsing is a
@@ -323,7 +359,11 @@ class RequestParser:
             raise HTTPError(400, "duplicate Host")
         if target[0] != "/":
             if target[:7].lower() == "http://" or target[:8].lower() == "https://":
-                authority = target.split("/", 3)[2]
+                # The authority ends at the path, the query or a fragment: the
+                # path may be empty (RFC 9112 §3.2.2, RFC 3986 §3.3).
+                authority = target[target.index("//") + 2 :]
+                for stop in _AUTHORITY_END:
+                    authority = authority.partition(stop)[0]
                 default_port = "80" if target[4] == ":" else "443"
                 target_key = _authority(authority, default_port)
                 if target_key is None:
@@ -413,27 +453,19 @@ class RequestParser:
             if state == _CHUNK_SIZE:
                 newline = buf.find(b"\n")
                 if newline < 0:
-                    if len(buf) > MAX_CHUNK_LINE:
+                    if len(buf) > MAX_CHUNK_LINE + 1:  # the line and its CR
                         raise HTTPError(400, "chunk-size line too long")
                     if buf and buf[0] not in _HEX:
                         # Cannot become a chunk size: fail now, not at the timeout.
                         raise HTTPError(400, "invalid chunk size")
                     return NEED_DATA
-                if newline > MAX_CHUNK_LINE:
+                if newline > MAX_CHUNK_LINE + 1:
                     raise HTTPError(400, "chunk-size line too long")
-                line = bytes(buf[:newline])
+                match = _CHUNK_LINE.fullmatch(buf, 0, newline)
+                if match is None:
+                    raise _chunk_line_error(bytes(buf[:newline]))
+                size = int(match.group(1), 16)
                 del buf[: newline + 1]
-                if line[-1:] == b"\r":
-                    line = line[:-1]
-                size_text = line.split(b";", 1)[0].rstrip(b" \t")
-                if (
-                    not size_text
-                    or size_text.translate(None, _HEX)
-                    or len(size_text) > MAX_CHUNK_SIZE_DIGITS
-                    or b"\r" in line
-                ):
-                    raise HTTPError(400, "invalid chunk size")
-                size = int(size_text, 16)
                 if size == 0:
                     state = self._state = _TRAILER
                     continue
@@ -456,32 +488,34 @@ class RequestParser:
             elif state == _CHUNK_CRLF:
                 if buf[:2] == b"\r\n":
                     del buf[:2]
-                elif buf[:1] == b"\n":
-                    del buf[:1]
                 elif not buf or buf == b"\r":
                     return NEED_DATA
                 else:
-                    raise HTTPError(400, "missing CRLF after chunk data")
+                    raise HTTPError(400, "chunk data not followed by CRLF")
                 state = self._state = _CHUNK_SIZE
-            else:  # _TRAILER: field lines, bounded, then an empty line
+            else:  # _TRAILER: field lines ending in CRLF, bounded, then an empty line
                 newline = buf.find(b"\n")
                 if newline < 0:
-                    if len(buf) > MAX_FIELD_SECTION:
+                    # A field line (longer than the empty line's CR) that
+                    # cannot fit any more, even with just its LF still to come.
+                    if len(buf) > 1 and self._trailer_bytes + len(buf) >= MAX_FIELD_SECTION:
                         raise HTTPError(431, "trailer section too large")
                     return NEED_DATA
                 line = bytes(buf[:newline])
                 del buf[: newline + 1]
-                if line[-1:] == b"\r":
-                    line = line[:-1]
+                if line[-1:] != b"\r":
+                    raise HTTPError(400, "trailer line not ending in CRLF")
+                line = line[:-1]
                 if not line:
                     self._state = _HEAD
                     return END
-                self._trailer_bytes += len(line)
+                self._trailer_bytes += newline + 1
                 self._trailer_count += 1
                 if self._trailer_bytes > MAX_FIELD_SECTION or self._trailer_count > MAX_FIELDS:
                     raise HTTPError(431, "trailer section too large")
                 colon = line.find(b":")
                 if colon <= 0 or line[:colon].translate(None, _TCHAR):
+                    # Also obs-fold: a line starting with whitespace.
                     raise HTTPError(400, "malformed trailer field")
                 value = line[colon + 1 :]
                 if len(value.translate(None, _VALUE_CTL)) != len(value):

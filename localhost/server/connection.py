@@ -27,6 +27,25 @@ One ``Timer`` per connection enforces the deadline of its current state:
 
 While a handler works (``HANDLE``), the handler keeps its own deadline
 (``cgi_timeout``).
+
+Which answers close the connection is decided here, by where the answer comes
+from, not by its status alone:
+
+- a protocol error found by the parser or in the request-target (400, 414,
+  431, 501, 505), and 408, always close: the framing of what follows can no
+  longer be trusted (RFC 9112 §9.5 lets a server close at any time);
+- 413 closes: the body is left unread;
+- an answer decided before or during the body (a ``check`` error, a handler
+  error, a redirect, a safe method) keeps the connection only when the whole
+  body has been read by the time it goes out; if more of it is still to
+  come, it goes out at once with ``Connection: close`` (``_body_unused``);
+- a handler's 4xx after the body was read in full (400 for an unusable
+  upload, 403, 404, 405, 409, 412, 416) keeps the connection, since the
+  request itself was framed correctly; NGINX closes after any 400, but there
+  it stands for a malformed request;
+- a 500 (an exception or a failed handler) closes, as in NGINX's
+  ``ngx_http_special_response_handler``: nothing said after an internal error
+  is trusted; a 502, 504 or 507 from a handler keeps it, as in NGINX.
 """
 
 from __future__ import annotations
@@ -254,7 +273,9 @@ class Connection:
         state = self.state
         if state == State.BODY or (state == State.HEAD and self.parser.buffered):
             log.info("%s:%d: request timed out (408)", *self.peer[:2])
-            self.send(error_response(408, self.server.error_pages))
+            response = error_response(408, self.server.error_pages)
+            response.close = True
+            self.send(response)
             self._update_interest()
         elif state == State.HANDLE and not self.out:
             pass  # the handler keeps its own deadline
@@ -274,7 +295,7 @@ class Connection:
                 event = parser.next_event()
             except HTTPError as exc:
                 log.info("%s:%d: bad request (%d): %s", *self.peer[:2], exc.status, exc.detail)
-                self.send(handlers.error_for(exc, None, self.server))
+                self.send(self._protocol_error(exc))
                 return
             if event is NEED_DATA:
                 if self.state == State.BODY and self._body_unused():
@@ -301,7 +322,7 @@ class Connection:
             try:
                 request.path, request.query = normalize_target(request.target)
             except HTTPError as exc:
-                self.send(handlers.error_for(exc, None, self.server))
+                self.send(self._protocol_error(exc))
                 return
         router = self.worker.router
         server = self.server = router.select(self.local, request.host)
@@ -328,8 +349,9 @@ class Connection:
     def _body_unused(self) -> bool:
         """Whether the answer is decided without the rest of the body.
 
-        So it is for an error found before the body (404, 405, ...), and for
-        a safe method or a redirect, whose content phase ignores the body.
+        So it is for an error found before the body (404, 405, ...) or by a
+        streaming handler in the body (an unusable upload name), and for a safe
+        method or a redirect, whose content phase ignores the body.
         DELETE still waits for its whole request before acting, and so does
         a request that was promised its body with 100 Continue.
         """
@@ -358,10 +380,10 @@ class Connection:
                 self.session = sessions.begin(self.session_store(), request, location, self)
             self.handler = handlers.start(request, location, self)
         except HTTPError as exc:
-            self.pending = handlers.error_for(exc, location, self.server)
+            self.pending = self._handler_error(exc, location)
         except Exception:
             log.exception("error starting %s %s", request.method, request.target)
-            self.pending = error_response(500, location.error_pages)
+            self.pending = self._internal_error(location)
 
     def _on_data(self, data: bytes) -> None:
         self.body_seen += len(data)
@@ -369,14 +391,24 @@ class Connection:
         owner = self.location if self.location is not None else self.server
         if owner.body_limit and self.body_seen > owner.body_limit:
             self.pending = None
-            self.send(error_response(413, owner.error_pages))
+            response = error_response(413, owner.error_pages)
+            response.close = True  # the rest of the body is left unread
+            self.send(response)
             return
         handler = self.handler
         if handler is not None and self.pending is None:
             try:
                 handler.body_data(data)
             except HTTPError as exc:
-                self.send(handlers.error_for(exc, self.location, self.server))
+                # Answered like an error found before the body: the rest of
+                # the body is read if it is already here (then the connection
+                # is kept), else the answer goes out at once and it closes.
+                self._drop_handler()
+                self.pending = self._handler_error(exc, self.location)
+            except Exception:
+                log.exception("error handling the body of %s", self.request)
+                self._drop_handler()
+                self.pending = self._internal_error(self.location)
 
     def _on_end(self, early: bool = False) -> None:
         """The request is complete, or (``early``) its answer needs no more of it.
@@ -403,10 +435,10 @@ class Connection:
                 return
             response = handlers.handle(request, location, self)
         except HTTPError as exc:
-            response = handlers.error_for(exc, location, self.server)
+            response = self._handler_error(exc, location)
         except Exception:
             log.exception("error handling %s %s", request.method, request.target)
-            response = error_response(500, location.error_pages)
+            response = self._internal_error(location)
         if self.state != State.CLOSED and not self.responding:
             response.close = response.close or early
             self.send(response)
@@ -422,7 +454,7 @@ class Connection:
         self.redirects += 1
         if self.redirects > MAX_INTERNAL_REDIRECTS:
             log.error("internal redirect cycle at %s", target)
-            self.send(error_response(500, self.server.error_pages))
+            self.send(self._internal_error(None))
             return
         headers = Headers([(n, v) for n, v in request.headers if n not in _BODY_FIELDS])
         redirected = Request(
@@ -440,7 +472,7 @@ class Connection:
         try:
             redirected.path, redirected.query = normalize_target(target)
         except HTTPError as exc:
-            self.send(handlers.error_for(exc, None, self.server))
+            self.send(self._handler_error(exc, None))
             return
         self._route()
         self.state = State.BODY
@@ -451,6 +483,27 @@ class Connection:
         return self.worker.session_store()
 
     # -- responses ----------------------------------------------------------
+
+    def _protocol_error(self, exc: HTTPError) -> Response:
+        """The answer to a malformed request: it always closes the connection."""
+        response = handlers.error_for(exc, None, self.server)
+        response.close = True
+        return response
+
+    def _handler_error(self, exc: HTTPError, location: Location | None) -> Response:
+        """The answer to an ``HTTPError`` raised while handling a well-framed
+        request: it closes the connection only for a 500 (as NGINX does);
+        otherwise ``_keep_alive`` decides by whether the body was read."""
+        response = handlers.error_for(exc, location, self.server)
+        response.close = exc.status == 500
+        return response
+
+    def _internal_error(self, location: Location | None) -> Response:
+        """A 500 for a failed handler; it closes the connection (as NGINX does)."""
+        pages = location.error_pages if location is not None else self.server.error_pages
+        response = error_response(500, pages)
+        response.close = True
+        return response
 
     def _keep_alive(self, response: Response) -> bool:
         request = self.request

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.conftest import Server, read_all
+from tests.conftest import Server, read_all, start_server
 
 GET_CLOSE = b"GET /page.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
@@ -269,3 +270,252 @@ def test_raw_utf8_in_the_target_finds_the_file(site: Server) -> None:
         == 200
     )
     assert status_of(site.raw(b"GET /\xc3\xa9/../../x HTTP/1.1\r\nHost: x\r\n\r\n")) == 400
+
+
+# -- strict chunked framing (RFC 9112 §7.1) ------------------------------------
+
+CHUNKED_GET = b"GET /page.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+# Documented limits (README, "Limits").
+CHUNK_LINE_LIMIT = 4 * 1024  # chunk-size line with extensions → 400
+TRAILER_LIMIT = 16 * 1024  # trailer section → 431
+TRAILER_FIELDS = 100  # trailer field lines → 431
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"2\nab\r\n0\r\n\r\n", 400),  # bare LF after the chunk size
+        (b"2;x=y\nab\r\n0\r\n\r\n", 400),
+        (b"2\r\nab\n0\r\n\r\n", 400),  # bare LF after the chunk data
+        (b"2\r\nab\r\n0\n\n", 400),  # bare LFs after the last chunk
+        (b"2\r\nab\r\n0\r\nT: v\n\r\n", 400),  # a trailer line in a bare LF
+        (b"2;\r\nab\r\n0\r\n\r\n", 400),  # ";" without a chunk-ext-name
+        (b"2 \r\nab\r\n0\r\n\r\n", 400),  # whitespace without an extension
+        (b'2;a="b\r\nab\r\n0\r\n\r\n', 400),  # an open quoted-string
+        (b"00000000000000002\r\nab\r\n0\r\n\r\n", 400),  # 17 hex digits
+        (b"0x2\r\nab\r\n0\r\n\r\n", 400),
+        (b"2;a=" + b"b" * (CHUNK_LINE_LIMIT + 100) + b"\r\nab\r\n0\r\n\r\n", 400),
+        (b"0\r\n" + b"T: v\r\n" * (TRAILER_FIELDS + 1) + b"\r\n", 431),
+        (b"0\r\nT: " + b"v" * (TRAILER_LIMIT + 100) + b"\r\n\r\n", 431),
+        (b"0\r\nT: a\r\n folded\r\n\r\n", 400),  # obs-fold in the trailer
+    ],
+)
+def test_bad_chunked_framing_is_answered_once_and_closes(
+    site: Server, body: bytes, status: int
+) -> None:
+    # The pipelined request after the bad framing must never be answered:
+    # reading it from bytes whose framing a front-end may see otherwise is
+    # how requests are smuggled.
+    data = site.raw(CHUNKED_GET + body + GET_CLOSE)
+    assert status_of(data) == status
+    assert data.count(b"HTTP/1.1 ") == 1
+    assert b"\r\nConnection: close\r\n" in data
+
+
+def chunk_line_of(size: int) -> bytes:
+    """A chunk-size line of ``size`` bytes without its CRLF (size 2, extensions)."""
+    prefix = b'2 ; q="x \\" y";a='
+    return prefix + b"b" * (size - len(prefix))
+
+
+def trailer_of(size: int) -> bytes:
+    """One trailer field line of ``size`` bytes with its CRLF."""
+    return b"T: " + b"v" * (size - 5) + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (chunk_line_of(CHUNK_LINE_LIMIT) + b"\r\nab\r\n0\r\n\r\n", 200),
+        (chunk_line_of(CHUNK_LINE_LIMIT + 1) + b"\r\nab\r\n0\r\n\r\n", 400),
+        (b"2\r\nab\r\n0\r\n" + trailer_of(TRAILER_LIMIT) + b"\r\n", 200),
+        (b"2\r\nab\r\n0\r\n" + trailer_of(TRAILER_LIMIT + 1) + b"\r\n", 431),
+        (b"2\r\nab\r\n0\r\n" + b"T: v\r\n" * TRAILER_FIELDS + b"\r\n", 200),
+        (b"2\r\nab\r\n0\r\n" + b"T: v\r\n" * (TRAILER_FIELDS + 1) + b"\r\n", 431),
+    ],
+)
+def test_chunked_limits_at_their_documented_boundaries(
+    site: Server, body: bytes, status: int
+) -> None:
+    assert len(chunk_line_of(CHUNK_LINE_LIMIT)) == CHUNK_LINE_LIMIT
+    assert len(trailer_of(TRAILER_LIMIT)) == TRAILER_LIMIT
+    data = site.raw(CHUNKED_GET + body + GET_CLOSE)
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+    # Within the limits the connection goes on to the pipelined request;
+    # past them the error is the only answer.
+    assert statuses == ([200, 200] if status == 200 else [status])
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"2;a=" + b"b" * (CHUNK_LINE_LIMIT + 100), 400),
+        (b"2\r\nab\r\n0\r\nT: " + b"v" * (TRAILER_LIMIT + 100), 431),
+    ],
+)
+def test_an_endless_chunk_line_or_trailer_is_refused_before_it_ends(
+    site: Server, body: bytes, status: int
+) -> None:
+    # No line end ever comes: the limit answers at once, not the body timeout
+    # (60 s on this site; the socket gives up after 5).
+    with site.connect(timeout=5) as sock:
+        sock.sendall(CHUNKED_GET + body)
+        data = read_all(sock)
+    assert data, "no answer before the timeout"
+    assert status_of(data) == status
+    assert b"\r\nConnection: close\r\n" in data
+
+
+# -- absolute-form with an empty path (RFC 9112 §3.2.2) ------------------------
+
+
+def test_absolute_form_with_an_empty_path_is_the_root(site: Server) -> None:
+    for target, host in [
+        (b"http://x?y=1", b"x"),
+        (b"http://127.0.0.1:%d" % site.port, b"127.0.0.1:%d" % site.port),
+    ]:
+        data = site.raw(
+            b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
+        )
+        assert status_of(data) == 200, target
+        assert data.endswith(b"<h1>home</h1>\n")
+
+
+# -- reason phrases (RFC 9110 §15) ---------------------------------------------
+
+
+def test_status_lines_use_the_rfc9110_reason_phrases(site: Server) -> None:
+    data = site.raw(b"POST /small/ok.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 413 Content Too Large\r\n")
+    data = site.raw(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 414 URI Too Long\r\n")
+    data = site.raw(
+        b"GET /page.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=5000-\r\nConnection: close\r\n\r\n"
+    )
+    assert data.startswith(b"HTTP/1.1 416 Range Not Satisfiable\r\n")
+
+
+# -- which answers keep the connection -----------------------------------------
+
+HANDLERS_CONFIG = """
+session_store ./broken.db
+server {
+    host 127.0.0.1
+    port {port0}
+    root ./www
+    location / {
+        methods GET
+    }
+    location /up {
+        root ./up
+        methods GET POST DELETE
+    }
+    location /run {
+        root ./up/scripts
+        cgi .py python3
+    }
+    location /session {
+        session on
+    }
+}
+"""
+BOUNDARY = b"b0undary"
+
+
+def multipart(disposition: bytes, content: bytes = b"data") -> bytes:
+    return (
+        b"--"
+        + BOUNDARY
+        + b"\r\nContent-Disposition: form-data; "
+        + disposition
+        + b"\r\n\r\n"
+        + content
+        + b"\r\n--"
+        + BOUNDARY
+        + b"--\r\n"
+    )
+
+
+def post(
+    target: bytes, body: bytes, content_type: bytes = b"text/plain", method: bytes = b"POST"
+) -> bytes:
+    return (
+        method
+        + b" "
+        + target
+        + b" HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        + content_type
+        + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+
+
+FORM = b"multipart/form-data; boundary=" + BOUNDARY
+
+
+@pytest.fixture(scope="module")
+def handlers_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("handlers")
+    (root / "www").mkdir()
+    (root / "www" / "page.txt").write_text("plain text\n")
+    (root / "up" / "scripts").mkdir(parents=True)
+    (root / "up" / "present.txt").write_text("here\n")
+    # Not a database: opening the session store fails, so /session is a 500.
+    (root / "broken.db").write_bytes(b"this is not an SQLite database\n" * 100)
+    server = start_server(HANDLERS_CONFIG, root)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        # Decided before the body (check, or the upload's target), body read in full.
+        (post(b"/page.txt", b"hello"), 405),
+        (post(b"/up/nowhere/x.txt", b"hello"), 404),
+        (post(b"/up/", b"hello"), 400),  # no file name for a non-multipart upload
+        (post(b"/up/scripts/evil.py", b"print(1)"), 403),  # a file a cgi location would run
+        # Decided inside the body: an unusable file name.
+        (post(b"/up/", multipart(b'name="f"; filename=". ."'), FORM), 400),
+        # Decided at the end of the body.
+        (post(b"/up/", multipart(b'name="note"'), FORM), 400),  # no file in the upload
+        (post(b"/up/missing.txt", b"hello", method=b"DELETE"), 404),
+        (post(b"/up/scripts", b"hello", method=b"DELETE"), 403),
+    ],
+)
+def test_a_handler_4xx_after_the_whole_body_keeps_the_connection(
+    handlers_site: Server, request_bytes: bytes, status: int
+) -> None:
+    with handlers_site.connect() as sock:
+        sock.sendall(request_bytes)
+        head, _ = read_response(sock)
+        assert status_of(head) == status
+        assert b"Connection: close" not in head
+        sock.sendall(b"GET /page.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = read_response(sock)
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b"plain text\n"
+
+
+def test_a_handler_error_before_the_body_has_arrived_closes(handlers_site: Server) -> None:
+    # The unusable name is in the first bytes; the rest of the body never
+    # comes: the 400 goes out at once and the unread body closes the connection.
+    body = multipart(b'name="f"; filename=". ."')
+    head = post(b"/up/", body, FORM).replace(
+        b"Content-Length: %d" % len(body), b"Content-Length: 100000"
+    )
+    with handlers_site.connect(timeout=5) as sock:
+        sock.sendall(head)
+        data = read_all(sock)
+    assert status_of(data) == 400
+    assert b"\r\nConnection: close\r\n" in data
+
+
+def test_an_internal_error_closes_the_connection(handlers_site: Server) -> None:
+    # As NGINX: after a 500 nothing more is read from the connection.
+    with handlers_site.connect(timeout=5) as sock:
+        sock.sendall(b"GET /session HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _ = read_response(sock)
+        assert status_of(head) == 500
+        assert b"\r\nConnection: close" in head
+        sock.sendall(b"GET /page.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_all(sock) == b""

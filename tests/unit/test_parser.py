@@ -18,6 +18,12 @@ from localhost.http.parser import (
 )
 
 NEXT = b"GET /next HTTP/1.1\r\nHost: n\r\n\r\n"
+CHUNKED = b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+# Documented limits (README, "Limits"): chunk-size line 4 KiB → 400; trailer
+# section 16 KiB and 100 field lines → 431.
+CHUNK_LINE_LIMIT = 4 * 1024
+TRAILER_LIMIT = 16 * 1024
+TRAILER_FIELDS = 100
 
 
 def events(parser: RequestParser) -> list[object]:
@@ -211,6 +217,46 @@ VALID = [
         True,
         b"",
     ),
+    # Chunk extensions by RFC 9112 §7.1.1: BWS around ";" and "=", token or
+    # quoted-string values (with quoted-pairs), names without values.
+    (
+        CHUNKED + b'5 ;a = b\t;c;d="q \\" ;x"\r\nhello\r\n0 ; last\r\n\r\n',
+        "POST",
+        "/c",
+        "HTTP/1.1",
+        "a",
+        True,
+        b"hello",
+    ),
+    # 16 hex digits (README: "at most 16 hex digits"), leading zeros included.
+    (
+        CHUNKED + b"0000000000000005\r\nhello\r\n0000000000000000\r\n\r\n",
+        "POST",
+        "/c",
+        "HTTP/1.1",
+        "a",
+        True,
+        b"hello",
+    ),
+    # Absolute-form with an empty path (RFC 9112 §3.2.2, RFC 3986 §3.3).
+    (
+        b"GET http://example.com?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        "GET",
+        "http://example.com?x=1",
+        "HTTP/1.1",
+        "example.com",
+        True,
+        b"",
+    ),
+    (
+        b"GET http://example.com:8080 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
+        "GET",
+        "http://example.com:8080",
+        "HTTP/1.1",
+        "example.com:8080",
+        True,
+        b"",
+    ),
 ]
 
 
@@ -324,6 +370,48 @@ INVALID = [
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nbad trailer\r\n\r\n",
         400,
     ),
+    # Chunked framing takes CRLF only (RFC 9112 §7.1): a bare LF after the
+    # chunk size, after chunk data, after the last chunk or in the trailer.
+    (CHUNKED + b"2\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"2;x=y\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"2\r\nab\n0\r\n\r\n", 400),
+    (CHUNKED + b"2\r\nab\r0\r\n\r\n", 400),
+    (CHUNKED + b"2\r\nab\r\n0\n\r\n", 400),
+    (CHUNKED + b"2\r\nab\r\n0\r\n\n", 400),
+    (CHUNKED + b"2\r\nab\r\n0\r\nX: y\n\r\n", 400),
+    (CHUNKED + b"2\r\r\nab\r\n0\r\n\r\n", 400),
+    # Chunk-line grammar: chunk-size [ chunk-ext ] CRLF.
+    (CHUNKED + b"2;\r\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"2 \r\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"2\t\r\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"2;a=\r\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"2;=b\r\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"2;a b\r\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"2;a;\r\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b'2;a="b\r\nab\r\n0\r\n\r\n', 400),
+    (CHUNKED + b'2;a="b"c\r\nab\r\n0\r\n\r\n', 400),
+    (CHUNKED + b'2;a="\x01"\r\nab\r\n0\r\n\r\n', 400),
+    (CHUNKED + b"2;a@b\r\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"2,3\r\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"0;\r\n\r\n", 400),
+    # Hostile sizes: a sign, a 0x prefix, 17 digits even when they are zeros.
+    (CHUNKED + b"+2\r\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"0x2\r\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"00000000000000002\r\nab\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"f" * 40 + b"\r\n", 400),
+    # Trailer fields: obs-fold, whitespace before the colon, no colon.
+    (CHUNKED + b"0\r\nX: a\r\n folded\r\n\r\n", 400),
+    (CHUNKED + b"0\r\nX : a\r\n\r\n", 400),
+    (CHUNKED + b"0\r\nX\r\n\r\n", 400),
+    # The absolute-form authority ends at "?": a query is not part of it.
+    (b"GET http://a?x=1 HTTP/1.1\r\nHost: b\r\n\r\n", 400),
+    (b"GET http://?x=1 HTTP/1.1\r\nHost: b\r\n\r\n", 400),
+    # The documented limits: chunk-size line over 4 KiB → 400, trailer
+    # section over 16 KiB or 100 field lines → 431.
+    (CHUNKED + b"1;" + b"a" * (CHUNK_LINE_LIMIT + 100) + b"\r\nx\r\n0\r\n\r\n", 400),
+    (CHUNKED + b"0\r\n" + b"T: v\r\n" * (TRAILER_FIELDS + 1) + b"\r\n", 431),
+    (CHUNKED + b"0\r\nT: " + b"v" * (TRAILER_LIMIT + 100) + b"\r\n\r\n", 431),
+    (CHUNKED + b"0\r\n" + (b"T: " + b"v" * 1000 + b"\r\n") * 17 + b"\r\n", 431),
     (b"GET /" + b"a" * MAX_REQUEST_LINE + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
     (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),
     (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 16500 + b"\r\n\r\n", 431),
@@ -423,3 +511,97 @@ def test_memo_returns_the_same_request_for_the_same_head() -> None:
         assert isinstance(parser.next_event(), Request)
         assert parser.next_event() == Data(b"hi")
         assert parser.next_event() is END
+
+
+def chunk_line_of(size: int) -> bytes:
+    """A chunk-size line of ``size`` bytes without its CRLF (size 2, extensions)."""
+    line = b"2;a=" + b"b" * (size - 4)
+    assert len(line) == size
+    return line
+
+
+def trailer_of(size: int) -> bytes:
+    """One trailer field line of ``size`` bytes with its CRLF."""
+    line = b"T: " + b"v" * (size - 5) + b"\r\n"
+    assert len(line) == size
+    return line
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        # README: chunk-size line (with extensions) 4 KiB → 400.
+        (chunk_line_of(CHUNK_LINE_LIMIT) + b"\r\nab\r\n0\r\n\r\n", None),
+        (chunk_line_of(CHUNK_LINE_LIMIT + 1) + b"\r\nab\r\n0\r\n\r\n", 400),
+        # README: trailer section 16 KiB (field lines with their CRLFs) → 431.
+        (b"2\r\nab\r\n0\r\n" + trailer_of(TRAILER_LIMIT) + b"\r\n", None),
+        (b"2\r\nab\r\n0\r\n" + trailer_of(TRAILER_LIMIT + 1) + b"\r\n", 431),
+        # README: trailer section 100 field lines → 431.
+        (b"2\r\nab\r\n0\r\n" + b"T: v\r\n" * TRAILER_FIELDS + b"\r\n", None),
+        (b"2\r\nab\r\n0\r\n" + b"T: v\r\n" * (TRAILER_FIELDS + 1) + b"\r\n", 431),
+    ],
+)
+def test_chunked_limits_at_their_documented_boundaries(body: bytes, status: int | None) -> None:
+    raw = CHUNKED + body
+    for pieces in split_ways(raw):
+        if status is None:
+            evs, _ = feed_in(pieces)
+            assert summary(evs) == ("POST", "/c", "HTTP/1.1", "a", True, b"ab", True)
+        else:
+            with pytest.raises(HTTPError) as info:
+                feed_in(pieces)
+            assert info.value.status == status
+
+
+def test_an_endless_chunk_line_is_400_before_it_ends() -> None:
+    parser = RequestParser()
+    parser.feed(CHUNKED + b"1;" + b"a" * (CHUNK_LINE_LIMIT + 10))
+    assert isinstance(parser.next_event(), Request)
+    with pytest.raises(HTTPError) as info:
+        parser.next_event()
+    assert info.value.status == 400
+
+
+def test_an_endless_trailer_section_is_431_before_it_ends() -> None:
+    parser = RequestParser()
+    parser.feed(CHUNKED + b"0\r\n" + b"T: v\r\n" * 50 + b"U: " + b"v" * TRAILER_LIMIT)
+    assert isinstance(parser.next_event(), Request)
+    with pytest.raises(HTTPError) as info:
+        while parser.next_event() is not NEED_DATA:
+            pass
+    assert info.value.status == 431
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [
+        b"2",
+        b"2;",
+        b"2;a",
+        b"2;a=",
+        b'2;a="x',
+        b"2 ",
+        b"2\r",
+        b"2\r\nab",
+        b"2\r\nab\r",
+        b"0\r\nX: y\r",
+    ],
+)
+def test_a_chunk_line_cut_anywhere_needs_data(partial: bytes) -> None:
+    # Strictness must not turn a line still arriving into an error.
+    parser = RequestParser()
+    parser.feed(CHUNKED + partial)
+    assert isinstance(parser.next_event(), Request)
+    while (event := parser.next_event()) is not NEED_DATA:
+        assert isinstance(event, Data)
+
+
+def test_a_bare_lf_in_chunked_framing_does_not_let_a_second_request_through() -> None:
+    # A front-end that reads "2\nab..." differently must not make us parse
+    # the bytes after it as a request: the error comes first.
+    parser = RequestParser()
+    parser.feed(CHUNKED + b"2\nab\r\n0\r\n\r\n" + NEXT)
+    assert isinstance(parser.next_event(), Request)
+    with pytest.raises(HTTPError) as info:
+        parser.next_event()
+    assert info.value.status == 400

@@ -136,3 +136,89 @@ def test_valid_requests_parse_the_same_in_any_split(
     ] == sent
     assert summary(feed(split(raw, cuts))) == whole
     assert summary(feed([raw[i : i + 1] for i in range(len(raw))])) == whole
+
+
+# Chunked framing (RFC 9112 §7.1): chunk extensions by their grammar, and the
+# rule that every line of the framing ends in CRLF.
+BWS = st.sampled_from([b"", b" ", b"\t", b" \t "])
+TOKEN = st.text(TOKEN_CHARS + "!#$%&'*+.^_`|~", min_size=1, max_size=6).map(str.encode)
+QDTEXT = st.sampled_from([b"a", b" ", b"\t", b"!", b"#", b"[", b"]", b"~", b"\x80", b"\xff"])
+QUOTED_PAIR = st.sampled_from([b'\\"', b"\\\\", b"\\a", b"\\ ", b"\\\xe9"])
+QUOTED = st.lists(st.one_of(QDTEXT, QUOTED_PAIR), max_size=6).map(
+    lambda p: b'"' + b"".join(p) + b'"'
+)
+
+
+@st.composite
+def chunk_extensions(draw: st.DrawFn) -> bytes:
+    out = b""
+    for _ in range(draw(st.integers(min_value=0, max_value=3))):
+        out += draw(BWS) + b";" + draw(BWS) + draw(TOKEN)
+        if draw(st.booleans()):
+            out += draw(BWS) + b"=" + draw(BWS) + draw(st.one_of(TOKEN, QUOTED))
+    return out
+
+
+@st.composite
+def chunked_messages(draw: st.DrawFn) -> tuple[bytes, bytes, list[int]]:
+    """``(raw request, decoded body, offsets of every CRLF of the framing)``."""
+    raw = b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    crlfs: list[int] = []
+    body = b""
+    for _ in range(draw(st.integers(min_value=0, max_value=3))):
+        data = draw(st.binary(min_size=1, max_size=20))
+        size = b"%x" % len(data)
+        if draw(st.booleans()):
+            size = size.upper()
+        raw += b"0" * draw(st.integers(min_value=0, max_value=2)) + size
+        raw += draw(chunk_extensions())
+        crlfs.append(len(raw))
+        raw += b"\r\n" + data
+        crlfs.append(len(raw))
+        raw += b"\r\n"
+        body += data
+    raw += b"0" + draw(chunk_extensions())
+    crlfs.append(len(raw))
+    raw += b"\r\n"
+    for name, value in draw(st.lists(st.tuples(NAMES, VALUES), max_size=3)):
+        raw += f"{name}: {value}".encode()
+        crlfs.append(len(raw))
+        raw += b"\r\n"
+    crlfs.append(len(raw))
+    raw += b"\r\n"
+    return raw, body, crlfs
+
+
+@SETTINGS
+@given(
+    message=chunked_messages(), cuts=st.lists(st.integers(min_value=0, max_value=500), max_size=8)
+)
+def test_chunk_extensions_by_the_grammar_parse_in_any_split(
+    message: tuple[bytes, bytes, list[int]], cuts: list[int]
+) -> None:
+    raw, body, _ = message
+    for pieces in ([raw], split(raw, cuts), [raw[i : i + 1] for i in range(len(raw))]):
+        events = feed(pieces)
+        assert summary(events)[3:] == (body, True)
+
+
+@SETTINGS
+@given(
+    message=chunked_messages(),
+    which=st.integers(min_value=0),
+    cuts=st.lists(st.integers(min_value=0, max_value=500), max_size=8),
+)
+def test_a_bare_lf_anywhere_in_chunked_framing_is_400(
+    message: tuple[bytes, bytes, list[int]], which: int, cuts: list[int]
+) -> None:
+    raw, _, crlfs = message
+    at = crlfs[which % len(crlfs)]
+    assert raw[at : at + 2] == b"\r\n"
+    broken = raw[:at] + raw[at + 1 :]
+    for pieces in ([broken], split(broken, cuts)):
+        try:
+            feed(pieces)
+        except HTTPError as exc:
+            assert exc.status == 400
+        else:
+            raise AssertionError(f"accepted a bare LF at {at}: {broken!r}")
