@@ -93,6 +93,28 @@ def read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+def recv_until(sock: socket.socket, marker: bytes, limit: float = 5.0) -> bytes:
+    """Read from ``sock`` until ``marker`` has arrived; return everything read.
+
+    Fails the test if the server closes first or ``limit`` seconds pass.
+    """
+    deadline = time.monotonic() + limit
+    data = b""
+    while marker not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{marker!r} did not arrive in {limit} s; got {data[-200:]!r}")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        if not chunk:
+            raise AssertionError(f"closed before {marker!r} arrived; got {data[-200:]!r}")
+        data += chunk
+    return data
+
+
 def run_cli(
     args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
@@ -114,11 +136,13 @@ def start_server(
     env: dict[str, str] | None = None,
     ready_timeout: float = 15.0,
     max_fds: int | None = None,
+    args: list[str] | None = None,
 ) -> Server:
     """Write ``config_text`` (``{port0}``, ``{port1}``... filled in) and run it.
 
     Returns once every port accepts connections; fails the test if the
-    process exits first. ``max_fds`` lowers the child's descriptor limit.
+    process exits first. ``max_fds`` lowers the child's descriptor limit;
+    ``args`` are command-line options put before the config path.
     """
     ports = [free_port() for _ in range(nports)]
     text = config_text
@@ -135,7 +159,7 @@ def start_server(
             resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "localhost", str(config)],
+        [sys.executable, "-m", "localhost", *(args or []), str(config)],
         stdout=log_file,
         stderr=subprocess.STDOUT,
         cwd=directory,
@@ -170,8 +194,9 @@ def server_factory(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-
         nports: int = 1,
         env: dict[str, str] | None = None,
         max_fds: int | None = None,
+        args: list[str] | None = None,
     ) -> Server:
-        server = start_server(config_text, tmp_path, nports, env, max_fds=max_fds)
+        server = start_server(config_text, tmp_path, nports, env, max_fds=max_fds, args=args)
         started.append(server)
         return server
 

@@ -51,3 +51,25 @@ def wait_for(condition: Callable[[], object], limit: float = 5.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def live_children(pid: int) -> list[int]:
+    """The PIDs of ``pid``'s children that are not zombies, sorted."""
+    return sorted(child for child, state in children_of(pid) if state != "Z")
+
+
+def wait_children(pid: int, count: int, limit: float = 10.0) -> list[int]:
+    """``live_children(pid)`` once there are exactly ``count``; AssertionError after ``limit`` s.
+
+    A master forks its workers after it listens, so right after start-up
+    (or a reload) the list may still be short: read it only through this.
+    """
+    found: list[int] = []
+
+    def complete() -> bool:
+        nonlocal found
+        found = live_children(pid)
+        return len(found) == count
+
+    assert wait_for(complete, limit), f"{count} children of {pid} expected, found {found}"
+    return found

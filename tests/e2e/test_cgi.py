@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from localhost.handlers.cgi import MAX_RUNNING
-from tests.conftest import Server, read_all, start_server
+from tests.conftest import Server, read_all, recv_until, start_server
 from tests.proc import children_of, wait_for
 
 CONFIG = """
@@ -32,8 +31,14 @@ server {
         methods GET POST DELETE
         body_limit 20M
     }
+    location /no-interpreter {
+        root ./cgi-bin
+        cgi .py ./interpreter/python
+    }
 }
 """
+# README: at most max(16, 4 × CPUs) scripts run at once in a worker.
+MAX_RUNNING = max(16, 4 * (os.cpu_count() or 1))
 
 SCRIPTS = {
     "hello.py": 'print("Content-Type: text/plain")\nprint()\nprint("Hello from CGI")\n',
@@ -58,6 +63,29 @@ SCRIPTS = {
     "local.py": 'print("Location: /cgi-bin/hello.py")\nprint()\n',
     "client.py": 'print("Location: https://example.com/elsewhere")\nprint()\n',
     "cycle.py": 'print("Location: /cgi-bin/cycle.py")\nprint()\n',
+    "hops.py": (  # hops.py?N redirects locally to hops.py?N-1, ..., hops.py?0 answers
+        "import os\n"
+        'left = int(os.environ["QUERY_STRING"])\n'
+        "if left:\n"
+        '    print(f"Location: /cgi-bin/hops.py?{left - 1}")\n'
+        "    print()\n"
+        "else:\n"
+        '    print("Content-Type: text/plain")\n'
+        "    print()\n"
+        '    print("arrived")\n'
+    ),
+    "stall.py": (  # starts its answer, then hangs past cgi_timeout
+        "import sys, time\n"
+        'sys.stdout.write("Content-Type: text/plain\\n\\npartial answer\\n")\n'
+        "sys.stdout.flush()\n"
+        "time.sleep(3600)\n"
+    ),
+    "stall_length.py": (  # the same with a Content-Length it never reaches
+        "import sys, time\n"
+        'sys.stdout.write("Content-Type: text/plain\\nContent-Length: 100\\n\\npartial answer\\n")\n'
+        "sys.stdout.flush()\n"
+        "time.sleep(3600)\n"
+    ),
     "big.py": (
         "import sys, random\n"
         "random.seed(7)\n"
@@ -79,6 +107,14 @@ SCRIPTS = {
 }
 
 
+def make_broken_interpreter(root: Path) -> None:
+    """An interpreter that exists (the config checks that) but cannot start: its
+    exec fails as for a missing one."""
+    (root / "interpreter").mkdir()
+    (root / "interpreter" / "python").write_text("#!/nonexistent/python\n")
+    (root / "interpreter" / "python").chmod(0o755)
+
+
 @pytest.fixture(scope="module")
 def cgi_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("cgi")
@@ -88,6 +124,7 @@ def cgi_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         path = root / "cgi-bin" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    make_broken_interpreter(root)
     server = start_server(CONFIG, root, env={"LEAKY_SECRET": "do-not-pass"})
     yield server
     server.stop()
@@ -226,13 +263,9 @@ def test_script_shorter_than_its_content_length_drops_the_connection(cgi_site: S
 def test_output_is_streamed_as_it_arrives(cgi_site: Server) -> None:
     with cgi_site.connect() as sock:
         sock.sendall(b"GET /cgi-bin/slowstart.py HTTP/1.1\r\nHost: x\r\n\r\n")
-        first = b""
-        while b"first" not in first:
-            first += sock.recv(4096)
-        assert b"second" not in first
-        rest = b""
-        while not rest.endswith(b"0\r\n\r\n"):
-            rest += sock.recv(4096)
+        first = recv_until(sock, b"first")
+        assert b"second" not in first  # the script sleeps 0.3 s before writing it
+        rest = recv_until(sock, b"\r\n0\r\n\r\n")
         assert b"second" in rest
 
 
@@ -261,8 +294,48 @@ def test_redirects(cgi_site: Server) -> None:
     assert r.status_code == 500
 
 
+def test_at_most_5_local_redirects_in_a_row(cgi_site: Server) -> None:
+    r = requests.get(cgi_site.url("/cgi-bin/hops.py?5"), allow_redirects=False)
+    assert r.status_code == 200 and r.text == "arrived\n"
+    r = requests.get(cgi_site.url("/cgi-bin/hops.py?6"), allow_redirects=False)
+    assert r.status_code == 500
+
+
 def test_missing_script_is_404(cgi_site: Server) -> None:
     assert requests.get(cgi_site.url("/cgi-bin/none.py")).status_code == 404
+
+
+def test_an_interpreter_that_cannot_start_is_502(cgi_site: Server) -> None:
+    r = requests.get(cgi_site.url("/no-interpreter/hello.py"))
+    assert r.status_code == 502
+    assert wait_for(lambda: "/no-interpreter/hello.py could not start" in cgi_site.log())
+    assert requests.get(cgi_site.url("/cgi-bin/hello.py")).text == "Hello from CGI\n"
+
+
+@pytest.mark.parametrize("script", ["stall.py", "stall_length.py"])
+def test_timeout_after_the_answer_started_closes_the_connection(
+    cgi_site: Server, script: str
+) -> None:
+    # The status line is out: too late for a 504. Closing before the end of the
+    # body (no last chunk; fewer bytes than Content-Length) tells the client
+    # the answer is incomplete.
+    with cgi_site.connect(timeout=10) as sock:
+        sock.sendall(f"GET /cgi-bin/{script} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        first = recv_until(sock, b"partial answer\n")
+        started = time.monotonic()
+        data = first + read_all(sock)
+        waited = time.monotonic() - started
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert waited < 1 + 1  # cgi_timeout 1
+    head, _, body = data.partition(b"\r\n\r\n")
+    if script == "stall.py":
+        assert b"Transfer-Encoding: chunked" in head
+        assert body == b"f\r\npartial answer\n\r\n"  # and no last chunk
+    else:
+        assert b"Content-Length: 100" in head
+        assert body == b"partial answer\n"
+    assert wait_for(lambda: not children_of(cgi_site.process.pid))
+    assert requests.get(cgi_site.url("/cgi-bin/hello.py")).text == "Hello from CGI\n"
 
 
 def test_timeout_gives_504_while_others_are_served(cgi_site: Server) -> None:
@@ -342,6 +415,7 @@ def test_a_burst_is_queued_not_run_all_at_once(tmp_path: Path) -> None:
     (tmp_path / "www").mkdir()
     (tmp_path / "cgi-bin" / "running").mkdir(parents=True)
     (tmp_path / "cgi-bin" / "count.py").write_text(COUNTING)
+    make_broken_interpreter(tmp_path)
     server = start_server(CONFIG.replace("cgi_timeout 1", "cgi_timeout 30"), tmp_path)
     try:
         results: list[tuple[int, str]] = []
@@ -404,7 +478,7 @@ def test_waiting_for_a_slot_counts_against_cgi_timeout(tmp_path: Path) -> None:
         assert waited < 3.5  # before the sleepers' 4 s ran out and freed a slot
         assert "found no free slot" in server.log()
         for sock in sleepers:  # the hung scripts end in 504 and free their slots
-            assert sock.recv(65536).startswith(b"HTTP/1.1 504 ")
+            assert recv_until(sock, b"\r\n\r\n", 10).startswith(b"HTTP/1.1 504 ")
         assert requests.get(server.url("/fast/hello.py"), timeout=30).text == "Hello from CGI\n"
     finally:
         for sock in sleepers:

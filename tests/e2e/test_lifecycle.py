@@ -324,6 +324,7 @@ def test_past_worker_connections_new_clients_get_503_and_the_server_recovers(
     assert statuses[5:] == [b"503"] * 3
     data = answers[-1]
     assert b"Date: " in data and b"Connection: close" in data
+    assert b"\r\nRetry-After: 1\r\n" in data  # the README's number
     for sock in held:
         sock.close()
     deadline = time.monotonic() + 5

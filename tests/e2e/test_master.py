@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import REPO, Server, free_port, read_all, run_cli, slow_download
-from tests.proc import children_of, wait_for
+from tests.proc import children_of, live_children, wait_children, wait_for
 
 CONFIG = """
 worker_processes {workers}
@@ -45,7 +45,13 @@ def config(workers: int, extra: str = "") -> str:
 
 
 def workers_of(server: Server) -> list[int]:
-    return sorted(pid for pid, state in children_of(server.process.pid) if state != "Z")
+    """The master's workers as they are now (possibly still starting: see ``started``)."""
+    return live_children(server.process.pid)
+
+
+def started(server: Server, workers: int) -> list[int]:
+    """The master's workers once all ``workers`` of them run; fails the test otherwise."""
+    return wait_children(server.process.pid, workers)
 
 
 class Load:
@@ -98,19 +104,18 @@ def site(tmp_path: Path) -> Iterator[Path]:
 @pytest.mark.parametrize("workers", [2, 4])
 def test_requests_spread_over_the_workers(server_factory, site: Path, workers: int) -> None:
     server: Server = server_factory(config(workers), env=DEBUG)
-    assert wait_for(lambda: len(workers_of(server)) == workers)
+    pids = started(server, workers)
     with Load(server, threads=16) as load:
         time.sleep(1.5)
     assert load.failed == []
     assert len(load.pids) >= 2
-    assert {int(p) for p in load.pids} <= set(workers_of(server))
+    assert {int(p) for p in load.pids} <= set(pids)
     assert server.process.pid not in {int(p) for p in load.pids}  # the master never answers
 
 
 def test_a_killed_worker_is_replaced_and_availability_holds(server_factory, site: Path) -> None:
     server: Server = server_factory(config(2), env=DEBUG)
-    assert wait_for(lambda: len(workers_of(server)) == 2)
-    before = workers_of(server)
+    before = started(server, 2)
     with Load(server) as load:
         time.sleep(0.5)
         os.kill(before[0], signal.SIGKILL)
@@ -128,8 +133,7 @@ def test_a_killed_worker_is_replaced_and_availability_holds(server_factory, site
 
 def test_reload_under_load_fails_nothing_and_applies(server_factory, site: Path) -> None:
     server: Server = server_factory(config(2), env=DEBUG)
-    assert wait_for(lambda: len(workers_of(server)) == 2)
-    old = workers_of(server)
+    old = started(server, 2)
     assert requests.get(server.url("/moved"), allow_redirects=False).status_code == 404
     server.config.write_text(
         server.config.read_text().replace(
@@ -152,8 +156,7 @@ def test_reload_under_load_fails_nothing_and_applies(server_factory, site: Path)
 
 def test_reload_with_a_broken_config_keeps_the_old_one(server_factory, site: Path) -> None:
     server: Server = server_factory(config(2))
-    assert wait_for(lambda: len(workers_of(server)) == 2)
-    old = workers_of(server)
+    old = started(server, 2)
     server.config.write_text(server.config.read_text() + "\nbogus_directive 1\n")
     server.process.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "reload failed" in server.log())
@@ -167,7 +170,7 @@ def test_dash_s_reload_goes_through_the_pid_file(server_factory, site: Path) -> 
     server: Server = server_factory(config(2))
     assert wait_for(lambda: (site / "server.pid").exists())
     assert int((site / "server.pid").read_text()) == server.process.pid
-    old = workers_of(server)
+    old = started(server, 2)
     result = run_cli(["-s", "reload", str(server.config)])
     assert result.returncode == 0, result.stderr
     assert wait_for(lambda: not set(old) & set(workers_of(server)) and len(workers_of(server)) == 2)
@@ -177,10 +180,11 @@ def test_dash_s_reload_goes_through_the_pid_file(server_factory, site: Path) -> 
 def test_sigquit_lets_a_slow_response_finish(server_factory, site: Path) -> None:
     server: Server = server_factory(config(2))
     master = server.process.pid
-    workers = workers_of(server)
+    workers = started(server, 2)
     sock, first = slow_download(server)
     server.process.send_signal(signal.SIGQUIT)
-    time.sleep(0.5)  # the slow client keeps the response in flight
+    # Both workers are stopping while the slow client keeps the response in flight.
+    assert wait_for(lambda: server.log().count("received SIGQUIT, shutting down") == 2)
     sock.settimeout(10)
     received = len(first.partition(b"\r\n\r\n")[2])
     while received < 16 * 1024 * 1024:
@@ -197,7 +201,7 @@ def test_sigquit_lets_a_slow_response_finish(server_factory, site: Path) -> None
 def test_sigterm_stops_everything_within_the_timeout(server_factory, site: Path) -> None:
     server: Server = server_factory(config(2))
     master = server.process.pid
-    workers = workers_of(server)
+    workers = started(server, 2)
     sock, _ = slow_download(server)  # never read: only the timeout ends it
     start = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
@@ -210,7 +214,7 @@ def test_sigterm_stops_everything_within_the_timeout(server_factory, site: Path)
 
 def test_workers_exit_when_the_master_dies(server_factory, site: Path) -> None:
     server: Server = server_factory(config(2))
-    workers = workers_of(server)
+    workers = started(server, 2)
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(5)
     assert wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 5)
@@ -245,7 +249,7 @@ def test_a_crash_loop_makes_the_master_give_up(server_factory, tmp_path: Path, s
 
 def test_sessions_are_shared_by_the_workers(server_factory, site: Path) -> None:
     server: Server = server_factory(config(2), env=DEBUG)
-    assert wait_for(lambda: len(workers_of(server)) == 2)
+    started(server, 2)
     first = requests.get(server.url("/session"))
     cookie = {"LOCALHOST_SESSION": first.cookies["LOCALHOST_SESSION"]}
     seen = {first.headers["X-Worker-PID"]}
@@ -290,10 +294,13 @@ def test_access_log_file_format_and_reopen(server_factory, site: Path) -> None:
 
 
 def test_single_process_reload_in_place(server_factory, site: Path) -> None:
-    server: Server = server_factory(config(1))
-    assert workers_of(server) == []  # no master: one process
+    server: Server = server_factory(config(1), env=DEBUG)
     with requests.Session() as client:
-        assert client.get(server.url("/")).text == "home\n"
+        first = client.get(server.url("/"))
+        assert first.text == "home\n"
+        # No master: the process started answers itself, and has no children.
+        assert first.headers["X-Worker-PID"] == str(server.process.pid)
+        assert workers_of(server) == []
         server.config.write_text(
             server.config.read_text().replace(
                 "location /session", "location /moved { redirect /x }\n    location /session"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 
 from localhost.handlers.session import COOKIE, cookie_value, set_cookie
 from localhost.http.message import Headers, Request
-from localhost.sessions import MAX_DATA, SessionStore, valid_id
+from localhost.sessions import SessionStore, valid_id
 
 
 def test_create_get_save_delete(tmp_path: Path) -> None:
@@ -30,6 +32,9 @@ def test_ids_are_random_and_forged_ones_are_refused(tmp_path: Path) -> None:
     store = SessionStore(tmp_path / "s.db", timeout=60)
     ids = {store.create().id for _ in range(50)}
     assert len(ids) == 50
+    for session_id in ids:  # 256 bits (README), in URL-safe base64 without padding
+        assert len(session_id) == 43
+        assert len(base64.urlsafe_b64decode(session_id + "=")) == 32
     assert store.get("A" * 43) is None
     assert store.get("short") is None
     assert store.get("' OR 1=1 --" + "x" * 32) is None
@@ -63,9 +68,14 @@ def test_store_is_shared_through_the_file(tmp_path: Path) -> None:
 
 
 def test_data_size_is_bounded(tmp_path: Path) -> None:
+    # README: session data is at most 4 KiB of JSON.
     store = SessionStore(tmp_path / "s.db", timeout=60)
     session = store.create()
-    session.data["big"] = "x" * MAX_DATA
+    session.data["big"] = ""
+    session.data["big"] = "x" * (4096 - len(json.dumps(session.data, separators=(",", ":"))))
+    store.save(session)
+    assert store.get(session.id).data == session.data  # type: ignore[union-attr]
+    session.data["big"] += "x"
     with pytest.raises(ValueError):
         store.save(session)
     store.close()
