@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.signal:
         return _send_signal(config, args.signal)
     if args.test:
+        # Warnings do not fail the check (the server would start), as with nginx -t.
+        for warning in config.warnings:
+            print(f"localhost: {warning}", file=sys.stderr)
         print(f"{args.config}: syntax is ok")
         return 0
     level = args.log_level or ("error" if args.quiet else config.error_log_level)
@@ -118,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"localhost: cannot open the error log: {exc}", file=sys.stderr)
         return 1
+    for warning in config.warnings:
+        log.warning("%s", warning)
     workers = args.workers or config.worker_processes
     server: Worker | Master = (
         Worker(config) if workers == 1 else Master(config, workers, bool(args.workers))

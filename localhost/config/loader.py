@@ -7,26 +7,39 @@ against the directive table ``DIRECTIVES`` (which context, how many values,
 which converter) and builds the frozen dataclasses of ``model.py``.
 
 Every problem raises ``ConfigError``, whose text is
-``PATH:LINE:COLUMN: message`` followed by the offending line and a caret.
+``PATH:LINE:COLUMN: message`` followed by the offending line and a caret
+(``diagnostics.py``). Problems that do not stop the server (an ``error_page``
+file that is missing) become ``ConfigWarning``s in ``Config.warnings``.
+
+Lines are counted at LF only, everywhere: the grammar does, and so does every
+excerpt (``str.splitlines`` would also break at form feed, U+2028 and others,
+and show the wrong line). A CR before the LF belongs to no value, so CRLF
+files read as LF files. A UTF-8 byte-order mark at the start is skipped.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import math
 import os
 import re
 import shutil
+import stat
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 import lark
-from lark import Token, Transformer
+from lark import Token
+from lark.visitors import Transformer_NonRecursive
 
+from localhost.config.diagnostics import ConfigError, ConfigWarning, Note
 from localhost.config.model import (
     DEFAULT_BODY_LIMIT,
     DEFAULT_BODY_TIMEOUT,
@@ -50,32 +63,58 @@ from localhost.config.model import (
     server_name_regex,
 )
 
+__all__ = ["DIRECTIVES", "NGINX_EQUIVALENTS", "ConfigError", "ConfigWarning", "load", "loads"]
+
 MAIN, SERVER, LOCATION = "top level", "server", "location"
 
+BOM = "\ufeff"
 
-class ConfigError(Exception):
-    """A configuration problem at ``path:line:column``.
+#: NGINX directive names that localhost spells differently, with the localhost
+#: equivalent: 'unknown directive "autoindex"; localhost calls it
+#: directory_listing'. A row goes away when localhost implements the NGINX
+#: name itself.
+NGINX_EQUIVALENTS: dict[str, str] = {
+    "listen": "host and port (host 127.0.0.1; port 8080)",
+    "autoindex": "directory_listing",
+    "client_max_body_size": "body_limit",
+    "index": "default_file",
+    "return": "redirect (redirect URL answers 301 with Location: URL)",
+    "alias": "root (a location's own root replaces its prefix, as alias does)",
+    "limit_except": "methods",
+}
 
-    ``str(error)`` is ``PATH:LINE:COLUMN: message``, then the offending source
-    line and a caret under the column when the line is known.
-    """
+#: NGINX blocks that localhost does without, and where their content goes.
+NGINX_BLOCKS: dict[str, str] = {
+    "http": "server blocks go at the top level",
+    "events": "worker_connections goes at the top level",
+}
 
-    def __init__(self, path: str, line: int, column: int, message: str, source: str = "") -> None:
-        super().__init__(message)
-        self.path = path
-        self.line = line
-        self.column = column
-        self.message = message
-        self.source = source
+# Longest token text quoted in a message; a longer one is cut.
+_MAX_QUOTED = 200
+# Longest run of digits read as a number: int() refuses very long strings
+# (sys.int_info.str_digits_check_threshold), and no setting needs more.
+_MAX_DIGITS = 18
 
-    def __str__(self) -> str:
-        if not self.line:  # the file as a whole: it could not be opened
-            return f"{self.path}: {self.message}"
-        text = f"{self.path}:{self.line}:{self.column}: {self.message}"
-        if self.source:
-            shown = self.source.expandtabs(1)
-            text += f"\n    {shown}\n    {' ' * (self.column - 1)}^"
+
+def _printable(text: str) -> str:
+    """``text`` with invisible characters (NUL, CR, U+2028...) as escapes."""
+    if text.isprintable():
         return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def _q(text: str) -> str:
+    """``text`` in double quotes for a message: printable, and cut when long."""
+    if len(text) > _MAX_QUOTED:
+        text = text[: _MAX_QUOTED - 3] + "..."
+    return f'"{_printable(text)}"'
+
+
+def _number(text: str) -> int | None:
+    """The value of a run of ASCII digits, or None."""
+    if text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS:
+        return int(text)
+    return None
 
 
 @dataclass
@@ -88,7 +127,10 @@ class _Statement:
     end: Token | None = None
 
 
-class _ToStatements(Transformer[Token, list[_Statement]]):
+class _ToStatements(Transformer_NonRecursive[Token, list[_Statement]]):
+    # Non-recursive: blocks nested thousands deep must give a ConfigError
+    # (the validator refuses a third level), not a RecursionError.
+
     def start(self, items: list[Any]) -> list[_Statement]:
         return list(items)
 
@@ -119,6 +161,66 @@ def _parser() -> lark.Lark:
     return _PARSER
 
 
+# -- paths ------------------------------------------------------------------
+
+
+def _resolved(path: Path) -> str:
+    """The absolute path the kernel would use for ``path`` (symbolic links followed)."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError, ValueError):  # a symbolic link loop, an odd name
+        return os.path.abspath(path)
+
+
+def _path_problem(path: Path, kind: str) -> str | None:
+    """Why ``path`` is not an existing ``kind`` (``"directory"`` or ``"file"``), or None."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "is a broken symbolic link" if os.path.islink(path) else "does not exist"
+    except NotADirectoryError:
+        return "does not exist (a folder on its way is a file)"
+    except PermissionError:
+        return "cannot be reached (permission denied)"
+    except OSError as exc:  # ENAMETOOLONG, ELOOP...
+        return f"cannot be checked ({exc.strerror or exc})"
+    except ValueError:  # refused before the system call (e.g. a NUL byte)
+        return "cannot exist"
+    if kind == "directory" and not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if kind == "file" and stat.S_ISDIR(info.st_mode):
+        return "is a directory"
+    if kind == "file" and not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    return None
+
+
+def _resolved_note(token: Token, path: Path) -> str:
+    """`` (resolved to /abs/path)``, unless the value already was that path."""
+    shown = _resolved(path)
+    return "" if shown == token else f" (resolved to {_printable(shown)})"
+
+
+def _directory(v: _Validator, token: Token) -> Path:
+    path = v.path_of(token)
+    problem = _path_problem(path, "directory")
+    if problem:
+        v.fail(token, f"{v.name} {_q(token)} {problem}{_resolved_note(token, path)}")
+    return path
+
+
+def _new_file(v: _Validator, token: Token) -> Path:
+    """A file the server writes (pid, logs, session store): its folder must exist."""
+    path = v.path_of(token)
+    problem = _path_problem(path.parent, "directory")
+    if problem:
+        folder = _printable(_resolved(path.parent))
+        v.fail(token, f"{v.name} {_q(token)}: folder {folder} {problem}")
+    if os.path.isdir(path):
+        v.fail(token, f"{v.name} {_q(token)} is a directory{_resolved_note(token, path)}")
+    return path
+
+
 # -- value converters: (validator, args) -> value; raise via validator.fail ------
 
 Converter = Callable[["_Validator", list[Token]], Any]
@@ -130,10 +232,10 @@ _TIME_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def _size(v: _Validator, args: list[Token]) -> int:
     text = args[0].lower()
     unit = _SIZE_UNITS.get(text[-1:], 1)
-    digits = text[:-1] if text[-1:] in _SIZE_UNITS else text
-    if not digits.isdigit() or not digits.isascii():
-        v.fail(args[0], f'invalid size "{args[0]}" (expected bytes, or a number with k, m or g)')
-    return int(digits) * unit
+    number = _number(text[:-1] if text[-1:] in _SIZE_UNITS else text)
+    if number is None:
+        v.fail(args[0], f"invalid size {_q(args[0])} (expected bytes, or a number with k, m or g)")
+    return number * unit
 
 
 def _time(v: _Validator, args: list[Token]) -> float:
@@ -143,12 +245,11 @@ def _time(v: _Validator, args: list[Token]) -> float:
         if text.endswith(suffix):
             number, unit = text[: -len(suffix)], suffix
             break
-    try:
+    seconds = -1.0
+    if number.isascii() and number.replace(".", "", 1).isdigit():
         seconds = float(number) * _TIME_UNITS[unit]
-    except ValueError:
-        seconds = -1.0
-    if not number or not number.replace(".", "", 1).isdigit() or seconds <= 0:
-        v.fail(args[0], f'invalid time "{args[0]}" (expected seconds, e.g. 30 or 30s, 500ms, 2m)')
+    if not 0 < seconds < math.inf:
+        v.fail(args[0], f"invalid time {_q(args[0])} (expected seconds, e.g. 30 or 30s, 500ms, 2m)")
     return seconds
 
 
@@ -161,16 +262,16 @@ def _host(v: _Validator, args: list[Token]) -> str:
     try:
         return str(ipaddress.ip_address(text.strip("[]")))
     except ValueError:
-        v.fail(args[0], f'invalid host "{text}" (expected an IP address, "localhost" or "*")')
-    raise AssertionError  # unreachable: fail raises
+        v.fail(args[0], f'invalid host {_q(text)} (expected an IP address, "localhost" or "*")')
 
 
 def _ports(v: _Validator, args: list[Token]) -> list[tuple[int, Token]]:
     ports = []
     for arg in args:
-        if not arg.isdigit() or not arg.isascii() or not 1 <= int(arg) <= 65535:
-            v.fail(arg, f'invalid port "{arg}" (expected a number from 1 to 65535)')
-        ports.append((int(arg), arg))
+        port = _number(arg)
+        if port is None or not 1 <= port <= 65535:
+            v.fail(arg, f"invalid port {_q(arg)} (expected a number from 1 to 65535)")
+        ports.append((port, arg))
     return ports
 
 
@@ -183,18 +284,18 @@ def _names(v: _Validator, args: list[Token]) -> list[tuple[str, Token]]:
         if arg.startswith("~"):
             try:
                 server_name_regex(arg)
-            except re.error as exc:
-                v.fail(arg, f'invalid server_name regex "{arg[1:]}": {exc}')
+            except (re.error, OverflowError, RecursionError, ValueError) as exc:
+                v.fail(arg, f"invalid server_name regex {_q(arg[1:])}: {_printable(str(exc))}")
             names.append((str(arg), arg))
             continue
         name = arg.lower().rstrip(".") if arg != "." else "."
         if any(c in name for c in "/\\@?#") or not name.isprintable() or name == ".":
-            v.fail(arg, f'invalid server name "{arg}"')
+            v.fail(arg, f"invalid server name {_q(arg)}")
         core = name[2:] if name.startswith("*.") else name[:-2] if name.endswith(".*") else name
         if "*" in core or (name != core and not core) or ".." in arg:
             v.fail(
                 arg,
-                f'invalid server name or wildcard "{arg}" (a "*" may only be a whole first '
+                f'invalid server name or wildcard {_q(arg)} (a "*" may only be a whole first '
                 'or last label: "*.example.com", "www.example.*")',
             )
         names.append((name, arg))
@@ -203,90 +304,100 @@ def _names(v: _Validator, args: list[Token]) -> list[tuple[str, Token]]:
 
 def _error_page(v: _Validator, args: list[Token]) -> list[tuple[int, Path]]:
     *codes, target = args
-    path = v.path_of(target)
-    pages = []
+    numbers = []
     for code in codes:
-        number = int(code) if code.isdigit() and code.isascii() else 0
+        number = _number(code) or 0
         if not 400 <= number <= 599 or number not in HTTPStatus._value2member_map_:
-            v.fail(code, f'unknown error code "{code}" (expected an HTTP status from 400 to 599)')
-        pages.append((number, path))
-    return pages
+            v.fail(code, f"unknown error code {_q(code)} (expected an HTTP status from 400 to 599)")
+        numbers.append(number)
+    path = v.path_of(target)
+    # The file is read at request time (and may appear later): a missing one
+    # only costs the custom page, so the server still starts.
+    problem = _path_problem(path, "file")
+    if problem is None and not os.access(path, os.R_OK):
+        problem = "cannot be read (permission denied)"
+    if problem:
+        v.warn(
+            target,
+            f"error_page file {_q(target)} {problem}{_resolved_note(target, path)}; "
+            "the built-in page is served instead",
+        )
+    return [(number, path) for number in numbers]
 
 
 def _methods(v: _Validator, args: list[Token]) -> frozenset[str]:
     for arg in args:
         if arg not in IMPLEMENTED_METHODS:
             known = ", ".join(sorted(IMPLEMENTED_METHODS))
-            v.fail(arg, f'unknown method "{arg}" (expected some of {known})')
+            v.fail(arg, f"unknown method {_q(arg)} (expected some of {known})")
     return frozenset(args)
 
 
 def _root(v: _Validator, args: list[Token]) -> Path:
-    path = v.path_of(args[0])
-    if not path.is_dir():
-        v.fail(args[0], f'root "{args[0]}" is not a directory ({path})')
-    return path
+    return _directory(v, args[0])
 
 
 def _default_file(v: _Validator, args: list[Token]) -> str:
     name = args[0]
     if name.startswith("/") or ".." in name.split("/") or "\0" in name:
-        v.fail(name, f'invalid default_file "{name}" (expected a file name relative to root)')
+        v.fail(name, f"invalid default_file {_q(name)} (expected a file name relative to root)")
     return str(name)
 
 
 def _on_off(v: _Validator, args: list[Token]) -> bool:
     if args[0] not in ("on", "off"):
-        v.fail(args[0], f'invalid value "{args[0]}" (expected "on" or "off")')
+        v.fail(args[0], f'invalid value {_q(args[0])} (expected "on" or "off")')
     return str(args[0]) == "on"
 
 
 def _cgi(v: _Validator, args: list[Token]) -> tuple[str, str]:
     extension, interpreter = args
     if not extension.startswith(".") or len(extension) < 2 or "/" in extension:
-        v.fail(extension, f'invalid CGI extension "{extension}" (expected e.g. ".py")')
+        v.fail(extension, f'invalid CGI extension {_q(extension)} (expected e.g. ".py")')
     if "/" in interpreter:
-        found = str(v.path_of(interpreter))
-        if not Path(found).is_file():
-            v.fail(interpreter, f'CGI interpreter "{interpreter}" not found')
+        path = v.path_of(interpreter)
+        problem = _path_problem(path, "file")
+        if problem:
+            where = _resolved_note(interpreter, path)
+            v.fail(interpreter, f"CGI interpreter {_q(interpreter)} {problem}{where}")
+        found = str(path)
     else:
-        found = shutil.which(interpreter) or ""
+        found = ("\0" not in interpreter and shutil.which(interpreter)) or ""
         if not found:
-            v.fail(interpreter, f'CGI interpreter "{interpreter}" not found in PATH')
+            v.fail(interpreter, f"CGI interpreter {_q(interpreter)} not found in PATH")
     return str(extension), found
 
 
 def _count(v: _Validator, args: list[Token]) -> int:
-    if not args[0].isdigit() or not args[0].isascii() or not 1 <= int(args[0]) <= 1_000_000:
-        v.fail(args[0], f'invalid number "{args[0]}" (expected 1 to 1000000)')
-    return int(args[0])
+    number = _number(args[0])
+    if number is None or not 1 <= number <= 1_000_000:
+        v.fail(args[0], f"invalid number {_q(args[0])} (expected 1 to 1000000)")
+    return number
 
 
 def _processes(v: _Validator, args: list[Token]) -> int:
     if args[0] == "auto":
         return os.cpu_count() or 1
-    if not args[0].isdigit() or not args[0].isascii() or not 1 <= int(args[0]) <= 1024:
-        v.fail(args[0], f'invalid worker_processes "{args[0]}" (expected 1 to 1024, or auto)')
-    return int(args[0])
+    number = _number(args[0])
+    if number is None or not 1 <= number <= 1024:
+        v.fail(args[0], f"invalid worker_processes {_q(args[0])} (expected 1 to 1024, or auto)")
+    return number
 
 
 def _file(v: _Validator, args: list[Token]) -> Path:
-    path = v.path_of(args[0])
-    if not path.parent.is_dir():
-        v.fail(args[0], f'"{args[0]}": folder {path.parent} does not exist')
-    return path
+    return _new_file(v, args[0])
 
 
 def _log_path(v: _Validator, token: Token, standard: str) -> str:
     if token in (standard, STDOUT):
         return STDOUT
-    return str(_file(v, [token]))
+    return str(_new_file(v, token))
 
 
 def _error_log(v: _Validator, args: list[Token]) -> tuple[str, str]:
     level = str(args[1]) if len(args) > 1 else "info"
     if level not in LOG_LEVELS:
-        v.fail(args[1], f'invalid log level "{level}" (expected one of {", ".join(LOG_LEVELS)})')
+        v.fail(args[1], f"invalid log level {_q(level)} (expected one of {', '.join(LOG_LEVELS)})")
     return _log_path(v, args[0], "stderr"), level
 
 
@@ -297,16 +408,13 @@ def _access_log(v: _Validator, args: list[Token]) -> str | None:
 
 
 def _store(v: _Validator, args: list[Token]) -> Path:
-    path = v.path_of(args[0])
-    if not path.parent.is_dir():
-        v.fail(args[0], f'session_store "{args[0]}": folder {path.parent} does not exist')
-    return path
+    return _new_file(v, args[0])
 
 
 def _url(v: _Validator, args: list[Token]) -> str:
     url = args[0]
     if not url.isprintable() or not url.isascii() or " " in url:
-        v.fail(url, f'invalid redirect URL "{url}"')
+        v.fail(url, f"invalid redirect URL {_q(url)}")
     return str(url)
 
 
@@ -371,7 +479,7 @@ DIRECTIVES: dict[str, Directive] = {
     "send_timeout": Directive((MAIN, SERVER), 1, 1, _time, syntax="send_timeout TIME"),
 }
 
-BLOCKS = {"server": (MAIN,), "location": (SERVER,)}
+BLOCKS: dict[str, tuple[str, ...]] = {"server": (MAIN,), "location": (SERVER,)}
 
 
 @dataclass
@@ -390,16 +498,47 @@ class _Validator:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.base = path.parent
-        self.lines = text.splitlines()
+        # At LF only, as the grammar counts lines (see the module docstring).
+        self.lines = text.split("\n")
+        self.warnings: list[ConfigWarning] = []
+        self.name = ""  # the directive being converted, for messages
 
-    def fail(self, token: Token | None, message: str, line: int = 0, column: int = 0) -> None:
+    def source(self, line: int) -> str:
+        """Line ``line`` (from 1) as shown under a message, without its CR."""
+        if not 0 < line <= len(self.lines):
+            return ""
+        text = self.lines[line - 1]
+        return text[:-1] if text.endswith("\r") else text
+
+    def fail(
+        self,
+        token: Token | None,
+        message: str,
+        line: int = 0,
+        column: int = 0,
+        notes: tuple[Note, ...] = (),
+    ) -> NoReturn:
         if token is not None:
             line, column = token.line or 0, token.column or 0
-        source = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        raise ConfigError(str(self.path), line, column, message, source)
+        raise ConfigError(str(self.path), line, column, message, self.source(line), notes)
+
+    def warn(self, token: Token, message: str) -> None:
+        line, column = token.line or 0, token.column or 0
+        self.warnings.append(
+            ConfigWarning(str(self.path), line, column, message, self.source(line))
+        )
+
+    def note(self, token: Token, message: str) -> Note:
+        line, column = token.line or 0, token.column or 0
+        return Note(line, column, message, self.source(line))
 
     def path_of(self, token: Token) -> Path:
-        path = Path(token).expanduser()
+        if "\0" in token:
+            self.fail(token, f"{self.name} {_q(token)}: a path cannot contain a NUL character")
+        try:
+            path = Path(token).expanduser()
+        except RuntimeError:  # "~user" naming no user
+            self.fail(token, f"{self.name} {_q(token)}: cannot find the home folder it names")
         return path if path.is_absolute() else (self.base / path)
 
     # -- walking ------------------------------------------------------------
@@ -414,13 +553,33 @@ class _Validator:
             if st.body is not None:
                 allowed = BLOCKS.get(st.name)
                 if allowed is None:
-                    self.fail(st.name, f'unknown block "{st.name}"')
-                elif context not in allowed:
-                    self.fail(st.name, f'"{st.name}" block is not allowed in {_where(context)}')
+                    self.unknown(st, context)
+                if context not in allowed:
+                    self.fail(
+                        st.name,
+                        f'"{st.name}" block is not allowed in {_where(context)} '
+                        f"({_allowed(allowed)})",
+                    )
                 blocks.append(st)
                 continue
             self.directive(st, context, scope)
         return scope, blocks
+
+    def unknown(self, st: _Statement, context: str) -> NoReturn:
+        """Fail on a name that is neither a directive nor a block, with a hint if one helps."""
+        name = str(st.name)
+        is_block = st.body is not None
+        if is_block and name in DIRECTIVES:
+            self.fail(st.name, f'"{name}" is a directive, not a block (it takes no "{{ }}")')
+        message = f"unknown {'block' if is_block else 'directive'} {_q(name)}"
+        if name in NGINX_EQUIVALENTS:
+            message += f"; localhost calls it {NGINX_EQUIVALENTS[name]}"
+        elif is_block and name in NGINX_BLOCKS:
+            message += f"; localhost has no such block: {NGINX_BLOCKS[name]}"
+        else:
+            known = BLOCKS if is_block else {n: d.contexts for n, d in DIRECTIVES.items()}
+            message += _did_you_mean(name, context, known)
+        self.fail(st.name, message)
 
     def directive(self, st: _Statement, context: str, scope: _Scope) -> None:
         name = str(st.name)
@@ -428,10 +587,13 @@ class _Validator:
         if spec is None:
             if name in BLOCKS:
                 self.fail(st.name, f'"{name}" must be followed by a block in braces')
-            self.fail(st.name, f'unknown directive "{name}"')
-            return
+            self.unknown(st, context)
         if context not in spec.contexts:
-            self.fail(st.name, f'"{name}" directive is not allowed in {_where(context)}')
+            self.fail(
+                st.name,
+                f'"{name}" directive is not allowed in {_where(context)} '
+                f"({_allowed(spec.contexts)})",
+            )
         count = len(st.args)
         if count < spec.min_args or (spec.max_args is not None and count > spec.max_args):
             where = (
@@ -443,6 +605,7 @@ class _Validator:
         if not spec.repeatable and name in scope.values:
             first = scope.values[name][1]
             self.fail(st.name, f'"{name}" directive is duplicate (first at line {first.line})')
+        self.name = name
         value = spec.convert(self, st.args)
         if spec.repeatable:
             scope.lists.setdefault(name, []).append((value, st.name))
@@ -468,6 +631,7 @@ class _Validator:
             pid=main.get("pid"),
             error_log=main.get("error_log", (STDOUT, "info"))[0],
             error_log_level=main.get("error_log", (STDOUT, "info"))[1],
+            warnings=tuple(sorted(self.warnings, key=lambda w: (w.line, w.column))),
         )
 
     def server(self, block: _Statement, main: _Scope) -> tuple[ServerBlock, list[Token]]:
@@ -618,6 +782,39 @@ def _where(context: str) -> str:
     return "the top level" if context == MAIN else f'a "{context}" block'
 
 
+def _allowed(contexts: Iterable[str]) -> str:
+    """Where a directive or block may appear: 'allowed only in "server" blocks'."""
+    contexts = tuple(contexts)
+    parts = ["at the top level"] if MAIN in contexts else []
+    blocks = [f'"{c}"' for c in contexts if c != MAIN]
+    if blocks:
+        parts.append(f"in {' and '.join(blocks)} blocks")
+    return f"allowed only {' and '.join(parts)}"
+
+
+def _did_you_mean(name: str, context: str, known: dict[str, tuple[str, ...]]) -> str:
+    """'; did you mean "port"?' for a name close to known ones, or "".
+
+    The closest names win (``difflib`` ratio), those valid in ``context`` first
+    on a tie; a name valid only elsewhere says where it is allowed, since it
+    is the better guess even though it will not work here. Equally close
+    names are all offered: "prot" is as close to "port" as to "root".
+    """
+    lowered = name.lower()
+    matches = difflib.get_close_matches(lowered, list(known), n=3)
+    if not matches:
+        return ""
+    score = {m: difflib.SequenceMatcher(None, lowered, m).ratio() for m in matches}
+    best = max(score.values())
+    matches.sort(key=lambda m: (context not in known[m], m))
+    shown = [
+        _q(m) if context in known[m] else f"{_q(m)} ({_allowed(known[m])})"
+        for m in matches
+        if score[m] == best
+    ]
+    return f"; did you mean {' or '.join(shown)}?"
+
+
 def _addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -638,30 +835,145 @@ def _pages(*scopes: _Scope) -> MappingProxyType[int, Path]:
     return MappingProxyType(pages)
 
 
-def _syntax_error(exc: lark.exceptions.UnexpectedInput, validator: _Validator) -> None:
-    line, column = exc.line, exc.column
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """Line and column (from 1) of character ``offset``, lines counted at LF."""
+    offset = max(0, min(offset, len(text)))
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _indent(line: str) -> int:
+    """The width of ``line``'s leading blanks, tabs to 8 columns."""
+    return len(line[: len(line) - len(line.lstrip(" \t"))].expandtabs(8))
+
+
+@dataclass
+class _Open:
+    """A "{" with the statement that opened it: its name and first value, if any."""
+
+    brace: Token
+    words: list[Token]
+
+    def label(self) -> str:
+        return " ".join(_printable(w) for w in self.words[:2])[:_MAX_QUOTED]
+
+
+def _braces(text: str) -> tuple[list[_Open], list[tuple[_Open, Token]]]:
+    """The blocks still open at the end of ``text`` (innermost last), and every
+    block closed on the way with its "}". ``text`` must lex without error."""
+    opened: list[_Open] = []
+    closed: list[tuple[_Open, Token]] = []
+    words: list[Token] = []
+    for token in _parser().lex(text):
+        if token.type in ("WORD", "STRING"):
+            words.append(token)
+        elif token.type == "LBRACE":
+            opened.append(_Open(token, words))
+            words = []
+        else:
+            if token.type == "RBRACE" and opened:
+                closed.append((opened.pop(), token))
+            words = []
+    return opened, closed
+
+
+def _unclosed(text: str, validator: _Validator) -> NoReturn:
+    """Fail at the end of ``text``, naming the block left open.
+
+    The block named is the innermost one still open, where the parser was.
+    When a "}" inside it is indented unlike the line that opened the block it
+    closes, that block probably lost its own "}" (every later "}" then closes
+    the block around the one it was written for): a note points there too.
+    """
+    line, column = _position(text, len(text.rstrip(" \t\r\n\f")))
+    try:
+        opened, closed = _braces(text)
+    except lark.exceptions.LarkError:  # not expected: the parser lexed it all
+        opened, closed = [], []
+    if not opened:  # not expected: the parser wanted a "}"
+        validator.fail(None, 'unexpected end of file, expecting "}"', line, column)
+    block = opened[-1]
+    name = block.words[0] if block.words else block.brace
+    label = block.label() or "{"
+    message = (
+        f'unexpected end of file: the "{label}" block opened at {name.line}:{name.column} '
+        "is never closed"
+    )
+    notes = [validator.note(name, f'the "{label}" block opened here')]
+    for inner, end in sorted(closed, key=lambda pair: pair[0].brace.start_pos or 0):
+        if (inner.brace.start_pos or 0) < (block.brace.start_pos or 0):
+            continue
+        end_line = validator.source(end.line or 0)
+        if end_line[: (end.column or 1) - 1].strip(" \t"):
+            continue  # the "}" follows something on its line: no indentation to go by
+        if _indent(end_line) != _indent(validator.source(inner.brace.line or 0)):
+            first = inner.words[0] if inner.words else inner.brace
+            notes.append(
+                validator.note(
+                    first,
+                    f'the "{inner.label() or "{"}" block opened here may be the one missing '
+                    f'its "}}": the "}}" at {end.line}:{end.column} that closes it is indented '
+                    "differently",
+                )
+            )
+            break
+    validator.fail(None, message, line, column, tuple(notes))
+
+
+def _character(char: str) -> str:
+    """A character as a message shows it: "x", or U+2028 (LINE SEPARATOR)."""
+    if char.isprintable() and not char.isspace():
+        return f'"{char}"'
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" ({name})" if name else "")
+
+
+def _syntax_error(
+    exc: lark.exceptions.UnexpectedInput, text: str, validator: _Validator
+) -> NoReturn:
     if isinstance(exc, lark.exceptions.UnexpectedCharacters):
-        char = validator.lines[line - 1][column - 1] if 0 < line <= len(validator.lines) else "?"
-        message = f"unexpected character {char!r}"
-        if char in "\"'":
-            message = f"unterminated string (missing closing {char})"
-    elif isinstance(exc, lark.exceptions.UnexpectedToken) and exc.token.type != "$END":
-        message = f'unexpected "{exc.token}"'
-    else:
-        message = 'unexpected end of file, expecting "}"'
-        line = max(len(validator.lines), 1)
-        column = len(validator.lines[-1]) + 1 if validator.lines else 1
-    if not isinstance(line, int) or line < 1:
-        line, column = max(len(validator.lines), 1), 1
-    validator.fail(None, message, line, column)
+        offset = exc.pos_in_stream if isinstance(exc.pos_in_stream, int) else len(text)
+        line, column = _position(text, offset)
+        char = text[offset : offset + 1]
+        if char and char in "\"'":
+            message = f"unterminated string (missing closing {char} on this line)"
+        elif char:
+            message = f"unexpected character {_character(char)}"
+            if char.isspace():
+                message += ": only spaces and tabs separate values"
+        else:
+            message = "unexpected end of file"
+        validator.fail(None, message, line, column)
+    if isinstance(exc, lark.exceptions.UnexpectedToken) and exc.token.type != "$END":
+        token = exc.token
+        offset = token.start_pos if isinstance(token.start_pos, int) else len(text)
+        line, column = _position(text, offset)
+        if token.type == "RBRACE":
+            message = 'unexpected "}": no block is open here'
+        elif token.type == "LBRACE":
+            before = validator.source(line)[: column - 1]
+            message = (
+                'unexpected "{": a block\'s "{" goes on the line of its name (server {)'
+                if not before.strip(" \t\f")
+                else 'unexpected "{": a block needs a name first (server {)'
+            )
+        elif token.type == "STRING":
+            message = (
+                f"unexpected quoted {_q(token[1:-1])}: a directive or block name is not quoted"
+            )
+        else:
+            message = f"unexpected {_q(token)}"
+        validator.fail(None, message, line, column)
+    _unclosed(text, validator)
 
 
 def load(path: str | Path) -> Config:
-    """Parse and validate the configuration file at ``path``.
+    """Parse and validate the configuration file at ``path`` (UTF-8, an
+    optional byte-order mark, LF or CRLF line ends).
 
     Relative paths inside the file are taken relative to the file's folder.
     Raises ``ConfigError`` (``PATH:LINE:COLUMN: message``) for every problem,
-    including a file that cannot be read (line 0).
+    including a file that cannot be read (line 0). Problems that do not stop
+    the server are in the result's ``warnings``.
     """
     path = Path(path)
     try:
@@ -670,6 +982,7 @@ def load(path: str | Path) -> Config:
         raise ConfigError(
             str(path), 0, 0, f"cannot read the configuration file: {exc.strerror or exc}"
         ) from None
+    data = data.removeprefix(BOM.encode())
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -677,7 +990,7 @@ def load(path: str | Path) -> Config:
         line = before.count(b"\n") + 1
         start = before.rfind(b"\n") + 1
         column = len(before[start:].decode("utf-8", "replace")) + 1
-        source = data[start:].split(b"\n", 1)[0].decode("utf-8", "replace")
+        source = data[start:].split(b"\n", 1)[0].removesuffix(b"\r").decode("utf-8", "replace")
         message = f"invalid UTF-8 (byte 0x{data[exc.start]:02x})"
         raise ConfigError(str(path), line, column, message, source) from None
     return loads(text, path)
@@ -686,13 +999,13 @@ def load(path: str | Path) -> Config:
 def loads(text: str, path: str | Path = "<string>") -> Config:
     """Parse and validate configuration ``text`` as if read from ``path``.
 
-    Raises ``ConfigError``.
+    A leading byte-order mark (U+FEFF) is skipped. Raises ``ConfigError``.
     """
+    text = text.removeprefix(BOM)
     validator = _Validator(Path(path), text)
     try:
         tree = _parser().parse(text)
     except lark.exceptions.UnexpectedInput as exc:
-        _syntax_error(exc, validator)
-        raise AssertionError from None  # unreachable: _syntax_error raises
+        _syntax_error(exc, text, validator)
     statements = _ToStatements().transform(tree)
     return validator.config(statements)

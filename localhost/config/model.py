@@ -16,6 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from localhost.config.diagnostics import ConfigWarning
+
 #: Methods the server implements; any other well-formed method gets 501.
 IMPLEMENTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"})
 
@@ -126,8 +128,10 @@ class Config:
     """The whole configuration file: where it came from, its server blocks,
     the session store (a SQLite file) with its session lifetime in seconds,
     the most client connections one worker keeps open at once, the process
-    model (worker count, seconds a stopping worker gets, pid file) and the
-    error log (a path or ``STDOUT`` for standard error, and its level)."""
+    model (worker count, seconds a stopping worker gets, pid file), the
+    error log (a path or ``STDOUT`` for standard error, and its level), and
+    the ``warnings`` found while loading (problems that do not stop the
+    server, such as a missing ``error_page`` file), in file order."""
 
     path: Path
     servers: tuple[ServerBlock, ...]
@@ -139,3 +143,4 @@ class Config:
     pid: Path | None = None
     error_log: str = STDOUT
     error_log_level: str = "info"
+    warnings: tuple[ConfigWarning, ...] = ()
