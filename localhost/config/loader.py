@@ -53,6 +53,7 @@ from localhost.config.model import (
     DEFAULT_SESSION_TIMEOUT,
     DEFAULT_WORKER_CONNECTIONS,
     DEFAULT_WORKER_SHUTDOWN_TIMEOUT,
+    DEFAULT_WORKER_TIMEOUT,
     IMPLEMENTED_METHODS,
     LOG_LEVELS,
     STDOUT,
@@ -251,6 +252,13 @@ def _time(v: _Validator, args: list[Token]) -> float:
     if not 0 < seconds < math.inf:
         v.fail(args[0], f"invalid time {_q(args[0])} (expected seconds, e.g. 30 or 30s, 500ms, 2m)")
     return seconds
+
+
+def _time_or_off(v: _Validator, args: list[Token]) -> float:
+    """A TIME, or ``0``/``off`` for "never" (0.0)."""
+    if args[0].lower() in ("0", "off"):
+        return 0.0
+    return _time(v, args)
 
 
 def _host(v: _Validator, args: list[Token]) -> str:
@@ -464,6 +472,7 @@ DIRECTIVES: dict[str, Directive] = {
     "worker_shutdown_timeout": Directive(
         (MAIN,), 1, 1, _time, syntax="worker_shutdown_timeout TIME"
     ),
+    "worker_timeout": Directive((MAIN,), 1, 1, _time_or_off, syntax="worker_timeout TIME|off"),
     "pid": Directive((MAIN,), 1, 1, _file, syntax="pid PATH"),
     "error_log": Directive((MAIN,), 1, 2, _error_log, syntax="error_log PATH|stderr [LEVEL]"),
     "access_log": Directive(
@@ -628,6 +637,7 @@ class _Validator:
             worker_shutdown_timeout=main.get(
                 "worker_shutdown_timeout", DEFAULT_WORKER_SHUTDOWN_TIMEOUT
             ),
+            worker_timeout=main.get("worker_timeout", DEFAULT_WORKER_TIMEOUT),
             pid=main.get("pid"),
             error_log=main.get("error_log", (STDOUT, "info"))[0],
             error_log_level=main.get("error_log", (STDOUT, "info"))[1],

@@ -42,6 +42,7 @@ DEFAULT_SESSION_TIMEOUT = 3600.0
 DEFAULT_SESSION_STORE = "sessions.db"  # next to the configuration file
 DEFAULT_WORKER_CONNECTIONS = 1024  # NGINX's default
 DEFAULT_WORKER_SHUTDOWN_TIMEOUT = 10.0
+DEFAULT_WORKER_TIMEOUT = 30.0  # seconds without a heartbeat before a worker is replaced
 STDOUT = "-"  # access_log / error_log value meaning standard output / standard error
 LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit")
 DEFAULT_HOST = "0.0.0.0"
@@ -140,6 +141,7 @@ class Config:
     worker_connections: int = DEFAULT_WORKER_CONNECTIONS
     worker_processes: int = 1
     worker_shutdown_timeout: float = DEFAULT_WORKER_SHUTDOWN_TIMEOUT
+    worker_timeout: float = DEFAULT_WORKER_TIMEOUT
     pid: Path | None = None
     error_log: str = STDOUT
     error_log_level: str = "info"

@@ -21,6 +21,12 @@ SIGCHLD  reap; a worker that died is replaced at once, and one that keeps
          growing delay, ``MAX_QUICK_DEATHS`` times, before the master gives up
 ======== ==============================================================
 
+A worker can also hang without dying (a handler stuck in a loop, a stopped
+process). Each worker stamps the monotonic clock into a page of memory it
+shares with the master (its heartbeat) from its own event loop; a worker
+whose stamp is older than ``worker_timeout`` is killed (SIGKILL) and
+replaced, as gunicorn's arbiter does with its ``timeout``.
+
 Listen sockets kept across a reload are never closed; new ones are bound
 before the new workers start; removed ones close when the last worker
 holding them exits.
@@ -41,7 +47,7 @@ from localhost.config import ConfigError, load
 from localhost.config.model import Config
 from localhost.routing import Router
 from localhost.server.listener import Address, ListenError, bind_all
-from localhost.server.worker import Worker
+from localhost.server.worker import Heartbeat, Worker
 
 log = logging.getLogger("localhost")
 
@@ -67,6 +73,7 @@ class _Generation:
     sockets: dict[Address, socket.socket]
     size: int
     workers: dict[int, float] = field(default_factory=dict)  # pid -> start time
+    heartbeats: dict[int, Heartbeat] = field(default_factory=dict)  # pid -> its heartbeat
     quick_deaths: int = 0
     next_start: float = 0.0
 
@@ -110,6 +117,7 @@ class Master:
                         self._signal_all(signal.SIGKILL)
                 else:
                     self._maintain()
+                self._check_heartbeats()
         finally:
             for sock in self.sockets.values():
                 sock.close()
@@ -130,6 +138,7 @@ class Master:
 
     def _spawn(self, generation: _Generation) -> None:
         master = os.getpid()
+        heartbeat = Heartbeat()
         flush_error_log()
         pid = os.fork()
         if pid == 0:  # the worker
@@ -142,10 +151,11 @@ class Master:
                     for sock in other.sockets.values():
                         if id(sock) not in mine:
                             sock.close()
-                status = _worker_main(generation.config, generation.sockets, master)
+                status = _worker_main(generation.config, generation.sockets, master, heartbeat)
             finally:
                 os._exit(status)
         generation.workers[pid] = time.monotonic()
+        generation.heartbeats[pid] = heartbeat
         log.info("started worker %d (generation %d)", pid, generation.number)
 
     def _reap(self) -> None:
@@ -163,6 +173,9 @@ class Master:
             started = generation.workers.pop(pid, None)
             if started is None:
                 continue
+            heartbeat = generation.heartbeats.pop(pid, None)
+            if heartbeat is not None:
+                heartbeat.close()
             description = _describe(status)
             current = generation is self.generations[-1]
             if self.stopping is not None or not current:
@@ -195,6 +208,30 @@ class Master:
         now = time.monotonic()
         while len(generation.workers) < generation.size and now >= generation.next_start:
             self._spawn(generation)
+
+    def _check_heartbeats(self) -> None:
+        """Kill (SIGKILL) every worker whose heartbeat is older than ``worker_timeout``.
+
+        Reaping it then starts a replacement, as for any dead worker.
+        """
+        limit = self.config.worker_timeout
+        if not limit:
+            return
+        now = time.monotonic()
+        for generation in self.generations:
+            for pid, heartbeat in generation.heartbeats.items():
+                last = heartbeat.last
+                if now - last > limit and not heartbeat.killed:
+                    heartbeat.killed = True
+                    log.error(
+                        "worker %d did not answer its heartbeat for %.1f s "
+                        "(worker_timeout %.1f s); killing it",
+                        pid,
+                        now - last,
+                        limit,
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
 
     def _retire(self, generation: _Generation) -> None:
         """Close the sockets only an exited generation used."""
@@ -242,6 +279,8 @@ class Master:
         except (ConfigError, ListenError) as exc:
             log.error("reload failed, keeping the old configuration: %s", exc)
             return
+        for warning in config.warnings:
+            log.warning("%s", warning)
         size = self.workers if self.fixed_workers else config.worker_processes
         if size < 2:
             log.warning("worker_processes 1 needs a restart to leave the master; keeping 2")
@@ -262,12 +301,14 @@ def _describe(status: int) -> str:
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
-def _worker_main(config: Config, sockets: dict[Address, socket.socket], master: int) -> int:
+def _worker_main(
+    config: Config, sockets: dict[Address, socket.socket], master: int, heartbeat: Heartbeat
+) -> int:
     """The body of a forked worker; returns its exit status."""
     for signum in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     try:
-        worker = Worker(config, sockets, master_pid=master)
+        worker = Worker(config, sockets, master_pid=master, heartbeat=heartbeat)
         # Handlers before unblocking: a signal the master sent early is then
         # obeyed through the loop rather than by the default action.
         worker.install_signals()

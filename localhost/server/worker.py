@@ -19,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import mmap
 import os
 import select
 import signal
 import socket
+import struct
 import time
 
 from localhost.accesslog import AccessLogs, flush_error_log, reopen_error_log
@@ -43,8 +45,42 @@ IDLE_GRACE = 1.0  # seconds an idle keep-alive connection stays open once stoppi
 ACCEPT_PAUSE = 0.5  # seconds without accepting after EMFILE/ENFILE
 FLUSH_EVERY = 1.0  # seconds between writes of the buffered logs
 PARENT_CHECK_EVERY = 0.5  # seconds between checks that the master is alive
+HEARTBEAT_EVERY = 1.0  # seconds between two heartbeats of a worker
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _BUSY_BODY = b"Service Unavailable\n"
+
+
+_STAMP = struct.Struct("d")
+
+
+class Heartbeat:
+    """A worker's sign of life: a monotonic time its loop last ran, shared with the master.
+
+    Made by the master before ``fork`` (anonymous shared memory, no file
+    descriptor); the worker beats from a timer of its event loop, so a
+    worker whose loop is stuck stops beating. ``CLOCK_MONOTONIC`` is the same
+    clock in every process of the machine, so the master compares it with its own.
+    """
+
+    __slots__ = ("_page", "killed")
+
+    def __init__(self) -> None:
+        self._page = mmap.mmap(-1, _STAMP.size)
+        self.killed = False
+        self.beat()
+
+    def beat(self) -> None:
+        """Record that the worker's loop is running now."""
+        _STAMP.pack_into(self._page, 0, time.monotonic())
+
+    @property
+    def last(self) -> float:
+        """The ``time.monotonic()`` of the latest beat (seconds)."""
+        return float(_STAMP.unpack_from(self._page, 0)[0])
+
+    def close(self) -> None:
+        """Unmap the shared page (the master, once the worker is reaped)."""
+        self._page.close()
 
 
 class _Listener:
@@ -72,12 +108,14 @@ class Worker:
         config: Config,
         sockets: dict[Address, socket.socket] | None = None,
         master_pid: int | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.config = config
         self.router = Router(config)
         self.loop = EventLoop()
         self.sockets: dict[Address, socket.socket] = dict(sockets or {})
         self.master_pid = master_pid
+        self.heartbeat = heartbeat
         self.listeners: list[_Listener] = []
         self.connections: dict[int, Connection] = {}
         self.stopping = False
@@ -141,6 +179,8 @@ class Worker:
         for listener in self.listeners:
             self._watch(listener)
         loop.call_at(time.monotonic() + FLUSH_EVERY, self._flush_logs)
+        if self.heartbeat is not None:
+            self._beat()
         try:
             loop.run()
         finally:
@@ -261,6 +301,8 @@ class Worker:
         except (ConfigError, ListenError) as exc:
             log.error("reload failed, keeping the old configuration: %s", exc)
             return
+        for warning in config.warnings:
+            log.warning("%s", warning)
         if config.worker_processes != 1:
             log.warning("worker_processes changes take effect at the next start")
         for listener in self.listeners:
@@ -288,6 +330,11 @@ class Worker:
         self.access_logs.flush()
         flush_error_log()
         self.loop.call_at(time.monotonic() + FLUSH_EVERY, self._flush_logs)
+
+    def _beat(self) -> None:
+        assert self.heartbeat is not None
+        self.heartbeat.beat()
+        self.loop.call_at(time.monotonic() + HEARTBEAT_EVERY, self._beat)
 
     def _check_parent(self) -> None:
         if os.getppid() != self.master_pid:
