@@ -7,6 +7,12 @@ updates the ``Timer``; the heap entry is re-queued when it comes due.
 Signals are written by Python's C-level handler to a wake-up socket
 (``signal.set_wakeup_fd``) and dispatched from the loop, never from signal
 context.
+
+``call_soon`` queues a callback for the end of the current iteration (after
+the events and timers); ``call_soon_threadsafe`` does the same from another
+thread and wakes a blocked ``poll`` through an eventfd of its own, distinct
+from the signal wake-up socket, so that a thread pool's results never
+compete with signals.
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ import contextlib
 import heapq
 import itertools
 import logging
+import os
 import select
 import signal
 import socket
 import subprocess
 import time
+from collections import deque
 from collections.abc import Callable
 
 log = logging.getLogger("localhost")
@@ -73,6 +81,11 @@ class EventLoop:
         self._wakeup_r: socket.socket | None = None
         self._wakeup_w: socket.socket | None = None
         self._children: dict[int, tuple[subprocess.Popen[bytes], Callable[[int], None]]] = {}
+        # Callbacks for the end of this iteration; deque.append is atomic, so
+        # other threads may add to it (then write the eventfd to wake poll).
+        self._ready: deque[Callable[[], None]] = deque()
+        self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.register(self._eventfd, EPOLLIN, self._on_eventfd)
         self.running = False
         # The time of the latest wake-up, for deadlines: read once per poll
         # rather than once per request (as NGINX caches its time).
@@ -144,6 +157,47 @@ class EventLoop:
                 continue
             timer._queued = _NEVER
             timer.callback()
+
+    # -- callbacks soon ------------------------------------------------------
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback()`` once, from the loop, after the events and timers of this
+        iteration (the next iteration if called from one of these callbacks).
+
+        Callbacks run in the order they were queued. Not thread-safe: other
+        threads use ``call_soon_threadsafe``.
+        """
+        self._ready.append(callback)
+
+    def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
+        """``call_soon`` from any thread: queue ``callback`` and wake the loop's ``poll``.
+
+        Raises ``RuntimeError`` once the loop is closed: threads that call it
+        must be stopped before ``close``.
+        """
+        fd = self._eventfd
+        if fd < 0:
+            raise RuntimeError("the event loop is closed")
+        self._ready.append(callback)
+        # BlockingIOError: the counter is saturated, so the loop is awake anyway.
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_write(fd, 1)
+
+    def _on_eventfd(self, _events: int) -> None:
+        # Only resets the counter: the queued callbacks run at the end of the iteration.
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self._eventfd)
+
+    def _run_ready(self) -> None:
+        ready = self._ready
+        # Only what is queued now: a callback that queues another must not
+        # keep the loop from polling.
+        for _ in range(len(ready)):
+            callback = ready.popleft()
+            try:
+                callback()
+            except Exception:
+                log.exception("unexpected error in a callback")
 
     # -- signals ------------------------------------------------------------
 
@@ -217,9 +271,15 @@ class EventLoop:
         poll = self.epoll.poll
         callbacks = self._callbacks
         monotonic = time.monotonic
+        ready = self._ready
         while self.running:
             timers = self._timers
-            timeout = max(0.0, timers[0][0] - monotonic()) if timers else -1
+            if ready:
+                timeout = 0.0
+            elif timers:
+                timeout = max(0.0, timers[0][0] - monotonic())
+            else:
+                timeout = -1
             try:
                 events = poll(timeout)
             except InterruptedError:
@@ -235,17 +295,30 @@ class EventLoop:
                     log.exception("unexpected error handling fd %d", fd)
             if self._timers:
                 self._run_timers(self.now)
+            if ready:
+                self._run_ready()
 
     def stop(self) -> None:
         """Make ``run`` return after the current iteration."""
         self.running = False
 
     def close(self) -> None:
-        """Release the epoll object and the wake-up sockets."""
+        """Release the epoll object, the wake-up sockets and the eventfd.
+
+        Callbacks still queued by ``call_soon`` are dropped.
+        """
         if self._wakeup_r is not None:
             signal.set_wakeup_fd(-1)
             self._wakeup_r.close()
             assert self._wakeup_w is not None
             self._wakeup_w.close()
             self._wakeup_r = self._wakeup_w = None
+        fd = self._eventfd
+        if fd >= 0:
+            # Forget the number before closing it: a late call_soon_threadsafe
+            # must fail, not write to a descriptor that reuses the number.
+            self._eventfd = -1
+            self.unregister(fd)
+            os.close(fd)
+        self._ready.clear()
         self.epoll.close()
