@@ -355,7 +355,11 @@ class RequestParser:
     ) -> Request:
         get = index.get
         host = get("host")
-        if host is not None and "," in host and len(headers.get_all("host")) > 1:
+        if host is None:
+            if not http10:
+                # Even with an absolute-form target (RFC 9112 §3.2; NGINX too).
+                raise HTTPError(400, "missing Host")
+        elif "," in host and len(headers.get_all("host")) > 1:
             raise HTTPError(400, "duplicate Host")
         if target[0] != "/":
             if target[:7].lower() == "http://" or target[:8].lower() == "https://":
@@ -374,9 +378,7 @@ class RequestParser:
             elif target != "*" or method != "OPTIONS":
                 raise HTTPError(400, "invalid request-target form")
         if host is None:
-            if not http10:
-                raise HTTPError(400, "missing Host")
-            host = ""
+            host = ""  # HTTP/1.0 without Host: the default server block
         elif host and _authority(host, "") is None:
             raise HTTPError(400, "invalid Host")
 

@@ -349,9 +349,9 @@ class Connection:
     def _body_unused(self) -> bool:
         """Whether the answer is decided without the rest of the body.
 
-        So it is for an error found before the body (404, 405, ...) or by a
-        streaming handler in the body (an unusable upload name), and for a safe
-        method or a redirect, whose content phase ignores the body.
+        So it is for an error found before the body (404, 405, ...) or raised
+        by a streaming handler while it takes the body, and for a safe method
+        or a redirect, whose content phase ignores the body.
         DELETE still waits for its whole request before acting, and so does
         a request that was promised its body with 100 Continue.
         """

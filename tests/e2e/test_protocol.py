@@ -496,20 +496,6 @@ def test_a_handler_4xx_after_the_whole_body_keeps_the_connection(
     assert head.startswith(b"HTTP/1.1 200 ") and body == b"plain text\n"
 
 
-def test_a_handler_error_before_the_body_has_arrived_closes(handlers_site: Server) -> None:
-    # The unusable name is in the first bytes; the rest of the body never
-    # comes: the 400 goes out at once and the unread body closes the connection.
-    body = multipart(b'name="f"; filename=". ."')
-    head = post(b"/up/", body, FORM).replace(
-        b"Content-Length: %d" % len(body), b"Content-Length: 100000"
-    )
-    with handlers_site.connect(timeout=5) as sock:
-        sock.sendall(head)
-        data = read_all(sock)
-    assert status_of(data) == 400
-    assert b"\r\nConnection: close\r\n" in data
-
-
 def test_an_internal_error_closes_the_connection(handlers_site: Server) -> None:
     # As NGINX: after a 500 nothing more is read from the connection.
     with handlers_site.connect(timeout=5) as sock:

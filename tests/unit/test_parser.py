@@ -150,13 +150,14 @@ VALID = [
         True,
         b"",
     ),
+    # HTTP/1.0 needs no Host: an absolute-form target supplies it.
     (
-        b"GET http://h.example/p HTTP/1.1\r\n\r\n",
+        b"GET http://h.example/p HTTP/1.0\r\n\r\n",
         "GET",
         "http://h.example/p",
-        "HTTP/1.1",
+        "HTTP/1.0",
         "h.example",
-        True,
+        False,
         b"",
     ),
     (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "OPTIONS", "*", "HTTP/1.1", "a", True, b""),
@@ -318,6 +319,8 @@ INVALID = [
     (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
     (b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505),
     (b"GET / HTTP/1.1\r\n\r\n", 400),
+    # HTTP/1.1 needs Host even with an absolute-form target (RFC 9112 §3.2).
+    (b"GET http://h.example/p HTTP/1.1\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
     (b"BREW / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
