@@ -17,8 +17,9 @@ burst of clients makes a queue rather than thousands of interpreters.
 
 Failures: no complete header, or a malformed one → 502; ``cgi_timeout``
 → SIGKILL to the process group and 504 (or a dropped connection once the
-response has started); the client going away → SIGKILL. Every child is
-reaped by the loop on SIGCHLD.
+response has started); the client going away → SIGKILL, logged at info
+level (a normal event, not a fault of the script). Every child is reaped by
+the loop on SIGCHLD.
 """
 
 from __future__ import annotations
@@ -221,6 +222,8 @@ class CGIHandler:
         self.sent = 0
         self.stderr_logged = 0
         self.timer: Timer | None = None
+        # Why the server killed the script, if it did: its exit is then expected.
+        self.kill_reason = ""
 
     # -- request body -------------------------------------------------------
 
@@ -396,7 +399,11 @@ class CGIHandler:
     def _on_exit(self, returncode: int) -> None:
         global _running
         _running -= 1
-        if returncode != 0:
+        if self.kill_reason:
+            # Not a fault of the script: a client leaving mid-run is ordinary
+            # (a siege run ends with dozens), and a timeout was logged already.
+            log.info("CGI %s stopped (%s)", self.script.name, self.kill_reason)
+        elif returncode != 0:
             log.warning("CGI %s exited with status %d", self.script.name, returncode)
         self._maybe_done()
         _start_waiting()
@@ -418,7 +425,7 @@ class CGIHandler:
         self.timer = None
         what = "timed out" if self.process is not None else "found no free slot"
         log.error("CGI %s %s in %.1f s", self.script.name, what, self.location.cgi_timeout)
-        self._kill()
+        self._kill("timed out")
         if not self.finished:
             if self.started:
                 self.finished = True
@@ -429,15 +436,17 @@ class CGIHandler:
 
     def _fail(self, status: int, reason: str) -> None:
         log.error("CGI %s: %s → %d", self.script.name, reason, status)
-        self._kill()
+        self._kill(reason)
         self._release()
         if not self.finished:
             self.finished = True
             self.exchange.send(error_response(status, self.location.error_pages))
 
-    def _kill(self) -> None:
+    def _kill(self, reason: str) -> None:
+        """SIGKILL the script's process group if it runs; ``reason`` is logged at its exit."""
         process = self.process
         if process is not None and process.returncode is None:
+            self.kill_reason = reason
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -475,7 +484,7 @@ class CGIHandler:
         """The connection is done with this request (or gone): stop the script."""
         if not self.finished:
             self.finished = True
-            self._kill()
+            self._kill("its connection closed before the answer was complete")
         self._release()
         if self.timer is not None and (self.process is None or self.process.returncode is not None):
             self.loop.cancel(self.timer, forget=True)

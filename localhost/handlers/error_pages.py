@@ -3,38 +3,138 @@
 The configured file is read (at most ``MAX_PAGE`` bytes) and cached until its
 size or modification time changes; a missing or unreadable file falls back
 to the built-in page. The status code is always the original one.
+
+Some refusals have a reason the client should read (a ``Refusal``: "no file
+in the upload", "file name ... not allowed"). It is shown HTML-escaped in a
+``<p class="reason">``: in the built-in page, and in a configured page where
+it holds the comment ``<!--reason-->`` (``REASON_MARK``), else before its
+``</body>``, else at its end. A client that prefers JSON (``prefers_json``)
+gets ``{"error": REASON, "status": CODE}`` instead of a page.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from localhost.http.message import Response, reason
+from localhost.handlers.autoindex import STYLE
+from localhost.http.errors import HTTPError
+from localhost.http.message import Response
+from localhost.http.message import reason as phrase
 
 log = logging.getLogger("localhost")
 
 MAX_PAGE = 1024 * 1024  # bytes
 HTML = "text/html; charset=utf-8"
+JSON = "application/json"
+REASON_MARK = b"<!--reason-->"
 
 # Statuses after which the connection is closed, as NGINX does: the framing
 # of what follows can no longer be trusted.
 CLOSING_STATUSES = frozenset({400, 408, 413, 414, 431, 500, 501, 505})
 
 _cache: dict[Path, tuple[int, int, bytes]] = {}
+_builtin: dict[int, bytes] = {}
 
 
-def builtin_page(status: int) -> bytes:
-    """A small HTML page naming ``status``."""
-    title = html.escape(f"{status} {reason(status)}".strip())
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{title}</title></head>\n<body><h1>{title}</h1>\n"
-        "<hr><p>localhost</p></body></html>\n"
+class Refusal(HTTPError):
+    """An ``HTTPError`` with a ``reason`` meant for the client (plain text,
+    escaped where it is shown), besides the ``detail`` meant for the log
+    (``reason`` when not given)."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        detail: str = "",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(status, detail or reason, headers)
+        self.reason = reason
+
+
+def _reason_block(text: str) -> bytes:
+    return f'<p class="reason">{html.escape(text)}</p>'.encode()
+
+
+def builtin_page(status: int, why: str | None = None) -> bytes:
+    """A small HTML page naming ``status``, and ``why`` it was refused when given."""
+    if why is None:
+        cached = _builtin.get(status)
+        if cached is not None:
+            return cached
+    title = html.escape(f"{status} {phrase(status)}".strip())
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{title}</title>\n{STYLE}</head>\n<body><main><h1>{title}</h1>\n"
     ).encode()
+    if why is not None:
+        page += _reason_block(why) + b"\n"
+    page += b"<hr><p>localhost</p></main></body></html>\n"
+    if why is None:
+        _builtin[status] = page
+    return page
+
+
+def _with_reason(page: bytes, why: str) -> bytes:
+    """``page`` with the reason at its mark, else before ``</body>``, else at the end."""
+    block = _reason_block(why)
+    if REASON_MARK in page:
+        return page.replace(REASON_MARK, block, 1)
+    end = page.lower().rfind(b"</body>")
+    if end < 0:
+        return page + block + b"\n"
+    return page[:end] + block + b"\n" + page[end:]
+
+
+def _quality(accept: str, wanted: str) -> tuple[float, int]:
+    """``(q, specificity)`` of media type ``wanted`` in an Accept value (RFC 9110
+    §12.5.1): the most specific range that matches decides; specificity is 2
+    for ``type/subtype``, 1 for ``type/*``, 0 for ``*/*``, -1 for no match."""
+    kind = wanted.split("/", 1)[0] + "/*"
+    best = (0.0, -1)
+    for item in accept.split(","):
+        media, *params = item.split(";")
+        media = media.strip().lower()
+        specificity = 2 if media == wanted else 1 if media == kind else 0 if media == "*/*" else -1
+        if specificity <= best[1]:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        best = (q, specificity)
+    return best
+
+
+def prefers_json(accept: str | None) -> bool:
+    """Whether an Accept value asks for ``application/json`` rather than
+    ``text/html``: JSON named (or ``application/*``) with a higher quality,
+    or an equal quality and a more specific range. ``*/*`` alone is HTML."""
+    if not accept:
+        return False
+    q_json, s_json = _quality(accept, JSON)
+    q_html, s_html = _quality(accept, "text/html")
+    return s_json >= 1 and q_json > 0 and (q_json, s_json) > (q_html, s_html)
+
+
+def prefers_html(accept: str | None) -> bool:
+    """Whether an Accept value names ``text/html`` itself with a quality at least
+    that of JSON: what a browser sends when it navigates (a form submission),
+    and not what API clients send (``*/*``, JSON, or no Accept at all)."""
+    if not accept:
+        return False
+    q_html, s_html = _quality(accept, "text/html")
+    return s_html == 2 and q_html > 0 and not prefers_json(accept)
 
 
 def _configured_page(path: Path) -> bytes | None:
@@ -63,20 +163,41 @@ def error_response(
     status: int,
     pages: Mapping[int, Path] | None = None,
     headers: list[tuple[str, str]] | None = None,
+    *,
+    reason: str | None = None,
+    as_json: bool = False,
 ) -> Response:
     """A ``status`` response whose body is the configured page or the built-in one.
 
-    ``headers`` are added (e.g. ``Allow`` for 405). Statuses in
-    ``CLOSING_STATUSES`` ask for the connection to close.
+    ``headers`` are added (e.g. ``Allow`` for 405). ``reason`` is shown to
+    the client (escaped); ``as_json`` gives ``{"error": ..., "status": ...}``
+    instead of a page (the status's reason phrase when ``reason`` is not
+    given). Statuses in ``CLOSING_STATUSES`` ask for the connection to close.
     """
-    body = None
-    if pages:
-        path = pages.get(status)
-        if path is not None:
-            body = _configured_page(path)
-    if body is None:
-        body = builtin_page(status)
-    fields = [("Content-Type", HTML)]
+    if as_json:
+        message = reason if reason is not None else phrase(status)
+        body = json.dumps({"error": message, "status": status}, ensure_ascii=False).encode() + b"\n"
+        fields = [("Content-Type", JSON)]
+    else:
+        page = None
+        if pages:
+            path = pages.get(status)
+            if path is not None:
+                page = _configured_page(path)
+        if page is None:
+            body = builtin_page(status, reason)
+        else:
+            body = page if reason is None else _with_reason(page, reason)
+        fields = [("Content-Type", HTML)]
     if headers:
         fields.extend(headers)
     return Response(status, fields, body, close=status in CLOSING_STATUSES)
+
+
+def refusal_response(
+    exc: HTTPError, pages: Mapping[int, Path] | None, accept: str | None
+) -> Response:
+    """The error response for ``exc`` to a client that sent ``accept``: with the
+    reason of a ``Refusal``, as JSON when the client prefers it."""
+    why = exc.reason if isinstance(exc, Refusal) else None
+    return error_response(exc.status, pages, exc.headers, reason=why, as_json=prefers_json(accept))

@@ -9,8 +9,27 @@ when the whole request has arrived, with ``os.link`` so that an existing
 file is never overwritten (``name-1.ext``, ``name-2.ext``, ... instead);
 a cut or refused upload leaves no file.
 
-DELETE removes one regular file inside the root (204); a folder or anything
-resolving outside the root is 403, a missing file 404.
+The answer to a stored upload depends on who asked (RFC 9110 §12.5.1,
+``Accept``): a browser submitting a form (``text/html`` named, preferred to
+JSON) gets ``303 See Other`` to a result page, so that reloading it does not
+upload again (Post/Redirect/Get): the folder's listing with
+``?uploaded=NAME&...`` (the listing names and highlights them) when the
+location lists folders, else the first stored file. Other clients (curl's
+``*/*``, no Accept, JSON) get ``201 Created`` with ``Location`` of the first
+file and the stored names and sizes, as JSON when they prefer it.
+
+Every refusal says why: a ``Refusal`` whose reason ("no file in the upload",
+"file name ... not allowed", ...) is in the error page (escaped), in
+``{"error": ...}`` for a client preferring JSON, and in the error log at info
+level. A refusal found in the body (a part's name, the 101st file, malformed
+multipart) removes every file of the request at once, then the rest of the
+body is read and discarded (within ``body_limit``) before the answer goes
+out: a browser reads an answer only once it has sent its whole request.
+Refusals found before the body (no boundary, a missing folder, an unusable
+name in the path) are answered at once.
+
+DELETE removes one regular file inside the root (204); a folder, a hidden
+(dot) name or anything resolving outside the root is 403, a missing file 404.
 """
 
 from __future__ import annotations
@@ -29,6 +48,8 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from localhost.config.model import Location
+from localhost.handlers.autoindex import HTML, human_size, page, shown, text
+from localhost.handlers.error_pages import Refusal, prefers_html, prefers_json, refusal_response
 from localhost.handlers.static import filesystem_path, inside
 from localhost.http.errors import HTTPError
 from localhost.http.message import Request, Response
@@ -42,6 +63,12 @@ MAX_NAME_BYTES = 255  # a file name's length in UTF-8 bytes (the usual file-syst
 MAX_SUFFIX = 10000  # name-1 ... name-9999 before giving up
 MAX_PART_HEADER = 8 * 1024  # bytes of one part's header section
 MAX_FILES = 100  # file parts in one request
+MAX_NOTICE = 20  # stored names named in a result page's query
+
+
+def _quoted(name: str) -> str:
+    """``name`` for a refusal's reason: in double quotes, control characters as ``\\xHH``."""
+    return '"' + "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text(name)) + '"'
 
 
 def safe_name(raw: str) -> str:
@@ -50,14 +77,16 @@ def safe_name(raw: str) -> str:
     The base name only (after the last ``/`` or ``\\``); no NUL or control
     characters; leading dots and spaces removed, so never ``.``, ``..`` or
     a dotfile; at most ``MAX_NAME_BYTES`` bytes, keeping the extension.
-    Raises ``HTTPError(400)`` when nothing usable is left.
+    Raises ``Refusal(400)`` for control characters or when nothing usable is left.
     """
     name = raw.replace("\\", "/").rsplit("/", 1)[-1]
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise HTTPError(400, f"control character in file name {raw!r}")
+        raise Refusal(400, f"file name {_quoted(raw)} not allowed: it has control characters")
     name = name.lstrip(". ").rstrip(" ")
     if not name:
-        raise HTTPError(400, f"unusable file name {raw!r}")
+        raise Refusal(
+            400, f"file name {_quoted(raw)} not allowed: no name is left without dots and spaces"
+        )
     encoded = name.encode("utf-8", "surrogateescape")
     if len(encoded) > MAX_NAME_BYTES:
         stem, dot, ext = name.rpartition(".")
@@ -73,12 +102,17 @@ def check_not_executable(location: Location, directory: str, name: str) -> None:
     """Refuse to store ``name`` in real ``directory`` where a CGI location would run it.
 
     An upload that became a script would let any client run code on the
-    server. Raises ``HTTPError(403)``.
+    server. Raises ``Refusal(403)``.
     """
     ext = os.path.splitext(name)[1].lower()
     for root, extensions in location.cgi_roots:
         if ext in extensions and inside(root, directory):
-            raise HTTPError(403, f"{name}: a CGI location runs {ext} files in {directory}")
+            raise Refusal(
+                403,
+                f"file name {_quoted(name)} not allowed here: {ext} files in this folder"
+                " would run as CGI scripts",
+                f"{name}: a CGI location runs {ext} files in {directory}",
+            )
 
 
 def _temporary(directory: str) -> tuple[int, str]:
@@ -100,7 +134,7 @@ def _commit(temporary: str, directory: str, name: str) -> str:
             continue
         os.unlink(temporary)
         return candidate
-    raise HTTPError(409, f"no free name for {name}")
+    raise Refusal(409, f"no free name for {_quoted(name)}: {MAX_SUFFIX} copies exist")
 
 
 class _File:
@@ -126,7 +160,11 @@ class _File:
 
 
 class UploadHandler:
-    """Stream a POST body into files under the location's root."""
+    """Stream a POST body into files under the location's root.
+
+    Raises ``HTTPError`` (a ``Refusal`` with its reason) when the request
+    cannot be an upload, before any body byte is read.
+    """
 
     def __init__(self, request: Request, location: Location, exchange: Exchange) -> None:
         self.request = request
@@ -135,16 +173,26 @@ class UploadHandler:
         self.files: list[_File] = []
         self.current: _File | None = None
         self.done = False
-        root, real = filesystem_path(request, location)
+        self.refused: HTTPError | None = None
+        self.multipart: MultipartParser | None = None
+        try:
+            self._begin()
+        except HTTPError as exc:
+            self._log_refusal(exc)
+            self._discard()
+            raise
+
+    def _begin(self) -> None:
+        request = self.request
+        root, real = filesystem_path(request, self.location)
         self.root = root
         content_type, params = parse_options_header(request.headers.get("content-type"))
-        self.multipart: MultipartParser | None = None
         if content_type == b"multipart/form-data":
             boundary = params.get(b"boundary")
             if not boundary:
-                raise HTTPError(400, "multipart/form-data without a boundary")
+                raise Refusal(400, "multipart/form-data without a boundary")
             if not os.path.isdir(real):
-                raise HTTPError(404, f"upload folder {real} does not exist")
+                raise Refusal(404, "no such upload folder", f"upload folder {real} does not exist")
             self.directory = real
             self.url_folder = request.path if request.path.endswith("/") else request.path + "/"
             self._header_name = b""
@@ -165,13 +213,15 @@ class UploadHandler:
                     max_header_size=MAX_PART_HEADER,
                 )
             except ValueError as exc:
-                raise HTTPError(400, f"bad multipart boundary: {exc}") from None
+                raise Refusal(400, f"bad multipart boundary: {exc}") from None
         else:
             if os.path.isdir(real) or request.path.endswith("/"):
-                raise HTTPError(400, "a non-multipart upload needs a file name: POST /PATH/NAME")
+                raise Refusal(400, "a non-multipart upload needs a file name: POST /PATH/NAME")
             directory, raw_name = os.path.split(real)
             if not os.path.isdir(directory) or not inside(root, directory):
-                raise HTTPError(404, f"upload folder {directory} does not exist")
+                raise Refusal(
+                    404, "no such upload folder", f"upload folder {directory} does not exist"
+                )
             self.directory = directory
             self.url_folder = request.path.rsplit("/", 1)[0] + "/"
             name = request.path.rsplit("/", 1)[1]
@@ -179,7 +229,7 @@ class UploadHandler:
 
     def _open(self, name: str) -> _File:
         if len(self.files) >= MAX_FILES:
-            raise HTTPError(400, f"more than {MAX_FILES} files in one upload")
+            raise Refusal(400, f"more than {MAX_FILES} files in one upload")
         check_not_executable(self.location, self.directory, name)
         try:
             file = _File(name, self.directory)
@@ -230,87 +280,152 @@ class UploadHandler:
             raise _storage_error(exc) from None
 
     def body_data(self, data: bytes) -> None:
-        if self.multipart is not None:
-            try:
-                self.multipart.write(data)
-            except MultipartParseError as exc:
-                raise HTTPError(400, f"malformed multipart body: {exc}") from None
-        else:
-            self._write(data)
+        """Store a piece of the body; after a refusal, discard it."""
+        if self.refused is not None:
+            return
+        try:
+            if self.multipart is not None:
+                try:
+                    self.multipart.write(data)
+                except MultipartParseError as exc:
+                    raise Refusal(400, f"malformed multipart body: {exc}") from None
+            else:
+                self._write(data)
+        except HTTPError as exc:
+            self._refuse(exc)
 
     def body_end(self) -> None:
-        """Give every file its name and answer 201. Raises ``HTTPError``."""
-        if self.multipart is not None:
-            try:
-                self.multipart.finalize()
-            except MultipartParseError as exc:
-                raise HTTPError(400, f"malformed multipart body: {exc}") from None
-            if self.current is not None:
-                raise HTTPError(400, "multipart body ended inside a part")
-        if not self.files:
-            raise HTTPError(400, "no file in the upload")
-        for file in self.files:
-            file.close()
-            file.final = _commit(file.temporary, self.directory, file.name)
-            log.info(
-                "stored upload %s (%d bytes)", os.path.join(self.directory, file.final), file.size
+        """Give every file its name and answer (303 or 201), or answer the refusal."""
+        try:
+            if self.refused is not None:
+                raise self.refused
+            if self.multipart is not None:
+                try:
+                    self.multipart.finalize()
+                except MultipartParseError as exc:
+                    raise Refusal(400, f"malformed multipart body: {exc}") from None
+                if self.current is not None:
+                    raise Refusal(400, "the multipart body ended inside a part")
+            if not self.files:
+                raise Refusal(400, "no file in the upload")
+            for file in self.files:
+                file.close()
+                file.final = _commit(file.temporary, self.directory, file.name)
+                log.info(
+                    "stored upload %s (%d bytes)",
+                    os.path.join(self.directory, file.final),
+                    file.size,
+                )
+        except HTTPError as exc:
+            if exc is not self.refused:
+                self._refuse(exc)
+            response = refusal_response(
+                exc, self.location.error_pages, self.request.headers.get("accept")
             )
+            # The whole request was read: only a 500 closes (as in NGINX).
+            response.close = exc.status == 500
+            self.exchange.send(response)
+            return
         self.done = True
-        self.exchange.send(self._created())
+        self.exchange.send(self._stored())
 
-    def _created(self) -> Response:
-        links = [
-            (self.url_folder + quote(f.final, errors="surrogateescape"), f) for f in self.files
-        ]
-        accept = self.request.headers.get("accept") or ""
-        if "application/json" in accept:
+    def _refuse(self, exc: HTTPError) -> None:
+        """Stop storing: remove every file of the request; the answer waits for the body end."""
+        self._log_refusal(exc)
+        self.refused = exc
+        self.multipart = None
+        self._discard()
+
+    def _log_refusal(self, exc: HTTPError) -> None:
+        log.info("upload to %s refused (%d): %s", self.request.path, exc.status, exc.detail)
+
+    def _stored(self) -> Response:
+        """303 to the result page for a browser, else 201 with the stored files."""
+        folder = quote(self.url_folder, errors="surrogateescape")
+        names = [quote(f.final, safe="", errors="surrogateescape") for f in self.files]
+        first = folder + names[0]
+        accept = self.request.headers.get("accept")
+        if prefers_html(accept):
+            # Post/Redirect/Get (RFC 9110 §15.4.4): reloading shows the result,
+            # it does not upload again.
+            if self.location.directory_listing:
+                query = "&".join("uploaded=" + name for name in names[:MAX_NOTICE])
+                target = f"{folder}?{query}#f-{names[0]}"
+            else:
+                target = first
+            body = (
+                f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+                f"<title>See Other</title></head>\n<body><p>Stored. See "
+                f'<a href="{html.escape(target)}">the result</a>.</p></body></html>\n'
+            ).encode()
+            return Response(303, [("Location", target), ("Content-Type", HTML)], body)
+        if prefers_json(accept):
             body = json.dumps(
-                {"files": [{"name": f.final, "size": f.size, "url": url} for url, f in links]}
+                {
+                    "files": [
+                        {"name": text(f.final), "size": f.size, "url": folder + name}
+                        for f, name in zip(self.files, names, strict=True)
+                    ]
+                },
+                ensure_ascii=False,
             ).encode()
             content_type = "application/json"
         else:
             items = "".join(
-                f'<li><a href="{html.escape(url, quote=True)}">{html.escape(f.final)}</a>'
-                f" ({f.size} bytes)</li>\n"
-                for url, f in links
+                f'<tr><td><a href="{html.escape(folder + name)}">{shown(f.final)}</a></td>'
+                f'<td class="size" title="{f.size} bytes">{human_size(f.size)}</td></tr>\n'
+                for f, name in zip(self.files, names, strict=True)
             )
-            body = (
-                '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Uploaded</title>'
-                f"</head>\n<body><h1>Uploaded</h1>\n<ul>\n{items}</ul></body></html>\n"
-            ).encode()
-            content_type = "text/html; charset=utf-8"
-        headers = [("Location", links[0][0]), ("Content-Type", content_type)]
-        return Response(201, headers, body)
+            content = (
+                f"<h1>Uploaded to {shown(self.url_folder)}</h1>\n"
+                '<table class="listing">\n<thead><tr><th scope="col">Name</th>'
+                '<th scope="col" class="size">Size</th></tr></thead>\n'
+                f'<tbody>\n{items}</tbody>\n</table>\n<p><a href="{html.escape(folder)}">'
+                "The folder</a></p>\n"
+            )
+            body = page("Uploaded", content, self.directory, self.url_folder)
+            content_type = HTML
+        return Response(201, [("Location", first), ("Content-Type", content_type)], body)
 
     def output_drained(self) -> None:
         pass
 
-    def close(self) -> None:
-        """Remove every file not yet given its final name (a cut or refused upload)."""
+    def _discard(self) -> None:
+        """Close every file and remove those not yet given their final name."""
         for file in self.files:
             file.close()
             if not file.final:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(file.temporary)
+        self.current = None
+
+    def close(self) -> None:
+        """Remove every file not yet given its final name (a cut or refused upload)."""
+        self._discard()
         self.files = [] if not self.done else self.files
 
 
-def _storage_error(exc: OSError) -> HTTPError:
+def _storage_error(exc: OSError) -> Refusal:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return HTTPError(507, f"no space left: {exc}")
+        return Refusal(507, "no space left on the server", f"no space left: {exc}")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return HTTPError(403, f"cannot write: {exc}")
-    return HTTPError(500, f"cannot write: {exc}")
+        return Refusal(403, "the server may not write in this folder", f"cannot write: {exc}")
+    return Refusal(500, "the file could not be stored", f"cannot write: {exc}")
 
 
 def delete(request: Request, location: Location) -> Response:
     """Remove the regular file the request path names (RFC 9110 §9.3.5) → 204.
 
     Raises ``HTTPError``: 404 when missing, 403 for a folder, a special
-    file, or a path resolving outside the root.
+    file, a hidden name (a segment starting with ``.``: listings never show
+    one and uploads never make one, so it belongs to the site, such as its
+    ``.header.html`` or an upload in progress), or a path resolving outside
+    the root.
     """
     root, real = filesystem_path(request, location)
     relative = request.path[len(location.prefix) :] if location.alias else request.path
+    if "/." in "/" + request.path[len(location.prefix) :].lstrip("/"):
+        raise HTTPError(403, f"{request.path}: hidden files are not deleted")
     path = os.path.join(root, relative.lstrip("/"))
     try:
         st = os.stat(path)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,15 @@ import pytest
 
 from localhost.config import loads
 from localhost.config.model import Location, ServerBlock
-from localhost.handlers import check, handle, static
-from localhost.handlers.error_pages import builtin_page, error_response
+from localhost.handlers import autoindex, check, handle, static
+from localhost.handlers.error_pages import (
+    Refusal,
+    builtin_page,
+    error_response,
+    prefers_html,
+    prefers_json,
+    refusal_response,
+)
 from localhost.http.errors import HTTPError
 from localhost.http.message import Headers, Request, Response, response_head
 from localhost.routing import Router, normalize_target
@@ -194,3 +203,207 @@ def test_a_permission_change_invalidates_the_cache(server: ServerBlock, tmp_path
     # Nothing but the mode changed: the entry must still go, so that the full
     # path decides (403 for a server that may no longer read the file).
     assert static._cached(get, loc) is None
+
+
+# -- listings --------------------------------------------------------------------
+
+
+class _Tags(HTMLParser):
+    """Checks that every element is closed in order, and collects what tests read."""
+
+    VOID = frozenset({"meta", "link", "br", "hr", "img", "input"})
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.links: list[str] = []
+        self.column_scopes: list[str | None] = []
+        self.ids: list[str] = []
+        self.feed(text)
+        self.close()
+        assert self.stack == [], f"unclosed {self.stack}"
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        fields = dict(attrs)
+        if tag == "a":
+            self.links.append(fields["href"] or "")
+        if tag == "th":
+            self.column_scopes.append(fields.get("scope"))
+        if "id" in fields:
+            self.ids.append(fields["id"] or "")
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+        self.stack.pop()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    site = tmp_path / "site" / "files"
+    (site / "sub").mkdir(parents=True)
+    (site / "a.txt").write_bytes(b"x" * 7)
+    (site / "big.bin").write_bytes(b"x" * 1300)
+    (site / '<odd> & "q".txt').write_text("odd")
+    (site / ".hidden").write_text("hidden")
+    (site / os.fsdecode(b"caf\xe9.txt")).write_text("latin-1 name")
+    os.utime(site / "a.txt", (0, 1_700_000_000))
+    return site
+
+
+def test_listing_is_a_valid_escaped_table(folder: Path) -> None:
+    response = autoindex.listing(str(folder), "/files/")
+    assert dict(response.headers)["Content-Type"] == "text/html; charset=utf-8"
+    text = response.body.decode()
+    page = _Tags(text)
+    # wget -r and screen readers: plain relative links, column headers.
+    assert page.links[-6:] == [
+        "../",
+        "sub/",
+        "%3Codd%3E%20%26%20%22q%22.txt",
+        "a.txt",
+        "big.bin",
+        "caf%E9.txt",
+    ]
+    assert page.column_scopes == ["col", "col", "col"]
+    assert "<odd>" not in text and "&lt;odd&gt; &amp; &quot;q&quot;.txt" in text
+    assert "caf\ufffd.txt" in text and ".hidden" not in page.links
+    assert "f-a.txt" in page.ids and "f-caf%E9.txt" in page.ids
+
+
+def test_listing_sizes_are_human_and_exact_and_times_iso(folder: Path) -> None:
+    text = autoindex.listing(str(folder), "/files/").body.decode()
+    assert '<td class="size" title="1300 bytes"><data value="1300">1.3 KiB</data></td>' in text
+    assert '<td class="size" title="7 bytes"><data value="7">7 B</data></td>' in text
+    assert '<time datetime="2023-11-14T22:13:20Z">2023-11-14T22:13:20Z</time>' in text
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (1300, "1.3 KiB"),
+        (10 * 1024, "10 KiB"),
+        (36 * 1024 * 1024 + 1, "36 MiB"),
+        (5 * 1024**3, "5.0 GiB"),
+    ],
+)
+def test_human_sizes(size: int, shown: str) -> None:
+    assert autoindex.human_size(size) == shown
+
+
+def test_listing_without_a_header_fragment_is_plain_but_styled(folder: Path) -> None:
+    text = autoindex.listing(str(folder), "/files/").body.decode()
+    assert "<style>" in text and 'href="/style.css"' not in text  # no 404 for other sites
+    assert '<nav aria-label="Site"><a href="/">Home</a></nav>' in text
+    # A way back up without the navigation bar: breadcrumbs.
+    assert '<h1>Index of <a href="../">/</a>files/</h1>' in text
+    nested = autoindex.listing(str(folder / "sub"), "/files/sub/").body.decode()
+    assert '<h1>Index of <a href="../../">/</a><a href="../">files/</a>sub/</h1>' in nested
+
+
+def test_listing_takes_the_nearest_header_fragment_within_the_url_depth(folder: Path) -> None:
+    site = folder.parent
+    (site / ".header.html").write_text('<header id="site-header">nav</header>\n')
+    assert 'id="site-header"' in autoindex.listing(str(folder / "sub"), "/files/sub/").body.decode()
+    assert 'id="site-header"' in autoindex.listing(str(folder), "/files/").body.decode()
+    # /sub/ is one level deep: site/ is two levels above files/sub/.
+    assert 'id="site-header"' not in autoindex.listing(str(folder / "sub"), "/sub/").body.decode()
+    (folder / ".header.html").write_text('<header id="files-header">nav</header>\n')
+    text = autoindex.listing(str(folder / "sub"), "/files/sub/").body.decode()
+    assert 'id="files-header"' in text and 'id="site-header"' not in text
+
+
+def test_listing_script_is_only_an_addition(folder: Path) -> None:
+    # Everything is in the HTML; the script only adds the notice and the
+    # Delete buttons, asking the server (OPTIONS) whether DELETE is allowed.
+    text = autoindex.listing(str(folder), "/files/").body.decode()
+    script = text[text.index("<script>") :]
+    assert 'method: "OPTIONS"' in script and 'method: "DELETE"' in script
+    assert text.index("</table>") < text.index("<script>")
+
+
+# -- error pages with a reason, and what the client accepts ----------------------
+
+
+def test_the_builtin_page_shows_the_reason_escaped() -> None:
+    response = error_response(400, None, reason='file name "<b>" not allowed')
+    assert b'<p class="reason">file name &quot;&lt;b&gt;&quot; not allowed</p>' in response.body
+    assert b"400 Bad Request" in response.body
+    assert error_response(400).body == builtin_page(400)
+
+
+def test_a_configured_page_shows_the_reason_at_its_mark_or_before_body_end(
+    tmp_path: Path,
+) -> None:
+    marked = tmp_path / "marked.html"
+    marked.write_text("<html><body><h1>Bad</h1><!--reason--><p>end</p></body></html>")
+    body = error_response(400, {400: marked}, reason="a & b").body
+    assert (
+        body == b'<html><body><h1>Bad</h1><p class="reason">a &amp; b</p><p>end</p></body></html>'
+    )
+    plain = tmp_path / "plain.html"
+    plain.write_text("<html><BODY><h1>Bad</h1></BODY></html>")
+    body = error_response(400, {400: plain}, reason="why").body
+    assert body == b'<html><BODY><h1>Bad</h1><p class="reason">why</p>\n</BODY></html>'
+    fragment = tmp_path / "fragment.html"
+    fragment.write_text("<p>Bad</p>")
+    assert error_response(400, {400: fragment}, reason="why").body.endswith(
+        b'<p>Bad</p><p class="reason">why</p>\n'
+    )
+    # Without a reason the file is served as it is.
+    assert error_response(400, {400: marked}).body == marked.read_bytes()
+
+
+def test_json_errors() -> None:
+    response = error_response(400, None, reason="no file in the upload", as_json=True)
+    assert dict(response.headers)["Content-Type"] == "application/json"
+    assert json.loads(response.body) == {"error": "no file in the upload", "status": 400}
+    assert json.loads(error_response(413, None, as_json=True).body) == {
+        "error": "Content Too Large",
+        "status": 413,
+    }
+
+
+def test_refusal_response_negotiates(tmp_path: Path) -> None:
+    refusal = Refusal(400, "no file in the upload", "detail for the log only")
+    response = refusal_response(refusal, None, "application/json")
+    assert json.loads(response.body)["error"] == "no file in the upload"
+    response = refusal_response(refusal, None, "*/*")
+    assert b"no file in the upload" in response.body and b"detail" not in response.body
+    # A plain HTTPError's detail is never shown.
+    response = refusal_response(HTTPError(404, "/srv/secret/path"), None, "*/*")
+    assert b"/srv/secret" not in response.body
+
+
+BROWSER = (
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
+    "image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"
+)
+FIREFOX = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize(
+    ("accept", "html", "as_json"),
+    [
+        (BROWSER, True, False),
+        (FIREFOX, True, False),
+        ("*/*", False, False),  # curl
+        (None, False, False),
+        ("", False, False),
+        ("application/json", False, True),
+        ("application/json, text/plain, */*", False, True),  # axios
+        ("text/html;q=0.5, application/json", False, True),
+        ("text/html, application/json", True, False),
+        ("text/html;q=0", False, False),
+        ("TEXT/HTML", True, False),
+        ("text/*", False, False),
+        ("application/json;q=0, */*", False, False),
+    ],
+)
+def test_accept_preferences(accept: str | None, html: bool, as_json: bool) -> None:
+    assert prefers_html(accept) is html
+    assert prefers_json(accept) is as_json
