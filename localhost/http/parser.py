@@ -91,12 +91,14 @@ _AUTHORITY_END = "/?#"
 #   chunk-size [ chunk-ext ] CR
 #   chunk-ext     = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
 #   chunk-ext-val = token / quoted-string
-# Each repetition starts with ";", so matching never backtracks far, and the
-# line is at most MAX_CHUNK_LINE bytes.
-_TOKEN_RE = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
-_QUOTED_RE = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+# The pieces' character sets are disjoint (a token never holds whitespace,
+# ";", "=" or a quote), so there is one way to match a line at most, and
+# every quantifier is possessive: a line that does not match fails without
+# backtracking, in time linear in its length (at most MAX_CHUNK_LINE).
+_TOKEN_RE = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]++"
+_QUOTED_RE = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*+"'
 _CHUNK_LINE = re.compile(
-    rb"([0-9A-Fa-f]{1,%d})(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*\r"
+    rb"([0-9A-Fa-f]{1,%d}+)(?:[ \t]*+;[ \t]*+%s(?:[ \t]*+=[ \t]*+(?:%s|%s))?+)*+\r"
     % (MAX_CHUNK_SIZE_DIGITS, _TOKEN_RE, _TOKEN_RE, _QUOTED_RE)
 )
 
