@@ -673,11 +673,18 @@ class _FdTransport(Transport):
     ) -> None:
         if self._state != _OPEN:
             return
+        timer = self._timer
         if seconds is None or callback is None:
-            if self._timer is not None:
-                self._loop.cancel(self._timer)
+            if timer is not None:
+                self._loop.cancel(timer)
             return
-        self._arm(self._loop.now + seconds, callback)
+        # Per request on the keep-alive path: _arm inlined.
+        self._timeout_callback = callback
+        loop = self._loop
+        if timer is None:
+            self._timer = loop.call_at(loop.now + seconds, self._on_timer)
+        else:
+            loop.reschedule(timer, loop.now + seconds)
 
     def _arm(self, when: float, callback: Callable[[], None]) -> None:
         self._timeout_callback = callback

@@ -1064,6 +1064,22 @@ def test_a_write_pipe_with_watermarks_and_write_eof(loop: EventLoop) -> None:
     assert not fd_is_open(write_end)
 
 
+def test_a_file_body_through_a_pipe(loop: EventLoop, tmp_path: Path) -> None:
+    path, content = big_file(tmp_path, 300_000)
+    read_end, write_end = os.pipe()
+    transport = PipeTransport(loop, write_end, Recorder(), mode="w")
+    fd = os.open(path, os.O_RDONLY)
+    transport.write(b"<")
+    transport.write(FileBody(fd, 7, 200_000))
+    transport.write(b">")
+    transport.close()
+    reader = Recorder()
+    PipeTransport(loop, read_end, reader, mode="r")
+    run_until(loop, lambda: "lost" in reader.events)
+    assert bytes(reader.data) == b"<" + content[7:200_007] + b">"
+    assert not fd_is_open(fd)
+
+
 def test_a_write_pipe_whose_reader_is_gone(loop: EventLoop) -> None:
     read_end, write_end = os.pipe()
     protocol = Recorder()
