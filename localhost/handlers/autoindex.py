@@ -57,6 +57,7 @@ table.listing{border-collapse:collapse;width:100%}
 .listing .time{white-space:nowrap;font-variant-numeric:tabular-nums}
 .listing tr:target,.listing tr.new{background:#fff3c4}
 .notice{background:#e6f4ea;border-left:4px solid #2e7d32;padding:.5rem 1rem}
+.reason{background:#fdecea;border-left:4px solid #b3261e;padding:.5rem 1rem;overflow-wrap:anywhere}
 </style>
 """
 

@@ -380,8 +380,8 @@ class UploadHandler:
                 f"<h1>Uploaded to {shown(self.url_folder)}</h1>\n"
                 '<table class="listing">\n<thead><tr><th scope="col">Name</th>'
                 '<th scope="col" class="size">Size</th></tr></thead>\n'
-                f'<tbody>\n{items}</tbody>\n</table>\n<p><a href="{html.escape(folder)}">'
-                "The folder</a></p>\n"
+                f'<tbody>\n{items}</tbody>\n</table>\n<p>Back to <a href="{html.escape(folder)}">'
+                f"{shown(self.url_folder)}</a></p>\n"
             )
             body = page("Uploaded", content, self.directory, self.url_folder)
             content_type = HTML

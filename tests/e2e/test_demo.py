@@ -245,6 +245,32 @@ def test_api_clients_keep_201_created(
     assert (demo_root / "uploads" / name).read_bytes() == b"api"
 
 
+def test_the_upload_answer_escapes_every_name(demo: Server, demo_root: Path) -> None:
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="f"; filename="caf\xe9 <i>&\'q\'.txt"'
+        b"\r\n\r\nlatin-1 name\r\n--B--\r\n"
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=B"}
+    r = requests.post(demo.url("/uploads/"), data=body, headers=headers)
+    assert r.status_code == 201
+    assert r.headers["Location"] == "/uploads/caf%E9%20%3Ci%3E%26%27q%27.txt"
+    assert "<i>" not in r.text and "caf\ufffd &lt;i&gt;&amp;&#x27;q&#x27;.txt" in r.text
+    assert (demo_root / "uploads" / os.fsdecode(b"caf\xe9 <i>&'q'.txt")).is_file()
+    listing = requests.get(demo.url("/uploads/")).text
+    assert 'href="caf%E9%20%3Ci%3E%26%27q%27.txt"' in listing
+    assert "caf\ufffd &lt;i&gt;&amp;&#x27;q&#x27;.txt" in listing
+    r = requests.post(
+        demo.url("/uploads/"),
+        data=body,
+        headers={**headers, "Accept": BROWSER_ACCEPT},
+        allow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert r.headers["Location"] == (
+        "/uploads/?uploaded=caf%E9%20%3Ci%3E%26%27q%27-1.txt#f-caf%E9%20%3Ci%3E%26%27q%27-1.txt"
+    )
+
+
 MULTIPART = "multipart/form-data; boundary=B"
 
 
