@@ -10,6 +10,7 @@ Validators (ETag, Last-Modified), preconditions (304, 412) and byte ranges
 
 from __future__ import annotations
 
+import errno
 import mimetypes
 import os
 import stat
@@ -211,6 +212,12 @@ def filesystem_path(request: Request, location: Location) -> tuple[str, str]:
     return root, real
 
 
+def _stat_error(path: str, exc: OSError) -> HTTPError:
+    """404 for a name no file can have (ENAMETOOLONG, as NGINX), else 403 (EACCES, ELOOP)."""
+    status = 404 if exc.errno == errno.ENAMETOOLONG else 403
+    return HTTPError(status, f"{path}: {exc.strerror}")
+
+
 def _open_file(path: str, request: Request, location: Location) -> Response:
     if location.cgi and os.path.splitext(path)[1] in location.cgi:
         # Never send a script's source as a static file.
@@ -222,7 +229,7 @@ def _open_file(path: str, request: Request, location: Location) -> Response:
     except FileNotFoundError:
         raise HTTPError(404, f"{path} not found") from None
     except OSError as exc:
-        raise HTTPError(403, f"{path}: {exc.strerror}") from None
+        raise _stat_error(path, exc) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -304,7 +311,7 @@ def serve(request: Request, location: Location) -> Response:
     except (FileNotFoundError, NotADirectoryError):
         raise HTTPError(404, f"{path} not found") from None
     except OSError as exc:
-        raise HTTPError(403, f"{path}: {exc.strerror}") from None
+        raise _stat_error(path, exc) from None
     if not stat.S_ISDIR(st.st_mode):
         if request.path.endswith("/"):
             raise HTTPError(404, f"{path} is not a directory")

@@ -47,7 +47,7 @@ from localhost.config import ConfigError, load
 from localhost.config.model import Config
 from localhost.routing import Router
 from localhost.server.listener import Address, ListenError, bind_all
-from localhost.server.worker import Heartbeat, Worker
+from localhost.server.worker import FLUSH_EVERY, Heartbeat, Worker
 
 log = logging.getLogger("localhost")
 
@@ -104,11 +104,17 @@ class Master:
         """Fork the workers and supervise them until stopped; the exit status."""
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         self._new_generation(self.config, self.sockets, self.workers)
+        next_flush = time.monotonic() + FLUSH_EVERY
         try:
             while True:
                 info = signal.sigtimedwait(SIGNALS, TICK)
                 if info is not None:
                     self._on_signal(info.si_signo)
+                if time.monotonic() >= next_flush:
+                    # The master's own lines (started, reloaded, reopened) reach
+                    # the error log within a second, as the workers' do.
+                    flush_error_log()
+                    next_flush = time.monotonic() + FLUSH_EVERY
                 self._reap()
                 if self.stopping is not None:
                     if not any(g.workers for g in self.generations):

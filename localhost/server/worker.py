@@ -334,7 +334,9 @@ class Worker:
     def _beat(self) -> None:
         assert self.heartbeat is not None
         self.heartbeat.beat()
-        self.loop.call_at(time.monotonic() + HEARTBEAT_EVERY, self._beat)
+        # Several beats per worker_timeout, so that a late timer is not a death.
+        interval = min(HEARTBEAT_EVERY, (self.config.worker_timeout or HEARTBEAT_EVERY) / 4)
+        self.loop.call_at(time.monotonic() + interval, self._beat)
 
     def _check_parent(self) -> None:
         if os.getppid() != self.master_pid:

@@ -198,3 +198,9 @@ def test_cgi_script_source_is_never_served(site: Server) -> None:
     r = requests.get(site.url("/cgi-bin/script.py"))
     assert "source code" not in r.text
     assert r.status_code == 502
+
+
+def test_a_name_longer_than_any_file_name_is_404_not_403(site: Server) -> None:
+    # ENAMETOOLONG means no such file can exist (NGINX answers 404 too).
+    assert requests.get(site.url("/" + "a" * 300)).status_code == 404
+    assert requests.get(site.url("/files/" + "b" * 300)).status_code == 404

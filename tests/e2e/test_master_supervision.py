@@ -1,4 +1,4 @@
-"""The master replaces a worker that stops answering its heartbeat (``worker_timeout``)."""
+"""Master supervision: a hung worker is replaced (``worker_timeout``); the master's own log lines are flushed."""
 
 from __future__ import annotations
 
@@ -77,5 +77,20 @@ def test_worker_timeout_0_turns_the_heartbeat_off(tmp_path: Path) -> None:
         os.kill(workers[0], signal.SIGSTOP)
         assert not wait_for(lambda: workers[0] not in live_children(server.process.pid), 2.5)
         os.kill(workers[0], signal.SIGCONT)
+    finally:
+        server.stop()
+
+
+def test_the_master_writes_its_info_lines_within_a_second(tmp_path: Path) -> None:
+    _site(tmp_path)
+    server = start_server("error_log ./error.log info\n" + CONFIG.format(timeout="30s"), tmp_path)
+    try:
+        workers = wait_children(server.process.pid, 2)
+        error_log = tmp_path / "error.log"
+        assert wait_for(
+            lambda: error_log.exists()
+            and all(f"started worker {pid}" in error_log.read_text() for pid in workers),
+            3.0,
+        )
     finally:
         server.stop()
