@@ -78,10 +78,27 @@ def _send_signal(config: Config, name: str) -> int:
         )
         return 1
     try:
-        pid = int(config.pid.read_text().strip())
+        text = config.pid.read_text().strip()
+    except OSError as exc:
+        print(f"localhost: cannot read {config.pid}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if not text.isdigit() or int(text) < 1:
+        print(f"localhost: {config.pid} holds no process id ({text[:40]!r})", file=sys.stderr)
+        return 1
+    pid = int(text)
+    try:
         os.kill(pid, SIGNALS[name])
-    except (OSError, ValueError) as exc:
-        print(f"localhost: cannot signal the server in {config.pid}: {exc}", file=sys.stderr)
+    except ProcessLookupError:
+        print(
+            f"localhost: no process {pid} (from {config.pid}): is the server running?",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as exc:
+        print(
+            f"localhost: cannot signal process {pid} (from {config.pid}): {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -365,6 +365,9 @@ def _cgi(v: _Validator, args: list[Token]) -> tuple[str, str]:
     if "/" in interpreter:
         path = v.path_of(interpreter)
         problem = _path_problem(path, "file")
+        if not problem and not os.access(path, os.X_OK):
+            # Caught here rather than as a 502 on every request.
+            problem = "is not executable"
         if problem:
             where = _resolved_note(interpreter, path)
             v.fail(interpreter, f"CGI interpreter {_q(interpreter)} {problem}{where}")

@@ -216,6 +216,10 @@ def test_a_cgi_interpreter_path_says_what_is_wrong(site: Path) -> None:
     )
     exc = error(site, SERVER.format(location.format("./www")))
     assert exc.message == f'CGI interpreter "./www" is a directory (resolved to {site}/www)'
+    (site / "plain").write_text("#!/bin/sh\n")
+    os.chmod(site / "plain", 0o644)
+    exc = error(site, SERVER.format(location.format("./plain")))
+    assert exc.message == f'CGI interpreter "./plain" is not executable (resolved to {site}/plain)'
 
 
 # -- NGINX names and near misses ------------------------------------------------------
