@@ -104,8 +104,12 @@ def _send_signal(config: Config, name: str) -> int:
 
 
 def _write_pid(path: Path | None) -> None:
+    """Write our PID atomically (a new file renamed over the old), so that
+    ``-s`` never reads a pid file that exists but is still empty."""
     if path is not None:
-        path.write_text(f"{os.getpid()}\n")
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(f"{os.getpid()}\n")
+        os.replace(partial, path)
 
 
 def _remove_pid(path: Path | None) -> None:
