@@ -14,7 +14,7 @@ for tool in siege wrk python3; do
 done
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 dir=$(mktemp -d)
-sed -e "s|port 8080 8081|port $port|" -e "s|port 8080|port $port|" -e "s|\./|$PWD/|g" \
+sed -e "/^pid /d" -e "s|port 8080 8081|port $port|" -e "s|port 8080|port $port|" -e "s|\./|$PWD/|g" \
     -e "s|^client_header_timeout.*|worker_connections 4096|" config.conf > "$dir/stress.conf"
 python3 -m localhost "$dir/stress.conf" >"$dir/access.log" 2>"$dir/server.log" &
 pid=$!
