@@ -37,6 +37,8 @@ def main() -> int:
     text = (REPO / "config.conf").read_text()
     text = text.replace("port 8080 8081", f"port {port}").replace("port 8080", f"port {port}")
     text = text.replace("./", f"{REPO}/")
+    # Its own run must not take over the demo's pid file.
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("pid "))
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "soak.conf"
         config.write_text(text)
