@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from localhost.config.model import IMPLEMENTED_METHODS, Location, ServerBlock
 from localhost.handlers import cgi, session, static
-from localhost.handlers.error_pages import error_response
+from localhost.handlers.error_pages import error_response, prefers_json, refusal_response
 from localhost.handlers.redirect import redirect
 from localhost.http.errors import HTTPError
 from localhost.http.message import Request, Response
@@ -101,7 +101,7 @@ def check(request: Request, server: ServerBlock, location: Location | None) -> R
     """
     limit = location.body_limit if location is not None else server.body_limit
     if limit and request.content_length is not None and request.content_length > limit:
-        return error_response(413, location.error_pages if location else server.error_pages)
+        return too_large(limit, location or server, request)
     if location is None:
         return error_response(404, server.error_pages)
     method = request.method
@@ -155,7 +155,24 @@ def handle(request: Request, location: Location, exchange: Exchange) -> Response
     raise HTTPError(405, f"{method} has no handler here", [("Allow", allow_header(location))])
 
 
-def error_for(exc: HTTPError, location: Location | None, server: ServerBlock | None) -> Response:
-    """The response for an ``HTTPError`` raised while handling a request."""
+def too_large(limit: int, owner: Location | ServerBlock, request: Request) -> Response:
+    """413 naming ``limit`` (bytes), the ``body_limit`` of ``owner``."""
+    return error_response(
+        413,
+        owner.error_pages,
+        reason=f"the request body is larger than the limit here, {limit} bytes",
+        as_json=prefers_json(request.headers.get("accept")),
+    )
+
+
+def error_for(
+    exc: HTTPError,
+    location: Location | None,
+    server: ServerBlock | None,
+    request: Request | None = None,
+) -> Response:
+    """The response for an ``HTTPError`` raised while handling ``request``: the
+    reason of a ``Refusal`` shown, as JSON when the client's Accept prefers it."""
     pages = location.error_pages if location is not None else server.error_pages if server else None
-    return error_response(exc.status, pages, exc.headers)
+    accept = request.headers.get("accept") if request is not None else None
+    return refusal_response(exc, pages, accept)

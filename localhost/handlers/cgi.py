@@ -131,6 +131,22 @@ def find_script(request: Request, location: Location) -> Script | None:
     return None
 
 
+def _origin_form(target: str) -> str:
+    """The path and query of a request-target: an absolute-form target
+    (``http://host/p?q``) without its scheme and authority, as NGINX's
+    ``$request_uri``; an empty path is ``/`` (RFC 9112 §3.2.2)."""
+    if target.startswith("/") or "://" not in target:
+        return target
+    rest = target.split("://", 1)[1]
+    for index, char in enumerate(rest):
+        if char in "/?#":
+            rest = rest[index:]
+            break
+    else:
+        return "/"
+    return rest if rest.startswith("/") else "/" + rest
+
+
 def cgi_environ(
     request: Request,
     script: Script,
@@ -160,7 +176,7 @@ def cgi_environ(
         "SERVER_NAME": server_name.strip("[]"),
         "SERVER_PORT": str(local[1]),
         "REQUEST_METHOD": request.method,
-        "REQUEST_URI": request.target,
+        "REQUEST_URI": _origin_form(request.target),
         "SCRIPT_NAME": script.name,
         "SCRIPT_FILENAME": script.filename,
         "PATH_INFO": script.path_info,

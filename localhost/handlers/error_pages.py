@@ -33,9 +33,6 @@ HTML = "text/html; charset=utf-8"
 JSON = "application/json"
 REASON_MARK = b"<!--reason-->"
 
-# Statuses after which the connection is closed, as NGINX does: the framing
-# of what follows can no longer be trusted.
-CLOSING_STATUSES = frozenset({400, 408, 413, 414, 431, 500, 501, 505})
 
 _cache: dict[Path, tuple[int, int, bytes]] = {}
 _builtin: dict[int, bytes] = {}
@@ -172,7 +169,8 @@ def error_response(
     ``headers`` are added (e.g. ``Allow`` for 405). ``reason`` is shown to
     the client (escaped); ``as_json`` gives ``{"error": ..., "status": ...}``
     instead of a page (the status's reason phrase when ``reason`` is not
-    given). Statuses in ``CLOSING_STATUSES`` ask for the connection to close.
+    given). Whether the connection closes after it is the connection's
+    decision (by where the error came from), not the status's.
     """
     if as_json:
         message = reason if reason is not None else phrase(status)
@@ -191,7 +189,7 @@ def error_response(
         fields = [("Content-Type", HTML)]
     if headers:
         fields.extend(headers)
-    return Response(status, fields, body, close=status in CLOSING_STATUSES)
+    return Response(status, fields, body)
 
 
 def refusal_response(

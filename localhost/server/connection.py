@@ -391,7 +391,8 @@ class Connection:
         owner = self.location if self.location is not None else self.server
         if owner.body_limit and self.body_seen > owner.body_limit:
             self.pending = None
-            response = error_response(413, owner.error_pages)
+            assert self.request is not None
+            response = handlers.too_large(owner.body_limit, owner, self.request)
             response.close = True  # the rest of the body is left unread
             self.send(response)
             return
@@ -494,7 +495,7 @@ class Connection:
         """The answer to an ``HTTPError`` raised while handling a well-framed
         request: it closes the connection only for a 500 (as NGINX does);
         otherwise ``_keep_alive`` decides by whether the body was read."""
-        response = handlers.error_for(exc, location, self.server)
+        response = handlers.error_for(exc, location, self.server, self.request)
         response.close = exc.status == 500
         return response
 

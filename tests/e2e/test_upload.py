@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import socket
@@ -376,3 +377,34 @@ def test_nothing_is_uploaded_where_cgi_runs_scripts(site: Server, root: Path) ->
     r = requests.post(site.url("/uploads/sub/"), files={"file": ("tool.py", SCRIPT)})
     assert r.status_code == 201
     assert (root / "uploads" / "sub" / "tool.py").read_bytes() == SCRIPT
+
+
+def test_a_refusal_before_the_body_says_why(site: Server) -> None:
+    r = requests.post(
+        site.url("/uploads/"),
+        data=b"--x\r\n",
+        headers={"Content-Type": "multipart/form-data", "Accept": "application/json"},
+    )
+    assert r.status_code == 400
+    assert r.json() == {"error": "multipart/form-data without a boundary", "status": 400}
+    r = requests.post(
+        site.url("/uploads/"), data=b"--x\r\n", headers={"Content-Type": "multipart/form-data"}
+    )
+    assert r.status_code == 400
+    assert "multipart/form-data without a boundary" in r.text
+
+
+def test_a_body_over_the_limit_names_the_limit(site: Server) -> None:
+    # /uploads has body_limit 8M: the 413 says so, before any body byte is read.
+    with site.connect() as sock:
+        sock.sendall(
+            b"POST /uploads/big.bin HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n"
+            b"Content-Length: 9000000\r\n\r\n"
+        )
+        answer = read_all(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 Content Too Large\r\n")
+    assert json.loads(body) == {
+        "error": "the request body is larger than the limit here, 8388608 bytes",
+        "status": 413,
+    }

@@ -255,3 +255,13 @@ def test_header_size_is_bounded_at_64_kib(split: bool) -> None:
             continue
         assert fits, size
         assert parser.head is not None and body == b"body"
+
+
+def test_request_uri_of_an_absolute_form_target_is_its_path_and_query() -> None:
+    # As NGINX's $request_uri: a proxy-style target loses its scheme and authority.
+    from localhost.handlers.cgi import _origin_form
+
+    assert _origin_form("http://example.test:8080/cgi-bin/env.py?x=1") == "/cgi-bin/env.py?x=1"
+    assert _origin_form("http://example.test?x=1") == "/?x=1"
+    assert _origin_form("http://example.test") == "/"
+    assert _origin_form("/plain?y") == "/plain?y"
