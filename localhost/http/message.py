@@ -10,13 +10,13 @@ header section (RFC 9112 §4, §5), with ``Date`` (RFC 9110 §6.6.1) and
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from email.utils import formatdate
 from http import HTTPStatus
 
 from localhost import SERVER_SOFTWARE
+from localhost.io.body import FileBody as FileBody  # re-exported: handlers build bodies
 
 
 class Headers:
@@ -130,27 +130,6 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target} {self.version}>"
-
-
-class FileBody:
-    """A region of an open file to send with ``os.sendfile``.
-
-    ``fd`` belongs to the body: whoever sends it closes it (``close``).
-    ``offset`` and ``count`` are in bytes.
-    """
-
-    __slots__ = ("fd", "offset", "count")
-
-    def __init__(self, fd: int, offset: int, count: int) -> None:
-        self.fd = fd
-        self.offset = offset
-        self.count = count
-
-    def close(self) -> None:
-        """Close the file; safe to call twice."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 class Response:

@@ -654,12 +654,12 @@ class Connection:
                     item.close()
                     out.popleft()
                 else:
-                    sent = self.sock.send(item)  # type: ignore[arg-type]
+                    sent = self.sock.send(item)
                     self.out_bytes -= sent
-                    if sent == len(item):  # type: ignore[arg-type]
+                    if sent == len(item):
                         out.popleft()
                     else:
-                        out[0] = memoryview(item)[sent:]  # type: ignore[arg-type]
+                        out[0] = memoryview(item)[sent:]
                         break
         except (BlockingIOError, InterruptedError):
             pass
