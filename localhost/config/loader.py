@@ -20,12 +20,15 @@ files read as LF files. A UTF-8 byte-order mark at the start is skipped.
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
 import ipaddress
 import math
 import os
 import re
 import shutil
 import stat
+import sys
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -429,6 +432,106 @@ def _url(v: _Validator, args: list[Token]) -> str:
     return str(url)
 
 
+# -- the protocol directive (non-HTTP server blocks) ---------------------------
+#
+# ``protocol http|echo|MODULE:CLASS``. A user's class is imported here, at
+# load, so that a missing module or class stops the server at start with
+# the directive's position; the class is kept in ``ServerBlock.protocol_class``
+# (``localhost.server.protocols`` turns it into a connection factory).
+
+#: What a server block with a protocol other than HTTP may contain; every other
+#: directive, and any location block, is about HTTP and is an error there.
+PROTOCOL_DIRECTIVES = frozenset({"host", "port", "protocol", "keepalive_timeout"})
+
+#: The asyncio.Protocol methods a transport calls; a protocol class needs them all
+#: (subclassing ``localhost.Protocol`` or ``asyncio.Protocol`` gives them defaults).
+PROTOCOL_METHODS = (
+    "connection_made",
+    "data_received",
+    "eof_received",
+    "connection_lost",
+    "pause_writing",
+    "resume_writing",
+)
+
+
+def _dotted(text: str) -> bool:
+    return all(part.isidentifier() for part in text.split("."))
+
+
+def _protocol(v: _Validator, args: list[Token]) -> tuple[str | None, Any]:
+    """``(protocol, class)``: ``(None, None)`` for http, ``("echo", None)``, or
+    ``("MODULE:CLASS", the class)``, imported with the config's folder first on
+    ``sys.path`` (then ``PYTHONPATH`` and the rest, as Python has them)."""
+    token = args[0]
+    text = str(token)
+    if text == "http":
+        return None, None
+    if text == "echo":
+        return "echo", None
+    module_name, colon, attribute = text.partition(":")
+    if not colon or not _dotted(module_name) or not _dotted(attribute):
+        v.fail(
+            token,
+            f"unknown protocol {_q(token)} "
+            "(expected http, echo or MODULE:CLASS, e.g. protocol upper:Upper)",
+        )
+    folder = _resolved(v.base)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    shown = _q(text)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or module_name
+        if module_name == missing or module_name.startswith(missing + "."):
+            v.fail(
+                token,
+                f'protocol {shown}: no module named "{_printable(missing)}" '
+                f"(searched {_printable(folder)} and the Python path)",
+            )
+        v.fail(token, f'protocol {shown}: importing "{module_name}" failed: {exc}')
+    except (Exception, SystemExit) as exc:
+        v.fail(
+            token,
+            f'protocol {shown}: importing "{module_name}" failed: {type(exc).__name__}: {exc}',
+        )
+    found: Any = module
+    for part in attribute.split("."):
+        if not hasattr(found, part):
+            where = getattr(module, "__file__", None) or module_name
+            known = [name for name in dir(found) if not name.startswith("_")]
+            close = difflib.get_close_matches(part, known, n=1)
+            hint = f'; did you mean "{close[0]}"?' if close else ""
+            v.fail(
+                token,
+                f'protocol {shown}: "{part}" not found in {_printable(str(where))}{hint}',
+            )
+        found = getattr(found, part)
+    if not isinstance(found, type):
+        v.fail(token, f'protocol {shown}: "{attribute}" is a {type(found).__name__}, not a class')
+    try:
+        inspect.signature(found).bind()
+    except TypeError as exc:
+        v.fail(
+            token,
+            f"protocol {shown}: the class must be callable with no arguments "
+            f"(one object per connection): {exc}",
+        )
+    except ValueError:  # no signature to inspect (a class made in C): trust it
+        pass
+    missing_methods = [
+        name for name in PROTOCOL_METHODS if not callable(getattr(found, name, None))
+    ]
+    if missing_methods:
+        v.fail(
+            token,
+            f"protocol {shown}: the class has no {', '.join(missing_methods)} "
+            "(subclass localhost.Protocol or asyncio.Protocol)",
+        )
+    return text, found
+
+
 @dataclass(frozen=True)
 class Directive:
     """One row of the directive table."""
@@ -489,6 +592,7 @@ DIRECTIVES: dict[str, Directive] = {
     ),
     "keepalive_timeout": Directive((MAIN, SERVER), 1, 1, _time, syntax="keepalive_timeout TIME"),
     "send_timeout": Directive((MAIN, SERVER), 1, 1, _time, syntax="send_timeout TIME"),
+    "protocol": Directive((SERVER,), 1, 1, _protocol, syntax="protocol http|echo|MODULE:CLASS"),
 }
 
 BLOCKS: dict[str, tuple[str, ...]] = {"server": (MAIN,), "location": (SERVER,)}
@@ -514,6 +618,8 @@ class _Validator:
         self.lines = text.split("\n")
         self.warnings: list[ConfigWarning] = []
         self.name = ""  # the directive being converted, for messages
+        # The protocol directive: (host, port) -> (protocol, where it was set).
+        self.listen_protocols: dict[tuple[str, int], tuple[str | None, Token]] = {}
 
     def source(self, line: int) -> str:
         """Line ``line`` (from 1) as shown under a message, without its CR."""
@@ -665,6 +771,7 @@ class _Validator:
                         f"(first at line {first.line})",
                     )
                 addresses[(host, port)] = token
+        protocol, protocol_class = self.server_protocol(block, scope, children, addresses)
         names = [pair for names, _ in scope.lists.get("server_name", []) for pair in names]
         body_limit = _inherit("body_limit", DEFAULT_BODY_LIMIT, scope, main)
         error_pages = _pages(main, scope)
@@ -696,8 +803,81 @@ class _Validator:
             error_pages=error_pages,
             access_log=_inherit("access_log", STDOUT, scope, main),
             line=block.name.line or 0,
+            protocol=protocol,
+            protocol_class=protocol_class,
         )
         return server, [token for _, token in names]
+
+    # -- the protocol directive ---------------------------------------------
+
+    def server_protocol(
+        self,
+        block: _Statement,
+        scope: _Scope,
+        children: list[_Statement],
+        addresses: dict[tuple[str, int], Token],
+    ) -> tuple[str | None, Any]:
+        """A server block's ``(protocol, class)`` (None for HTTP), checked.
+
+        A non-HTTP block holds only ``PROTOCOL_DIRECTIVES``: the first other
+        directive or block in it is an error. Every listen address speaks one
+        protocol: a block that disagrees with an earlier one on the same
+        address is an error naming both, and so is a second non-HTTP block
+        on one address (it would never be used: there is no Host to choose by).
+        """
+        entry = scope.values.get("protocol")
+        protocol, protocol_class = entry[0] if entry is not None else (None, None)
+        if protocol is not None:
+            assert entry is not None
+            stray = [
+                token
+                for name, (_, token) in scope.values.items()
+                if name not in PROTOCOL_DIRECTIVES
+            ]
+            stray += [
+                token
+                for name, items in scope.lists.items()
+                if name not in PROTOCOL_DIRECTIVES
+                for _, token in items
+            ]
+            stray += [child.name for child in children]
+            if stray:
+                first = min(stray, key=lambda t: (t.line or 0, t.column or 0))
+                kind = "block" if any(first is child.name for child in children) else "directive"
+                self.fail(
+                    first,
+                    f'"{first}" {kind} is not allowed in a server block with '
+                    f'"protocol {_printable(protocol)}" (line {entry[1].line}): it applies to '
+                    f"HTTP only",
+                    notes=(self.note(entry[1], "the protocol is set here"),),
+                )
+        for address, port_token in addresses.items():
+            where = entry[1] if entry is not None else port_token
+            earlier = self.listen_protocols.get(address)
+            if earlier is None:
+                self.listen_protocols[address] = (protocol, where)
+                continue
+            other, other_token = earlier
+            shown = _addr(*address)
+            if other != protocol:
+                mine = "HTTP" if protocol is None else f'"{_printable(protocol)}"'
+                theirs = "HTTP" if other is None else f'"{_printable(other)}"'
+                self.fail(
+                    where,
+                    f"server blocks on {shown} disagree on the protocol: {mine} here, "
+                    f"{theirs} at line {other_token.line} (one listen address speaks one "
+                    "protocol)",
+                    notes=(self.note(other_token, f"{theirs} on {shown} here"),),
+                )
+            if protocol is not None:
+                self.fail(
+                    where,
+                    f'a second server block with "protocol {_printable(protocol)}" on {shown} '
+                    f"(first at line {other_token.line}): it would never be used, a non-HTTP "
+                    "address has one server block",
+                    notes=(self.note(other_token, "the first one"),),
+                )
+        return protocol, protocol_class
 
     def location(self, block: _Statement, server: _Scope, main: _Scope) -> Location:
         if len(block.args) != 1:

@@ -10,7 +10,7 @@ was written in the location, its server block or the top level. The loader
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -112,6 +112,9 @@ class ServerBlock:
     ``addresses`` are the ``(host, port)`` pairs it listens on;
     ``server_names`` are lower-case, compared with the request's Host.
     ``locations`` are sorted longest prefix first, ready for matching.
+    A block with a ``protocol`` other than HTTP has no locations and no
+    server names: its connections go to ``protocol`` (see
+    ``localhost.server.protocols``).
     """
 
     addresses: tuple[tuple[str, int], ...]
@@ -122,6 +125,12 @@ class ServerBlock:
     error_pages: Mapping[int, Path] = field(default_factory=_empty)
     access_log: str | None = STDOUT
     line: int = 0
+    # -- the protocol directive (None = HTTP/1.1) --
+    #: ``"echo"`` (RFC 862) or ``"MODULE:CLASS"`` as written; None for HTTP.
+    protocol: str | None = None
+    #: For ``MODULE:CLASS``: the class (any zero-argument callable returning a
+    #: protocol), imported when the configuration was loaded.
+    protocol_class: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
