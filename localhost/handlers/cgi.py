@@ -5,15 +5,17 @@ A location with ``cgi .EXT INTERPRETER`` runs files with that extension as
 own. The request body is taken as it arrives into a spool (memory, then a
 temporary file past ``SPOOL_MEMORY`` bytes), so that CONTENT_LENGTH is the
 decoded length even for a chunked body; when the body is complete the script
-starts and the spool is written to its stdin through a non-blocking pipe
-watched by the same epoll, then stdin is closed. stdout is read through
-epoll into the sans-IO ``CGIResponseParser`` and streamed to the client as
-it arrives (paused while the client is slower than the script); stderr goes
-to the error log under the script's name.
+starts and the spool is written to its stdin through a ``PipeTransport``
+(paused above its high watermark), then stdin is closed. stdout is read
+through another ``PipeTransport`` into the sans-IO ``CGIResponseParser`` and
+streamed to the client as it arrives (its reading paused while the client is
+slower than the script); stderr goes to the error log under the script's
+name. No descriptor is registered with the loop by this module.
 
-At most ``MAX_RUNNING`` scripts run at once in a worker; a request past
-that waits in a queue (in arrival order) for a running script to exit, so a
-burst of clients makes a queue rather than thousands of interpreters.
+At most ``Limits.cgi_max_running`` scripts run at once in a worker (the
+``CGIPool`` of its ``Services``); a request past that waits in a queue (in
+arrival order) for a running script to exit, so a burst of clients makes a
+queue rather than thousands of interpreters.
 
 Failures: no complete header, or a malformed one → 502; ``cgi_timeout``
 → SIGKILL to the process group and 504 (or a dropped connection once the
@@ -32,49 +34,61 @@ import subprocess
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from localhost import SERVER_SOFTWARE
-from localhost.config.model import Location
+from localhost.config.model import IMPLEMENTED_METHODS, Location
+from localhost.handlers.base import BodyPolicy, Exchange, Handler, HandlerSpec
 from localhost.handlers.cgi_response import CGIError, CGIResponseParser
 from localhost.handlers.error_pages import error_response
-from localhost.handlers.static import inside, real_root
+from localhost.handlers.static import inside
 from localhost.http.errors import HTTPError
 from localhost.http.message import Request, Response
+from localhost.io import PipeTransport, Protocol, Transport
+from localhost.limits import LIMITS, Limits
 from localhost.routing import split_host
-from localhost.server.loop import EPOLLIN, EPOLLOUT, Timer
 
 if TYPE_CHECKING:
-    from localhost.handlers import Exchange
+    from localhost.server.loop import EventLoop, Timer
 
 log = logging.getLogger("localhost")
 
-SPOOL_MEMORY = 64 * 1024  # bytes of request body kept in memory before a temporary file
-PIPE_CHUNK = 64 * 1024  # bytes per read from stdout / write to stdin
-MAX_STDERR_LOG = 64 * 1024  # bytes of a run's stderr that reach the log
-# Scripts one worker runs at once: each is an interpreter process (about
-# 10 MiB for Python), and past a few per core they only compete for the CPU.
-MAX_RUNNING = max(16, 4 * (os.cpu_count() or 1))
-
-_running = 0  # scripts of this worker started and not yet reaped
-_waiting: deque[CGIHandler] = deque()  # complete requests waiting for a slot
 # Fields that must never become HTTP_* variables: httpoxy (CVE-2016-5385), and
 # the body fields, which are CONTENT_LENGTH and CONTENT_TYPE instead.
 _SKIPPED_FIELDS = frozenset({"proxy", "content-length", "content-type"})
 
 
-def _start_waiting() -> None:
-    """Start queued scripts while there are free slots (their clients may have gone)."""
-    while _waiting and _running < MAX_RUNNING:
-        handler = _waiting.popleft()
-        if handler.finished:
-            continue
-        try:
-            handler._spawn()
-        except HTTPError as exc:
-            handler.finished = True
-            handler.exchange.send(error_response(exc.status, handler.location.error_pages))
+class CGIPool:
+    """The scripts of one worker (``Services.cgi``): how many run, and the
+    complete requests waiting for a slot, in arrival order."""
+
+    __slots__ = ("limits", "running", "waiting")
+
+    def __init__(self, limits: Limits = LIMITS) -> None:
+        self.limits = limits
+        self.running = 0  # started and not yet reaped
+        self.waiting: deque[CGIHandler] = deque()
+
+    @property
+    def full(self) -> bool:
+        """Whether a new script must wait for a running one to exit."""
+        return self.running >= self.limits.cgi_max_running
+
+    def exited(self) -> None:
+        """A script was reaped: start queued ones while there are free slots
+        (their clients may have gone)."""
+        self.running -= 1
+        while self.waiting and not self.full:
+            handler = self.waiting.popleft()
+            if handler.finished:
+                continue
+            try:
+                handler._spawn()
+            except HTTPError as exc:
+                handler.finished = True
+                handler.exchange.send(error_response(exc.status, handler.location.error_pages))
 
 
 @dataclass(frozen=True)
@@ -100,7 +114,7 @@ def find_script(request: Request, location: Location) -> Script | None:
     ``HTTPError(403)`` when the script resolves outside the root.
     """
     assert location.root is not None
-    root = real_root(location.root)
+    root = os.path.realpath(location.root)
     path = request.path
     base = len(location.prefix) if location.alias and location.prefix != "/" else 0
     current = root
@@ -205,32 +219,91 @@ def cgi_environ(
     return env
 
 
-def _read(fd: int) -> bytes | None:
-    """A chunk from a non-blocking pipe: ``None`` when nothing is ready, ``b""`` at its end."""
-    try:
-        return os.read(fd, PIPE_CHUNK)
-    except (BlockingIOError, InterruptedError):
-        return None
-    except OSError:
-        return b""
+class _Pipe(Protocol):
+    """The protocol of one of a script's pipes: calls back into its handler."""
+
+    __slots__ = ("on_data", "on_eof", "on_lost", "on_resume")
+
+    def __init__(
+        self,
+        on_data: Callable[[bytes], None] | None = None,
+        on_eof: Callable[[], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
+        on_resume: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.on_data = on_data
+        self.on_eof = on_eof
+        self.on_lost = on_lost
+        self.on_resume = on_resume
+
+    def data_received(self, data: bytes) -> None:
+        if self.on_data is not None:
+            self.on_data(data)
+
+    def eof_received(self) -> None:
+        if self.on_eof is not None:
+            self.on_eof()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        on_lost, self.on_lost = self.on_lost, None
+        self.on_data = self.on_eof = self.on_resume = None
+        if on_lost is not None:
+            on_lost()
+
+    def resume_writing(self) -> None:
+        if self.on_resume is not None:
+            self.on_resume()
 
 
-class CGIHandler:
+class CGIHandler(Handler):
     """One CGI run: spool the body, start the script, stream its answer."""
 
-    def __init__(self, request: Request, location: Location, exchange: Exchange, script: Script):
-        self.request = request
-        self.location = location
+    __slots__ = (
+        "request",
+        "location",
+        "script",
+        "loop",
+        "pool",
+        "limits",
+        "spool",
+        "body_length",
+        "process",
+        "stdin",
+        "stdout",
+        "stderr",
+        "parser",
+        "started",
+        "finished",
+        "paused",
+        "sent",
+        "stderr_logged",
+        "timer",
+        "kill_reason",
+    )
+
+    def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
+        request = self.request = exchange.request
+        location = exchange.location
+        assert location is not None
+        self.location = location
+        script = find_script(request, location)
+        if script is None:
+            # Never an upload where scripts run: the file could be one.
+            raise HTTPError(404, f"no CGI script at {request.path}")
         self.script = script
-        self.loop = exchange.loop
-        self.spool = tempfile.SpooledTemporaryFile(SPOOL_MEMORY)  # noqa: SIM115 - closed in close()
+        self.loop: EventLoop = exchange.loop
+        services = exchange.services
+        self.pool = services.cgi
+        self.limits = services.limits
+        self.spool = tempfile.SpooledTemporaryFile(self.limits.cgi_spool_memory_bytes)  # noqa: SIM115
         self.body_length = 0
         self.process: subprocess.Popen[bytes] | None = None
-        self.stdin_fd = -1
-        self.stdout_fd = -1
-        self.stderr_fd = -1
-        self.pending_in = b""
+        self.stdin: Transport | None = None
+        self.stdout: Transport | None = None
+        self.stderr: Transport | None = None
         self.parser = CGIResponseParser()
         self.started = False  # the response head went out
         self.finished = False  # the exchange is done with (answered or dropped)
@@ -243,19 +316,23 @@ class CGIHandler:
 
     # -- request body -------------------------------------------------------
 
-    def body_data(self, data: bytes) -> None:
+    def on_head(self) -> BodyPolicy:
+        return BodyPolicy.STREAM
+
+    def on_body(self, data: bytes) -> bool:
         self.spool.write(data)
         self.body_length += len(data)
+        return True
 
-    def body_end(self) -> None:
-        """Start the script, or queue it while ``MAX_RUNNING`` others run.
+    def on_body_end(self) -> None:
+        """Start the script, or queue it while the pool is full.
 
         Raises ``HTTPError(502)`` if it cannot be started.
         """
-        if _running >= MAX_RUNNING:
+        if self.pool.full:
             # Waiting counts against cgi_timeout too: a queue behind hung
             # scripts ends in 504, not in a connection held forever.
-            _waiting.append(self)
+            self.pool.waiting.append(self)
             self.timer = self.loop.call_at(
                 time.monotonic() + self.location.cgi_timeout, self._on_timeout
             )
@@ -263,18 +340,16 @@ class CGIHandler:
         self._spawn()
 
     def _spawn(self) -> None:
-        global _running
         if self.timer is not None:  # the wait in the queue is over
             self.loop.cancel(self.timer, forget=True)
             self.timer = None
-        has_body = self.request.has_body
         exchange = self.exchange
         env = cgi_environ(
             self.request,
             self.script,
             exchange.local,
             exchange.peer,
-            self.body_length if has_body else None,
+            self.body_length if self.request.has_body else None,
             exchange.session,
             exchange.server.server_names,
         )
@@ -292,52 +367,57 @@ class CGIHandler:
         except OSError as exc:
             log.error("CGI %s could not start: %s", self.script.name, exc)
             raise HTTPError(502, f"CGI could not start: {exc}") from None
-        _running += 1
+        self.pool.running += 1
         process = self.process
         assert process.stdout is not None and process.stderr is not None
-        self.stdout_fd = process.stdout.fileno()
-        self.stderr_fd = process.stderr.fileno()
-        os.set_blocking(self.stdout_fd, False)
-        os.set_blocking(self.stderr_fd, False)
-        self.loop.register(self.stdout_fd, EPOLLIN, self._on_stdout)
-        self.loop.register(self.stderr_fd, EPOLLIN, self._on_stderr)
+        loop = self.loop
+        self.stdout = PipeTransport(
+            loop,
+            process.stdout,
+            _Pipe(self._on_stdout, self._on_stdout_end, self._stdout_lost),
+            mode="r",
+        )
+        self.stderr = PipeTransport(
+            loop, process.stderr, _Pipe(self._on_stderr, None, self._stderr_lost), mode="r"
+        )
         if process.stdin is not None:
-            self.stdin_fd = process.stdin.fileno()
-            os.set_blocking(self.stdin_fd, False)
             self.spool.seek(0)
-            self.loop.register(self.stdin_fd, EPOLLOUT, self._on_stdin)
+            self.stdin = PipeTransport(
+                loop,
+                process.stdin,
+                _Pipe(on_lost=self._stdin_lost, on_resume=self._feed_stdin),
+                mode="w",
+            )
+            self._feed_stdin()
         else:
             self.spool.close()
-        self.timer = self.loop.call_at(
-            time.monotonic() + self.location.cgi_timeout, self._on_timeout
-        )
-        self.loop.watch_child(process, self._on_exit)
+        self.timer = loop.call_at(time.monotonic() + self.location.cgi_timeout, self._on_timeout)
+        loop.watch_child(process, self._on_exit)
 
     # -- pipes --------------------------------------------------------------
 
-    def _on_stdin(self, _mask: int) -> None:
-        while True:
-            if not self.pending_in:
-                self.pending_in = self.spool.read(PIPE_CHUNK)
-                if not self.pending_in:
-                    self._close_stdin()  # EOF for the script
-                    return
-            try:
-                written = os.write(self.stdin_fd, self.pending_in)
-            except (BlockingIOError, InterruptedError):
+    def _feed_stdin(self) -> None:
+        """Write the spooled body to stdin until the pipe's buffer is full (its
+        ``resume_writing`` calls this again), then close it: EOF for the script."""
+        stdin = self.stdin
+        chunk = self.limits.cgi_pipe_chunk_bytes
+        while stdin is not None and not stdin.is_closing():
+            if stdin.get_write_buffer_size() > stdin.get_write_buffer_limits()[1]:
                 return
-            except OSError:
-                # The script exited or closed stdin without reading it all.
-                self._close_stdin()
+            data = self.spool.read(chunk)
+            if not data:
+                stdin.close()  # once what is queued is written
+                self.spool.close()
                 return
-            self.pending_in = self.pending_in[written:]
+            stdin.write(data)
 
-    def _on_stdout(self, _mask: int) -> None:
-        data = _read(self.stdout_fd)
-        if data is None:
-            return
-        if not data:
-            self._on_stdout_end()
+    def _stdin_lost(self) -> None:
+        # The script read everything, or exited or closed stdin without reading it all.
+        self.stdin = None
+        self.spool.close()
+
+    def _on_stdout(self, data: bytes) -> None:
+        if self.finished:
             return
         if self.started:
             self._write(data)
@@ -357,7 +437,7 @@ class CGIHandler:
             self.exchange.internal_redirect(head.local_redirect)
             return
         self.started = True
-        self.exchange.start_response(Response(head.status, head.fields), head.content_length)
+        self.exchange.start(Response(head.status, head.fields), head.content_length)
         if body:
             self._write(body)
 
@@ -366,17 +446,19 @@ class CGIHandler:
         if limit is not None:
             data = data[: max(limit - self.sent, 0)]
         self.sent += len(data)
-        if not self.exchange.write(data) and not self.paused and self.stdout_fd >= 0:
+        if not self.exchange.write(data) and not self.paused and self.stdout is not None:
             self.paused = True
-            self.loop.modify(self.stdout_fd, 0)
+            self.stdout.pause_reading()
 
-    def output_drained(self) -> None:
-        if self.paused and self.stdout_fd >= 0:
+    def on_writable(self) -> None:
+        if self.paused:
             self.paused = False
-            self.loop.modify(self.stdout_fd, EPOLLIN)
+            if self.stdout is not None:
+                self.stdout.resume_reading()
 
     def _on_stdout_end(self) -> None:
-        self._close_fd("stdout_fd")
+        if self.finished:
+            return
         head = self.parser.head
         if head is None:
             status = self.process.poll() if self.process else None
@@ -394,27 +476,25 @@ class CGIHandler:
             return
         self.finished = True
         self.exchange.finish()
+
+    def _stdout_lost(self) -> None:
+        self.stdout = None
         self._maybe_done()
 
-    def _on_stderr(self, _mask: int) -> None:
-        data = _read(self.stderr_fd)
-        if data is None:
-            return
-        if not data:
-            self._close_fd("stderr_fd")
-            self._maybe_done()
-            return
-        if self.stderr_logged < MAX_STDERR_LOG:
+    def _on_stderr(self, data: bytes) -> None:
+        if self.stderr_logged < self.limits.cgi_max_stderr_log_bytes:
             self.stderr_logged += len(data)
             for line in data.decode("utf-8", "replace").splitlines():
                 if line.strip():
                     log.warning("CGI %s: %s", self.script.name, line)
 
+    def _stderr_lost(self) -> None:
+        self.stderr = None
+        self._maybe_done()
+
     # -- ending -------------------------------------------------------------
 
     def _on_exit(self, returncode: int) -> None:
-        global _running
-        _running -= 1
         if self.kill_reason:
             # Not a fault of the script: a client leaving mid-run is ordinary
             # (a siege run ends with dozens), and a timeout was logged already.
@@ -422,15 +502,15 @@ class CGIHandler:
         elif returncode != 0:
             log.warning("CGI %s exited with status %d", self.script.name, returncode)
         self._maybe_done()
-        _start_waiting()
+        self.pool.exited()
 
     def _maybe_done(self) -> None:
         """Once the answer is out and the process and its pipes are gone, stop the timer."""
         process = self.process
         if (
             self.finished
-            and self.stdout_fd < 0
-            and self.stderr_fd < 0
+            and self.stdout is None
+            and self.stderr is None
             and (process is None or process.returncode is not None)
             and self.timer is not None
         ):
@@ -470,34 +550,17 @@ class CGIHandler:
             except PermissionError:
                 process.kill()
 
-    def _close_stdin(self) -> None:
-        self._close_fd("stdin_fd")
-        self.pending_in = b""
-        self.spool.close()
-
-    def _close_fd(self, name: str) -> None:
-        fd = getattr(self, name)
-        if fd >= 0:
-            self.loop.unregister(fd)
-            setattr(self, name, -1)
-            process = self.process
-            if process is not None:
-                stream = {
-                    "stdin_fd": process.stdin,
-                    "stdout_fd": process.stdout,
-                    "stderr_fd": process.stderr,
-                }[name]
-                if stream is not None:
-                    stream.close()
-
     def _release(self) -> None:
-        self._close_stdin()
-        self._close_fd("stdout_fd")
-        self._close_fd("stderr_fd")
+        """Drop the pipes (their protocols report back) and the spool."""
+        for transport in (self.stdin, self.stdout, self.stderr):
+            if transport is not None:
+                transport.abort()
+        self.stdin = self.stdout = self.stderr = None
+        self.spool.close()
         self._maybe_done()
 
-    def close(self) -> None:
-        """The connection is done with this request (or gone): stop the script."""
+    def on_abort(self, reason: str) -> None:
+        """The exchange ends without this run's answer (or after it): stop the script."""
         if not self.finished:
             self.finished = True
             self._kill("its connection closed before the answer was complete")
@@ -505,3 +568,17 @@ class CGIHandler:
         if self.timer is not None and (self.process is None or self.process.returncode is not None):
             self.loop.cancel(self.timer, forget=True)
             self.timer = None
+
+
+def _select(request: Request, location: Location) -> bool:
+    """CGI answers a path naming a script, and every POST (404 without a script:
+    never an upload where scripts run)."""
+    return request.method == "POST" or find_script(request, location) is not None
+
+
+def _methods(location: Location) -> frozenset[str]:
+    return IMPLEMENTED_METHODS if location.cgi else frozenset()
+
+
+#: Scripts with a ``cgi`` extension under the location's root, any method.
+SPEC = HandlerSpec("cgi", _methods, CGIHandler, priority=200, select=_select)

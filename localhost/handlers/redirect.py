@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 
+from localhost.config.model import Location
+from localhost.handlers.base import ALL_METHODS, Exchange, HandlerSpec, function_handler
 from localhost.http.message import Response
 
 
@@ -15,3 +17,27 @@ def redirect(url: str, status: int = 301) -> Response:
         f'<body><h1>Moved</h1><p><a href="{link}">{link}</a></p></body></html>\n'
     ).encode()
     return Response(status, [("Location", url), ("Content-Type", "text/html; charset=utf-8")], body)
+
+
+def _answer(exchange: Exchange) -> Response:
+    location = exchange.location
+    assert location is not None and location.redirect is not None
+    return redirect(location.redirect)
+
+
+def _is_redirect(location: Location) -> bool:
+    return location.redirect is not None
+
+
+def _methods(location: Location) -> frozenset[str]:
+    return ALL_METHODS if location.redirect is not None else frozenset()
+
+
+#: A location with ``redirect`` answers every request with it, ignoring the body.
+SPEC = HandlerSpec(
+    "redirect",
+    _methods,
+    function_handler(_answer, ignore_body=True, name="RedirectHandler"),
+    priority=100,
+    exclusive=_is_redirect,
+)

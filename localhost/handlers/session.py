@@ -15,12 +15,12 @@ from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING
 
 from localhost.config.model import Location
+from localhost.handlers.base import Exchange, HandlerSpec, function_handler
 from localhost.http.errors import HTTPError
 from localhost.http.message import Request, Response
-from localhost.sessions import SessionStore
 
 if TYPE_CHECKING:
-    from localhost.handlers import Exchange
+    from localhost.sessions import SessionStore
 
 COOKIE = "LOCALHOST_SESSION"
 
@@ -75,13 +75,13 @@ def _iso(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-def handle(
-    request: Request, location: Location, exchange: Exchange, store: SessionStore
-) -> Response:
+def handle(exchange: Exchange) -> Response:
     """GET/HEAD: the session as JSON, counting the visit; DELETE: end it (204).
 
     Raises ``HTTPError(405)`` for other methods.
     """
+    request = exchange.request
+    store = exchange.services.session_store()
     session_id = exchange.session
     if request.method == "DELETE":
         if session_id is not None:
@@ -105,3 +105,25 @@ def handle(
     ).encode()
     headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
     return Response(200, headers, body + b"\n")
+
+
+_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+
+
+def _is_handler(location: Location) -> bool:
+    return location.session_handler
+
+
+def _methods(location: Location) -> frozenset[str]:
+    return _METHODS if location.session_handler else frozenset()
+
+
+#: ``session on`` without a root: the session handler answers the location
+#: (OPTIONS, asked before it, still answers with Allow).
+SPEC = HandlerSpec(
+    "session",
+    _methods,
+    function_handler(handle, name="SessionHandler"),
+    priority=400,
+    exclusive=_is_handler,
+)

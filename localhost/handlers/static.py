@@ -20,10 +20,12 @@ from urllib.parse import quote
 
 from localhost.config.model import Location
 from localhost.handlers import autoindex
+from localhost.handlers.base import Exchange, HandlerSpec, function_handler
 from localhost.handlers.redirect import redirect
 from localhost.http.conditional import Unsatisfiable, byte_ranges, etag_for, precondition
 from localhost.http.errors import HTTPError
 from localhost.http.message import FileBody, Request, Response, encode_fields
+from localhost.limits import LIMITS, Limits
 
 _TEXT_TYPES = frozenset(
     {
@@ -34,19 +36,8 @@ _TEXT_TYPES = frozenset(
         "application/xhtml+xml",
     }
 )
+# A memo of a pure function of the extension (mimetypes' table is fixed).
 _content_types: dict[str, str] = {}
-_real_roots: dict[Path, str] = {}
-
-# The open-file cache: (id(location), request path) -> what serving it needs.
-# Every hit is validated with one stat of the path (inode, device, size and
-# modification time), so a changed, replaced or removed file is never served
-# stale; files up to CACHE_BODY_MAX bytes are kept in memory and answered
-# without opening them, and larger ones keep an open descriptor (up to
-# CACHE_FDS of them) that each response duplicates for its sendfile.
-CACHE_ENTRIES = 4096
-CACHE_FDS = 256
-CACHE_BODY_MAX = 64 * 1024  # bytes of one file kept in memory
-CACHE_BODY_BUDGET = 32 * 1024 * 1024  # bytes of all files kept in memory
 _CONDITIONAL = frozenset(
     {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "range"}
 )
@@ -74,100 +65,124 @@ class _Entry:
         self.fd = -1
 
 
-_files: dict[tuple[int, str], _Entry] = {}
-_cached_bytes = 0
-_held_fds = 0
-
-
-def clear_cache() -> None:
-    """Forget every cached file and root (after a reload: locations change)."""
-    global _cached_bytes, _held_fds
-    for entry in _files.values():
-        if entry.fd >= 0:
-            os.close(entry.fd)
-    _files.clear()
-    _real_roots.clear()
-    _cached_bytes = _held_fds = 0
-
-
-def _forget(key: tuple[int, str]) -> None:
-    global _held_fds, _cached_bytes
-    entry = _files.pop(key)
-    if entry.fd >= 0:
-        os.close(entry.fd)
-        _held_fds -= 1
-    if entry.body is not None:
-        _cached_bytes -= entry.size
-
-
 def _key(st: os.stat_result) -> tuple[int, int, int, int, int]:
     # ctime too: a chmod or chown changes nothing else, and must reach the
     # full path, which answers 403 for a file the server may no longer read.
     return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _remember(
-    location: Location,
-    request: Request,
-    real: str,
-    st: os.stat_result,
-    headers: list[tuple[str, str]],
-    fd: int,
-) -> bytes | None:
-    """Cache a file just served in full; returns its bytes when they are kept in memory."""
-    global _cached_bytes, _held_fds
-    if len(_files) >= CACHE_ENTRIES:
-        clear_cache()
-    body = None
-    if st.st_size <= CACHE_BODY_MAX and _cached_bytes + st.st_size <= CACHE_BODY_BUDGET:
-        body = os.pread(fd, st.st_size, 0)
-        if len(body) != st.st_size:
-            return None  # changing under our feet: do not cache
-        _cached_bytes += st.st_size
-    root = real_root(location.root) if location.root is not None else ""
-    relative = request.path[len(location.prefix) :] if location.alias else request.path
-    lexical = os.path.join(root, relative.lstrip("/"))
-    if lexical != real and request.path.endswith("/"):
-        lexical = real  # a default file: validate the file itself
-    key = (id(location), request.path)
-    if key in _files:
-        _forget(key)
-    entry = _files[key] = _Entry(lexical, real, _key(st), headers, body, st.st_size)
-    if body is None and _held_fds < CACHE_FDS:
-        entry.fd = os.dup(fd)
-        _held_fds += 1
-    return body
+class FileCache:
+    """The open-file cache of one worker (``Services.files``), and its real roots.
 
+    Keys are ``(id(location), request path)``: the cache is emptied when the
+    configuration changes (``clear``), so a key never outlives its location.
+    Every hit is validated with one stat of the path (inode, device, size,
+    modification and change times), so a changed, replaced or removed file is
+    never served stale; files up to ``limits.cache_body_max_bytes`` are kept in
+    memory and answered without opening them, and larger ones keep an open
+    descriptor (up to ``limits.cache_fds``) that each response duplicates for
+    its sendfile. Past ``limits.cache_entries`` entries the cache starts over.
+    """
 
-def _cached(request: Request, location: Location) -> Response | None:
-    """The response for a cached file, or ``None`` to take the full path."""
-    entry = _files.get((id(location), request.path))
-    if entry is None:
-        return None
-    try:
-        st = os.stat(entry.lexical)
-    except OSError:
-        st = None
-    if st is None or _key(st) != entry.key:
-        _forget((id(location), request.path))
-        return None
-    if request.headers.has_any(_CONDITIONAL):
-        return None
-    if entry.body is not None:
-        return Response(200, entry.headers, entry.body, raw_fields=entry.raw)
-    if entry.fd >= 0:
-        # The held descriptor is the validated inode; each response gets its
-        # own duplicate, so that closing one never affects another.
-        fd = os.dup(entry.fd)
-    else:
+    __slots__ = ("entries", "roots", "cached_bytes", "held_fds", "limits")
+
+    def __init__(self, limits: Limits = LIMITS) -> None:
+        self.limits = limits
+        self.entries: dict[tuple[int, str], _Entry] = {}
+        self.roots: dict[Path, str] = {}
+        self.cached_bytes = 0
+        self.held_fds = 0
+
+    def clear(self) -> None:
+        """Forget every cached file and root (after a reload: locations change)."""
+        for entry in self.entries.values():
+            if entry.fd >= 0:
+                os.close(entry.fd)
+        self.entries.clear()
+        self.roots.clear()
+        self.cached_bytes = self.held_fds = 0
+
+    def real_root(self, root: Path) -> str:
+        """The real path of a root directory (remembered until ``clear``)."""
+        real = self.roots.get(root)
+        if real is None:
+            real = self.roots[root] = os.path.realpath(root)
+        return real
+
+    def forget(self, key: tuple[int, str]) -> None:
+        """Drop one entry (closing its descriptor)."""
+        entry = self.entries.pop(key)
+        if entry.fd >= 0:
+            os.close(entry.fd)
+            self.held_fds -= 1
+        if entry.body is not None:
+            self.cached_bytes -= entry.size
+
+    def remember(
+        self,
+        location: Location,
+        request: Request,
+        real: str,
+        st: os.stat_result,
+        headers: list[tuple[str, str]],
+        fd: int,
+    ) -> bytes | None:
+        """Cache a file just served in full; returns its bytes when they are kept in memory."""
+        limits = self.limits
+        if len(self.entries) >= limits.cache_entries:
+            self.clear()
+        body = None
+        if (
+            st.st_size <= limits.cache_body_max_bytes
+            and self.cached_bytes + st.st_size <= limits.cache_body_budget_bytes
+        ):
+            body = os.pread(fd, st.st_size, 0)
+            if len(body) != st.st_size:
+                return None  # changing under our feet: do not cache
+            self.cached_bytes += st.st_size
+        root = self.real_root(location.root) if location.root is not None else ""
+        relative = request.path[len(location.prefix) :] if location.alias else request.path
+        lexical = os.path.join(root, relative.lstrip("/"))
+        if lexical != real and request.path.endswith("/"):
+            lexical = real  # a default file: validate the file itself
+        key = (id(location), request.path)
+        if key in self.entries:
+            self.forget(key)
+        entry = self.entries[key] = _Entry(lexical, real, _key(st), headers, body, st.st_size)
+        if body is None and self.held_fds < limits.cache_fds:
+            entry.fd = os.dup(fd)
+            self.held_fds += 1
+        return body
+
+    def cached(self, request: Request, location: Location) -> Response | None:
+        """The response for a cached file, or ``None`` to take the full path."""
+        entry = self.entries.get((id(location), request.path))
+        if entry is None:
+            return None
         try:
-            fd = os.open(entry.real, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            st = os.stat(entry.lexical)
         except OSError:
+            st = None
+        if st is None or _key(st) != entry.key:
+            self.forget((id(location), request.path))
             return None
-        if _key(os.fstat(fd)) != entry.key:
-            os.close(fd)
+        if request.headers.has_any(_CONDITIONAL):
             return None
-    return Response(200, entry.headers, file=FileBody(fd, 0, entry.size), raw_fields=entry.raw)
+        if entry.body is not None:
+            return Response(200, entry.headers, entry.body, raw_fields=entry.raw)
+        if entry.fd >= 0:
+            # The held descriptor is the validated inode; each response gets its
+            # own duplicate, so that closing one never affects another.
+            fd = os.dup(entry.fd)
+        else:
+            try:
+                fd = os.open(entry.real, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            except OSError:
+                return None
+            if _key(os.fstat(fd)) != entry.key:
+                os.close(fd)
+                return None
+        return Response(200, entry.headers, file=FileBody(fd, 0, entry.size), raw_fields=entry.raw)
 
 
 def content_type(name: str) -> str:
@@ -182,20 +197,12 @@ def content_type(name: str) -> str:
     return known
 
 
-def real_root(root: Path) -> str:
-    """The real path of a root directory (cached; roots are fixed by the config)."""
-    real = _real_roots.get(root)
-    if real is None:
-        real = _real_roots[root] = os.path.realpath(root)
-    return real
-
-
 def inside(root: str, path: str) -> bool:
     """Whether real ``path`` is ``root`` or below it (both real, absolute paths)."""
     return path == root or path.startswith(root if root.endswith(os.sep) else root + os.sep)
 
 
-def filesystem_path(request: Request, location: Location) -> tuple[str, str]:
+def filesystem_path(request: Request, location: Location, files: FileCache) -> tuple[str, str]:
     """``(real root, real file path)`` for the request path under ``location``.
 
     Raises ``HTTPError(403)`` when the resolved path leaves the root, and
@@ -203,7 +210,7 @@ def filesystem_path(request: Request, location: Location) -> tuple[str, str]:
     """
     if location.root is None:
         raise HTTPError(404, "location has no root")
-    root = real_root(location.root)
+    root = files.real_root(location.root)
     relative = request.path[len(location.prefix) :] if location.alias else request.path
     joined = os.path.join(root, relative.lstrip("/"))
     real = os.path.realpath(joined)
@@ -218,7 +225,7 @@ def _stat_error(path: str, exc: OSError) -> HTTPError:
     return HTTPError(status, f"{path}: {exc.strerror}")
 
 
-def _open_file(path: str, request: Request, location: Location) -> Response:
+def _open_file(path: str, request: Request, location: Location, files: FileCache) -> Response:
     if location.cgi and os.path.splitext(path)[1] in location.cgi:
         # Never send a script's source as a static file.
         raise HTTPError(403, f"{path} is a CGI script")
@@ -238,14 +245,19 @@ def _open_file(path: str, request: Request, location: Location) -> Response:
         os.close(fd)
         raise
     try:
-        return _file_response(fd, st, path, request, location)
+        return _file_response(fd, st, path, request, location, files)
     except BaseException:
         os.close(fd)
         raise
 
 
 def _file_response(
-    fd: int, st: os.stat_result, path: str, request: Request, location: Location
+    fd: int,
+    st: os.stat_result,
+    path: str,
+    request: Request,
+    location: Location,
+    files: FileCache,
 ) -> Response:
     """200, 206, 304 for the open file ``fd``; raises HTTPError 412 or 416."""
     etag = etag_for(st)
@@ -269,7 +281,7 @@ def _file_response(
             ) from None
     if ranges is None:
         if not request.headers.has_any(_CONDITIONAL):
-            body = _remember(location, request, path, st, headers, fd)
+            body = files.remember(location, request, path, st, headers, fd)
             if body is not None:
                 os.close(fd)
                 return Response(200, headers, body)
@@ -294,18 +306,18 @@ def _file_response(
     return Response(206, headers, parts=parts)
 
 
-def serve(request: Request, location: Location) -> Response:
+def serve(request: Request, location: Location, files: FileCache) -> Response:
     """GET/HEAD of a file or directory under ``location``'s root.
 
     A directory without its trailing slash gets 301 to the slash form; then
     ``default_file``, else a listing when ``directory_listing`` is on, else
     403. Raises ``HTTPError`` (403, 404) for the error cases.
     """
-    if _files:
-        response = _cached(request, location)
+    if files.entries:
+        response = files.cached(request, location)
         if response is not None:
             return response
-    root, path = filesystem_path(request, location)
+    root, path = filesystem_path(request, location, files)
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -315,7 +327,7 @@ def serve(request: Request, location: Location) -> Response:
     if not stat.S_ISDIR(st.st_mode):
         if request.path.endswith("/"):
             raise HTTPError(404, f"{path} is not a directory")
-        return _open_file(path, request, location)
+        return _open_file(path, request, location, files)
     if not request.path.endswith("/"):
         target = quote(request.path, safe="/", errors="surrogateescape") + "/"
         if request.query:
@@ -324,7 +336,25 @@ def serve(request: Request, location: Location) -> Response:
     if location.default_file:
         index = os.path.realpath(os.path.join(path, location.default_file))
         if inside(root, index) and os.path.isfile(index):
-            return _open_file(index, request, location)
+            return _open_file(index, request, location, files)
     if location.directory_listing:
         return autoindex.listing(path, request.path)
     raise HTTPError(403, f"{request.path}: directory listing is off")
+
+
+def _serve(exchange: Exchange) -> Response:
+    location = exchange.location
+    assert location is not None
+    return serve(exchange.request, location, exchange.services.files)
+
+
+StaticHandler = function_handler(_serve, name="StaticHandler")
+_GET_HEAD = frozenset({"GET", "HEAD"})
+
+
+def _methods(_location: Location) -> frozenset[str]:
+    return _GET_HEAD
+
+
+#: GET and HEAD of files and folders under the root, everywhere.
+SPEC = HandlerSpec("static", _methods, StaticHandler, priority=900)

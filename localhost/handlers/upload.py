@@ -27,9 +27,6 @@ body is read and discarded (within ``body_limit``) before the answer goes
 out: a browser reads an answer only once it has sent its whole request.
 Refusals found before the body (no boundary, a missing folder, an unusable
 name in the path) are answered at once.
-
-DELETE removes one regular file inside the root (204); a folder, a hidden
-(dot) name or anything resolving outside the root is 403, a missing file 404.
 """
 
 from __future__ import annotations
@@ -40,29 +37,27 @@ import html
 import json
 import logging
 import os
-import stat
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
-
 from localhost.config.model import Location
 from localhost.handlers.autoindex import HTML, human_size, page, shown, text
+from localhost.handlers.base import BodyPolicy, Exchange, Handler, HandlerSpec
 from localhost.handlers.error_pages import Refusal, prefers_html, prefers_json, refusal_response
 from localhost.handlers.static import filesystem_path, inside
 from localhost.http.errors import HTTPError
-from localhost.http.message import Request, Response
+from localhost.http.message import Response
+from localhost.limits import LIMITS
 
 if TYPE_CHECKING:
-    from localhost.handlers import Exchange
+    from python_multipart.multipart import MultipartParser
 
 log = logging.getLogger("localhost")
 
-MAX_NAME_BYTES = 255  # a file name's length in UTF-8 bytes (the usual file-system limit)
+MAX_NAME_BYTES = LIMITS.upload_max_name_bytes  # a file name in UTF-8 bytes
 MAX_SUFFIX = 10000  # name-1 ... name-9999 before giving up
-MAX_PART_HEADER = 8 * 1024  # bytes of one part's header section
-MAX_FILES = 100  # file parts in one request
+MAX_PART_HEADER = LIMITS.upload_max_part_header_bytes
+MAX_FILES = LIMITS.upload_max_files
 MAX_NOTICE = 20  # stored names named in a result page's query
 
 
@@ -159,17 +154,35 @@ class _File:
             self.fd = -1
 
 
-class UploadHandler:
+class UploadHandler(Handler):
     """Stream a POST body into files under the location's root.
 
     Raises ``HTTPError`` (a ``Refusal`` with its reason) when the request
     cannot be an upload, before any body byte is read.
     """
 
-    def __init__(self, request: Request, location: Location, exchange: Exchange) -> None:
-        self.request = request
-        self.location = location
+    __slots__ = (
+        "request",
+        "location",
+        "files",
+        "current",
+        "done",
+        "refused",
+        "multipart",
+        "root",
+        "directory",
+        "url_folder",
+        "_header_name",
+        "_header_value",
+        "_headers",
+    )
+
+    def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
+        self.request = exchange.request
+        location = exchange.location
+        assert location is not None
+        self.location = location
         self.files: list[_File] = []
         self.current: _File | None = None
         self.done = False
@@ -183,8 +196,11 @@ class UploadHandler:
             raise
 
     def _begin(self) -> None:
+        # On first use: python-multipart costs 1 MiB of memory.
+        from python_multipart.multipart import MultipartParser, parse_options_header
+
         request = self.request
-        root, real = filesystem_path(request, self.location)
+        root, real = filesystem_path(request, self.location, self.exchange.services.files)
         self.root = root
         content_type, params = parse_options_header(request.headers.get("content-type"))
         if content_type == b"multipart/form-data":
@@ -255,6 +271,8 @@ class UploadHandler:
         self._header_name = self._header_value = b""
 
     def _headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
         disposition = self._headers.get(b"content-disposition", b"")
         _, params = parse_options_header(disposition)
         filename = params.get(b"filename")
@@ -279,10 +297,18 @@ class UploadHandler:
         except OSError as exc:
             raise _storage_error(exc) from None
 
-    def body_data(self, data: bytes) -> None:
+    def on_head(self) -> BodyPolicy:
+        return BodyPolicy.STREAM
+
+    def on_body(self, data: bytes) -> bool:
         """Store a piece of the body; after a refusal, discard it."""
-        if self.refused is not None:
-            return
+        if self.refused is None:
+            self._store(data)
+        return True
+
+    def _store(self, data: bytes) -> None:
+        from python_multipart.exceptions import MultipartParseError
+
         try:
             if self.multipart is not None:
                 try:
@@ -294,8 +320,10 @@ class UploadHandler:
         except HTTPError as exc:
             self._refuse(exc)
 
-    def body_end(self) -> None:
+    def on_body_end(self) -> None:
         """Give every file its name and answer (303 or 201), or answer the refusal."""
+        from python_multipart.exceptions import MultipartParseError
+
         try:
             if self.refused is not None:
                 raise self.refused
@@ -387,9 +415,6 @@ class UploadHandler:
             content_type = HTML
         return Response(201, [("Location", first), ("Content-Type", content_type)], body)
 
-    def output_drained(self) -> None:
-        pass
-
     def _discard(self) -> None:
         """Close every file and remove those not yet given their final name."""
         for file in self.files:
@@ -399,7 +424,7 @@ class UploadHandler:
                     os.unlink(file.temporary)
         self.current = None
 
-    def close(self) -> None:
+    def on_abort(self, reason: str) -> None:
         """Remove every file not yet given its final name (a cut or refused upload)."""
         self._discard()
         self.files = [] if not self.done else self.files
@@ -413,31 +438,15 @@ def _storage_error(exc: OSError) -> Refusal:
     return Refusal(500, "the file could not be stored", f"cannot write: {exc}")
 
 
-def delete(request: Request, location: Location) -> Response:
-    """Remove the regular file the request path names (RFC 9110 §9.3.5) → 204.
+_POST = frozenset({"POST"})
 
-    Raises ``HTTPError``: 404 when missing, 403 for a folder, a special
-    file, a hidden name (a segment starting with ``.``: listings never show
-    one and uploads never make one, so it belongs to the site, such as its
-    ``.header.html`` or an upload in progress), or a path resolving outside
-    the root.
-    """
-    root, real = filesystem_path(request, location)
-    relative = request.path[len(location.prefix) :] if location.alias else request.path
-    if "/." in "/" + request.path[len(location.prefix) :].lstrip("/"):
-        raise HTTPError(403, f"{request.path}: hidden files are not deleted")
-    path = os.path.join(root, relative.lstrip("/"))
-    try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        raise HTTPError(404, f"{path} not found") from None
-    if not stat.S_ISREG(st.st_mode) or path.rstrip("/") == root or request.path.endswith("/"):
-        raise HTTPError(403, f"{path} is not a regular file")
-    try:
-        os.unlink(path)  # a symlink (inside the root) is removed, not its target
-    except FileNotFoundError:
-        raise HTTPError(404, f"{path} not found") from None
-    except OSError as exc:
-        raise HTTPError(403, f"cannot delete {path}: {exc.strerror}") from None
-    log.info("deleted %s", path)
-    return Response(204)
+
+def _methods(location: Location) -> frozenset[str]:
+    # Only where ``methods`` names POST explicitly.
+    if location.root is not None and location.methods is not None and "POST" in location.methods:
+        return _POST
+    return frozenset()
+
+
+#: POST under a root where ``methods`` names it.
+SPEC = HandlerSpec("upload", _methods, UploadHandler, priority=500)

@@ -1,0 +1,66 @@
+"""Per-worker state: one ``Services`` object, made after fork, closed at exit.
+
+It holds what handlers share across requests, so that no handler module keeps
+mutable state of its own: the open-file cache of static files, the CGI
+process pool (running scripts and the queue waiting for a slot), the session
+store (opened on first use) and the access logs. ``reload`` keeps what a new
+configuration can reuse (open logs; the session store unless its path
+changed) and forgets what depended on the old one (cached files by location).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from localhost.accesslog import AccessLogs
+from localhost.handlers.cgi import CGIPool
+from localhost.handlers.static import FileCache
+from localhost.limits import LIMITS, Limits
+from localhost.sessions import SessionStore
+
+if TYPE_CHECKING:
+    from localhost.config.model import Config
+    from localhost.server.loop import EventLoop
+
+
+class Services:
+    """The worker's shared state for ``config`` on ``loop``, with ``limits``."""
+
+    __slots__ = ("config", "loop", "limits", "files", "cgi", "access_logs", "_sessions")
+
+    def __init__(self, config: Config, loop: EventLoop, limits: Limits = LIMITS) -> None:
+        self.config = config
+        self.loop = loop
+        self.limits = limits
+        self.files = FileCache(limits)
+        self.cgi = CGIPool(limits)
+        self.access_logs = AccessLogs()
+        self._sessions: SessionStore | None = None
+
+    def session_store(self) -> SessionStore:
+        """The session store of the configuration, opened on first use."""
+        if self._sessions is None:
+            self._sessions = SessionStore(self.config.session_store, self.config.session_timeout)
+        return self._sessions
+
+    def reload(self, config: Config) -> None:
+        """Serve ``config`` from now on: forget cached files; a session store at
+        another path is closed (the new one opens on first use)."""
+        if self._sessions is not None and (
+            config.session_store != self.config.session_store
+            or config.session_timeout != self.config.session_timeout
+        ):
+            self._sessions.close()
+            self._sessions = None
+        self.config = config
+        self.files.clear()
+
+    def close(self) -> None:
+        """Release everything: cached descriptors, the session store, the logs
+        (flushed). Running CGI scripts belong to their requests, which the
+        worker aborts before this."""
+        self.files.clear()
+        if self._sessions is not None:
+            self._sessions.close()
+            self._sessions = None
+        self.access_logs.close()
