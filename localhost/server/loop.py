@@ -188,6 +188,11 @@ class EventLoop:
         with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self._eventfd)
 
+    def run_pending(self) -> None:
+        """Run what ``call_soon`` has queued now, outside ``run`` (a stopping worker,
+        so that the connections it aborted see their ``connection_lost``)."""
+        self._run_ready()
+
     def _run_ready(self) -> None:
         ready = self._ready
         # Only what is queued now: a callback that queues another must not

@@ -1,7 +1,11 @@
 """A worker: one event loop serving every listen address of the config.
 
-The worker accepts connections on its listening sockets and hands each to a
-``Connection``. It runs alone (one process: it binds its own sockets, and
+The worker accepts connections on its listening sockets and makes each a
+``SocketTransport`` driving an ``HTTP1Protocol``, or the protocol of the
+listen address's server block (``protocol echo`` / ``MODULE:CLASS``, with
+``keepalive_timeout`` as its idle limit). Per-worker state (file cache,
+session store, CGI processes, logs) is its ``Services``, made here, after
+the fork, and rebuilt on reload. It runs alone (one process: it binds its own sockets, and
 SIGHUP reloads the configuration in place) or under the prefork master
 (``master.py``), which binds the sockets, forks the workers and watches
 them; then every worker waits on the shared sockets with EPOLLEXCLUSIVE, so
@@ -26,31 +30,37 @@ import signal
 import socket
 import struct
 import time
+from collections.abc import Callable
+from typing import Any
 
-from localhost.accesslog import AccessLogs, flush_error_log, reopen_error_log
+from localhost.accesslog import flush_error_log, reopen_error_log
 from localhost.config import ConfigError, load
 from localhost.config.model import Config, ServerBlock
-from localhost.handlers import static
-from localhost.http.message import Request, Response, response_head
+from localhost.http.message import Request, Response
+from localhost.http.writer import response_head
+from localhost.io import SocketTransport, Transport
+from localhost.limits import LIMITS
 from localhost.routing import Router
-from localhost.server.connection import Connection
+from localhost.server.http1 import HTTP1Protocol
 from localhost.server.listener import Address, ListenError, bind_all
 from localhost.server.loop import EPOLLIN, EventLoop
-from localhost.sessions import SessionStore
+from localhost.server.pipeline import Pipeline
+from localhost.server.protocols import protocol_factory, wrap_idle_timeout
+from localhost.services import Services
 
 log = logging.getLogger("localhost")
 
-SHUTDOWN_GRACE = 5.0  # seconds for responses in flight after SIGTERM/SIGINT
-IDLE_GRACE = 1.0  # seconds an idle keep-alive connection stays open once stopping
-ACCEPT_PAUSE = 0.5  # seconds without accepting after EMFILE/ENFILE
-FLUSH_EVERY = 1.0  # seconds between writes of the buffered logs
+SHUTDOWN_GRACE = LIMITS.shutdown_grace_seconds  # for responses in flight after SIGTERM/SIGINT
+ACCEPT_PAUSE = LIMITS.accept_pause_seconds  # without accepting after EMFILE/ENFILE
+FLUSH_EVERY = LIMITS.flush_every_seconds  # between writes of the buffered logs
 PARENT_CHECK_EVERY = 0.5  # seconds between checks that the master is alive
-HEARTBEAT_EVERY = 1.0  # seconds between two heartbeats of a worker
+HEARTBEAT_EVERY = LIMITS.heartbeat_every_seconds  # between two heartbeats of a worker
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _BUSY_BODY = b"Service Unavailable\n"
 
 
 _STAMP = struct.Struct("d")
+RECV_SIZE = LIMITS.recv_size_bytes  # the worker's receive buffer, shared by its connections
 
 
 class Heartbeat:
@@ -84,7 +94,7 @@ class Heartbeat:
 
 
 class _Listener:
-    __slots__ = ("sock", "address", "shared", "default_server", "paused")
+    __slots__ = ("sock", "address", "shared", "default_server", "paused", "factory")
 
     def __init__(
         self, sock: socket.socket, address: Address, shared: bool, default: ServerBlock
@@ -94,6 +104,8 @@ class _Listener:
         self.shared = shared
         self.default_server = default
         self.paused = False
+        # None for HTTP; every block of an address speaks the same protocol.
+        self.factory: Callable[[], Any] | None = protocol_factory(default)
 
 
 class Worker:
@@ -117,21 +129,17 @@ class Worker:
         self.master_pid = master_pid
         self.heartbeat = heartbeat
         self.listeners: list[_Listener] = []
-        self.connections: dict[int, Connection] = {}
+        self.connections: set[Transport] = set()
         self.stopping = False
-        self.access_logs = AccessLogs()
         self.parse_memo: dict[bytes, Request] = {}
-        self._sessions: SessionStore | None = None
+        self.recv_buffer = bytearray(RECV_SIZE)
+        # Made in the worker process (after the master's fork), closed by run().
+        self.services = Services(config, self.loop)
+        self.pipeline = Pipeline(self.router, self.services)
         self._refused = 0
         self._signals_installed = False
         if self.sockets:
             self._make_listeners()
-
-    def session_store(self) -> SessionStore:
-        """The session store, opened on first use."""
-        if self._sessions is None:
-            self._sessions = SessionStore(self.config.session_store, self.config.session_timeout)
-        return self._sessions
 
     def listen(self) -> None:
         """Bind every listen address. Raises ``ListenError`` (and binds nothing)."""
@@ -184,14 +192,14 @@ class Worker:
         try:
             loop.run()
         finally:
-            for connection in list(self.connections.values()):
-                connection.close()
+            for transport in list(self.connections):
+                transport.abort()
+            # Their connection_lost (handlers release what they hold), before the loop goes.
+            loop.run_pending()
             for listener in self.listeners:
                 listener.sock.close()
+            self.services.close()
             loop.close()
-            if self._sessions is not None:
-                self._sessions.close()
-            self.access_logs.close()
             flush_error_log()
 
     def _watch(self, listener: _Listener) -> None:
@@ -214,15 +222,42 @@ class Worker:
             if len(self.connections) >= self.config.worker_connections:
                 self._refuse(sock)
                 continue
-            sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if listener.shared:
                 local = sock.getsockname()[:2]
                 server = self.router.select(local, "")
             else:
                 local, server = listener.address, listener.default_server
-            connection = Connection(self, sock, peer, local, server)
-            self.connections[connection.fd] = connection
+            factory = listener.factory
+            try:
+                if factory is None:
+                    transport = SocketTransport(
+                        self.loop,
+                        sock,
+                        HTTP1Protocol(self, server),
+                        recv_buffer=self.recv_buffer,
+                        peername=peer,
+                        sockname=local,
+                        on_lost=self._forget,
+                    )
+                else:
+                    protocol = factory()
+                    transport = SocketTransport(
+                        self.loop,
+                        sock,
+                        protocol,
+                        recv_buffer=self.recv_buffer,
+                        peername=peer,
+                        sockname=local,
+                        on_lost=self._forget,
+                    )
+                    if not transport.is_closing():
+                        wrap_idle_timeout(transport, protocol, server.timeouts.keepalive)
+            except OSError as exc:  # epoll registration failed (ENOMEM, ENOSPC)
+                log.error("cannot watch a new connection: %s", exc)
+                sock.close()
+                continue
+            self.connections.add(transport)
 
     def _refuse(self, sock: socket.socket) -> None:
         """Past ``worker_connections``: answer 503 if the socket takes it at once, and close.
@@ -254,9 +289,9 @@ class Worker:
 
         self.loop.call_at(time.monotonic() + ACCEPT_PAUSE, resume)
 
-    def forget(self, connection: Connection) -> None:
-        """Called by a connection once it is closed."""
-        self.connections.pop(connection.fd, None)
+    def _forget(self, transport: Transport) -> None:
+        """A connection is over (its transport's ``on_lost``)."""
+        self.connections.discard(transport)
         if self.stopping and not self.connections:
             self.loop.stop()
 
@@ -275,9 +310,9 @@ class Worker:
             listener.sock.close()
         self.listeners.clear()
         self.sockets.clear()
-        for connection in list(self.connections.values()):
-            if connection.idle:
-                connection.expire(IDLE_GRACE)
+        for transport in list(self.connections):
+            # Idle ones close after IDLE_GRACE, busy ones once their answer is out.
+            transport.shutdown()
         if not self.connections:
             self.loop.stop()
             return
@@ -310,11 +345,9 @@ class Worker:
         for address, sock in self.sockets.items():
             if sockets.get(address) is not sock:
                 sock.close()
-        if self._sessions is not None and config.session_store != self.config.session_store:
-            self._sessions.close()
-            self._sessions = None
         self.config, self.router, self.sockets = config, router, sockets
-        static.clear_cache()
+        self.services.reload(config)
+        self.pipeline = Pipeline(router, self.services)
         self._make_listeners()
         for listener in self.listeners:
             self._watch(listener)
@@ -322,12 +355,12 @@ class Worker:
 
     def reopen_logs(self) -> None:
         """SIGUSR1: reopen the access and error logs (after logrotate moved them)."""
-        self.access_logs.reopen()
+        self.services.access_logs.reopen()
         reopen_error_log()
         log.info("log files reopened")
 
     def _flush_logs(self) -> None:
-        self.access_logs.flush()
+        self.services.access_logs.flush()
         flush_error_log()
         self.loop.call_at(time.monotonic() + FLUSH_EVERY, self._flush_logs)
 

@@ -134,10 +134,10 @@ def test_client_that_stops_reading_is_dropped_after_send_timeout(
 FAULT_PLUGIN = """
 from localhost.handlers import static
 _serve = static.serve
-def serve(request, location):
+def serve(request, *args, **kwargs):
     if request.path == "/boom":
         raise RuntimeError("injected fault")
-    return _serve(request, location)
+    return _serve(request, *args, **kwargs)
 static.serve = serve
 """
 

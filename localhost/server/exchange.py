@@ -1,0 +1,157 @@
+"""One request and the API its handler answers through.
+
+An ``Exchange`` is made by the protocol for each request head and handed to
+the pipeline, which picks the handler. The handler answers with ``send`` (a
+whole response) or ``start`` + ``write``... + ``finish`` (a streamed one),
+or gives up with ``abort``. After ``send``, ``finish`` or ``abort`` the
+exchange is *done* and inert: every later call is ignored (a ``Response``
+given to ``send`` then has its files closed), so a handler that acts late
+(a CGI pipe event after the client went away, a timer) can never touch the
+next request on the same connection.
+
+The per-response state (framing, log figures) lives here rather than in the
+connection; the protocol reads it directly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from localhost.http.message import Request, Response
+
+if TYPE_CHECKING:
+    from localhost.config.model import Location, ServerBlock
+    from localhost.server.http1 import HTTP1Protocol
+    from localhost.server.loop import EventLoop
+
+
+class Exchange:
+    """One request and its response API. Inert after ``finish``/``abort``/``send``.
+
+    Attributes: ``request`` (the parsed head; replaced by ``internal_redirect``),
+    ``server`` (the virtual host), ``location`` (set by the pipeline), ``peer``
+    and ``local`` (``(host, port)``), ``scheme`` (``"http"``), ``session``
+    (the session id, set by the pipeline), ``extra_headers`` (fields added to
+    the response, e.g. Set-Cookie), ``services`` (the worker's ``Services``),
+    ``loop`` (the worker's ``EventLoop``), ``body`` (the spooled body under
+    ``BodyPolicy.SPOOL``: a binary file at position 0), ``done``.
+    """
+
+    __slots__ = (
+        "request",
+        "server",
+        "location",
+        "peer",
+        "local",
+        "scheme",
+        "session",
+        "extra_headers",
+        "services",
+        "loop",
+        "body",
+        "done",
+        "handler",
+        "redirects",
+        "started",
+        "chunked",
+        "head_only",
+        "keep_alive",
+        "log_status",
+        "log_bytes",
+        "start_time",
+        "_protocol",
+    )
+
+    def __init__(
+        self,
+        protocol: HTTP1Protocol,
+        request: Request,
+        server: ServerBlock,
+        services: Any,
+        loop: EventLoop,
+        start_time: float,
+    ) -> None:
+        self._protocol = protocol
+        self.request = request
+        self.server = server
+        self.location: Location | None = None
+        self.peer: tuple[str, int] = protocol.peer
+        self.local: tuple[str, int] = protocol.local
+        self.scheme = "http"
+        self.session: str | None = None
+        self.extra_headers: list[tuple[str, str]] = []
+        self.services = services
+        self.loop = loop
+        self.body: BinaryIO | None = None
+        self.done = False
+        self.handler: Any = None
+        self.redirects = 0
+        self.started = False  # a streamed response's head is out
+        self.chunked = False
+        self.head_only = False  # no body bytes go out (HEAD, 204, 304)
+        self.keep_alive = False
+        self.log_status = 0
+        self.log_bytes = 0
+        self.start_time = start_time
+
+    def send(self, response: Response) -> None:
+        """Send ``response`` whole (its body: ``body``, ``file`` or ``parts``)."""
+        if self.done or self.started:
+            response.release()
+            return
+        self.done = True
+        self._protocol.send(self, response)
+
+    def start(self, response: Response, length: int | None) -> None:
+        """Send the head of ``response``; its body follows through ``write``.
+
+        ``length`` is the body's length in bytes when known (Content-Length);
+        otherwise the body is chunked on HTTP/1.1 and delimited by closing the
+        connection on HTTP/1.0 (RFC 9112 §6.3).
+        """
+        if self.done or self.started:
+            return
+        self.started = True
+        self._protocol.start(self, response, length)
+
+    def write(self, data: bytes) -> bool:
+        """Queue body bytes of a started response.
+
+        Returns False when the connection holds more than its high-water mark
+        (or the exchange is done): stop producing until the handler's
+        ``on_writable``.
+        """
+        if self.done or not self.started:
+            return False
+        return self._protocol.write(self, data)
+
+    def finish(self) -> None:
+        """End a started response."""
+        if self.done or not self.started:
+            return
+        self.done = True
+        self._protocol.finish(self)
+
+    def abort(self) -> None:
+        """Drop the connection: the response cannot be completed."""
+        if self.done:
+            return
+        self.done = True
+        self._protocol.abort(self)
+
+    def internal_redirect(self, target: str) -> None:
+        """Serve ``target`` as a GET in place of this request (a CGI local redirect).
+
+        More than five in a row answer 500, as a cycle.
+        """
+        if self.done or self.started:
+            return
+        self._protocol.internal_redirect(self, target)
+
+    def resume_body(self) -> None:
+        """Deliver the body again after the handler's ``on_body`` returned False."""
+        if not self.done:
+            self._protocol.resume_body(self)
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.request!r}{' done' if self.done else ''}>"

@@ -1,0 +1,776 @@
+"""HTTP/1.1 as a protocol over a transport: the request/response state machine.
+
+The transport (``localhost.io``) moves the bytes: it reads, sends, sends
+files, watches for a client that hangs up while a handler works, and closes
+with a lingering half-close. This module decides what the bytes mean.
+
+States: ``HEAD`` (waiting for or reading a request head) → the pipeline
+picks a handler → ``BODY`` (reading the body, if any) → ``HANDLE`` (the body
+is read or not needed; the handler is producing the response) → ``WRITE``
+(the whole response is queued) → ``IDLE`` (keep-alive) or ``LINGER`` (the
+transport closes, draining what the client still sends) → ``CLOSED``.
+
+Reading is paused while a handler works (``HANDLE``: the transport watches
+for a hang-up instead) and while a response waits for its client, so a
+pipelined request is taken only after the previous response has left, which
+also bounds what one connection holds in memory. The transport's write
+buffer limits are both 0: ``pause_writing`` means "something is queued" and
+``resume_writing`` "the queue is empty", which ends a response that did not
+leave at once and resumes a streaming handler (``on_writable``); a response
+that leaves at once (the common case) costs no callback at all.
+
+One deadline per connection (``transport.set_timeout``), for its state:
+
+- ``HEAD``: ``client_header_timeout`` from the first byte of the request
+  (absolute: trickling bytes does not extend it) → 408, close;
+- ``BODY``: ``client_body_timeout`` between two reads → 408, close;
+- ``WRITE`` (and a streamed response waiting on its client):
+  ``send_timeout`` without progress in sending → close;
+- ``IDLE``: ``keepalive_timeout`` → close.
+
+While a handler works (``HANDLE``) with nothing queued, the handler keeps its
+own deadline (``cgi_timeout``).
+
+The body is given to the handler as its ``on_head`` asked (``BodyPolicy``):
+ignored (the answer may go out before the body has arrived), discarded,
+streamed to ``on_body`` (False pauses the client until
+``exchange.resume_body()``), or spooled to a file set as ``exchange.body``.
+
+Which answers close the connection is decided here, by where the answer comes
+from, not by its status alone:
+
+- a protocol error found by the parser or in the request-target (400, 414,
+  431, 501, 505), and 408, always close: the framing of what follows can no
+  longer be trusted (RFC 9112 §9.5 lets a server close at any time);
+- 413 closes: the body is left unread;
+- any answer that goes out while body bytes are still to come (an error
+  decided before or during the body, a redirect, a safe method) closes
+  (lingering, so that the answer arrives); one that goes out after the whole
+  body was read keeps the connection;
+- so a handler's 4xx after the body was read in full (400 for an unusable
+  upload, 403, 404, 405, 409, 412, 416) keeps the connection, since the
+  request itself was framed correctly; NGINX closes after any 400, but there
+  it stands for a malformed request;
+- a 500 (an exception, a failed handler, a field with CR/LF/NUL) closes, as
+  in NGINX's ``ngx_http_special_response_handler``: nothing said after an
+  internal error is trusted; a 502, 504 or 507 from a handler keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+from typing import Protocol as TypingProtocol
+
+from localhost.accesslog import combined_line
+from localhost.config.model import IMPLEMENTED_METHODS, ServerBlock, Timeouts
+from localhost.handlers.error_pages import error_response, refusal_response
+from localhost.http.errors import HTTPError
+from localhost.http.message import Headers, Request, Response
+from localhost.http.parser import END, NEED_DATA, Data, RequestParser
+from localhost.http.writer import LAST_CHUNK, chunk, response_head, stream_framing
+from localhost.io import Protocol
+from localhost.limits import LIMITS
+from localhost.routing import Router, normalize_target
+from localhost.server.exchange import Exchange
+
+if TYPE_CHECKING:
+    from localhost.io import Transport
+    from localhost.server.loop import EventLoop
+    from localhost.server.pipeline import Pipeline
+    from localhost.services import Services
+
+log = logging.getLogger("localhost")
+
+HIGH_WATER = LIMITS.high_water_bytes  # queued above this, exchange.write asks its producer to pause
+MAX_INTERNAL_REDIRECTS = LIMITS.max_internal_redirects
+SPOOL_MEMORY = LIMITS.body_spool_memory_bytes  # of a spooled body, then a temporary file
+IDLE_GRACE = LIMITS.idle_grace_seconds  # an idle connection stays open once the worker stops
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+OPTIONS_STAR_ALLOW = ", ".join(sorted(IMPLEMENTED_METHODS))
+# BodyPolicy values (localhost.handlers.base): compared as ints on the hot path.
+_IGNORE, _DISCARD, _STREAM, _SPOOL = 0, 1, 2, 3
+_BODY_FIELDS = frozenset({"content-length", "transfer-encoding", "content-type", "expect"})
+# Debugging aid for the process model: which worker answered.
+_DEBUG_PID = os.environ.get("LOCALHOST_DEBUG_PID") == "1"
+
+
+class State(IntEnum):
+    """Where a connection is in its request/response cycle (see the module docstring)."""
+
+    HEAD = 1
+    BODY = 2
+    HANDLE = 3
+    WRITE = 4
+    IDLE = 5
+    LINGER = 6
+    CLOSED = 7
+
+
+_HEAD, _BODY, _HANDLE, _WRITE, _IDLE, _LINGER, _CLOSED = (
+    State.HEAD,
+    State.BODY,
+    State.HANDLE,
+    State.WRITE,
+    State.IDLE,
+    State.LINGER,
+    State.CLOSED,
+)
+
+
+class HTTPHost(TypingProtocol):
+    """What the protocol needs of its worker (read per request: a reload replaces them)."""
+
+    router: Router
+    pipeline: Pipeline
+    services: Services
+    loop: EventLoop
+    parse_memo: dict[bytes, Request]
+    stopping: bool
+
+
+class HTTP1Protocol(Protocol):
+    """One HTTP/1.1 client connection. ``host`` is the worker; ``default_server``
+    the server block of the listen address until a request names its host."""
+
+    __slots__ = (
+        "host",
+        "loop",
+        "peer",
+        "local",
+        "parser",
+        "state",
+        "timeouts",
+        "server",
+        "exchange",
+        "handler",
+        "policy",
+        "pending",
+        "body_seen",
+        "body_limit",
+        "body_left",
+        "body_paused",
+        "spool",
+        "paused",
+        "write_blocked",
+        "progress",
+        "in_process",
+        "_timeout_cb",
+    )
+
+    accepts_memoryview = True
+
+    def __init__(self, host: HTTPHost, default_server: ServerBlock) -> None:
+        self.transport: Transport | None = None
+        self.host = host
+        self.loop = host.loop
+        self.peer: tuple[str, int] = ("", 0)
+        self.local: tuple[str, int] = ("", 0)
+        self.parser = RequestParser(host.parse_memo)
+        self.state = _HEAD
+        # Until a request names its virtual host, the address's default
+        # server block decides the timeouts (as in NGINX).
+        self.timeouts: Timeouts = default_server.timeouts
+        self.server: ServerBlock = default_server
+        self.exchange: Exchange | None = None
+        self.handler: Any = None
+        self.policy = _IGNORE
+        self.pending: Response | None = None
+        self.body_seen = 0
+        self.body_limit = 0
+        self.body_left = False  # body bytes of the current request are still to come
+        self.body_paused = False  # on_body returned False
+        self.spool: Any = None
+        self.paused = False  # reading paused while a handler works or a response waits
+        self.write_blocked = False  # the transport holds unsent bytes
+        self.progress = 0
+        self.in_process = False
+        self._timeout_cb = self._on_timeout
+
+    # -- transport callbacks --------------------------------------------------
+
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+        # Both marks 0: pause_writing = something is queued, resume_writing = all sent.
+        transport.set_write_buffer_limits(0, 0)
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self.peer = peer[:2]
+        if isinstance(local, tuple):
+            self.local = local[:2]
+        transport.set_timeout(self.timeouts.client_header, self._timeout_cb)
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        if state == _IDLE:
+            self.state = state = _HEAD
+            self.transport.set_timeout(self.timeouts.client_header, self._timeout_cb)  # type: ignore[union-attr]
+        elif state == _BODY:
+            self.transport.set_timeout(self.timeouts.client_body, self._timeout_cb)  # type: ignore[union-attr]
+        self.parser.feed(data)
+        if state <= _BODY:
+            self._process()
+
+    def eof_received(self) -> bool | None:
+        # The client half-closed while we read: an unfinished request can never
+        # complete, and an idle connection is over. (While a handler works the
+        # transport watches for a hang-up instead.)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state == _CLOSED:
+            return
+        self.state = _CLOSED
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            if exchange.started or exchange.done:
+                self._log(exchange)
+            exchange.done = True
+        self._drop_handler("connection closed")
+        self._drop_spool()
+        self.transport = None
+        self._timeout_cb = _nothing
+
+    def pause_writing(self) -> None:
+        self.write_blocked = True
+        transport = self.transport
+        assert transport is not None
+        self.progress = transport.get_write_buffer_size()
+        transport.set_timeout(self.timeouts.send, self._timeout_cb)
+        if not self.paused:
+            # Take no pipelined request while the client is not reading ours.
+            self.paused = True
+            transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_blocked = False
+        state = self.state
+        if state == _WRITE:
+            self._response_done()
+        elif state == _HANDLE:
+            handler = self.handler
+            exchange = self.exchange
+            if handler is not None and exchange is not None and exchange.started:
+                self.transport.set_timeout(None)  # type: ignore[union-attr]
+                self._call(handler.on_writable)
+        elif self.paused and state <= _BODY:
+            self.paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def hangup_received(self) -> None:
+        exchange = self.exchange
+        log.info(
+            "%s:%d: client went away during %s",
+            *self.peer,
+            exchange.request if exchange is not None else None,
+        )
+        self._drop_handler("client went away")
+        if self.transport is not None:
+            self.transport.abort()
+
+    def is_idle(self) -> bool:
+        state = self.state
+        return state == _IDLE or (state == _HEAD and not self.parser.buffered)
+
+    def shutdown(self) -> None:
+        """The worker stops: an idle connection closes after ``IDLE_GRACE`` seconds
+        (a request already on its way is still answered, with ``Connection:
+        close``); a busy one closes once its response is out."""
+        if self.is_idle() and self.transport is not None:
+            self.transport.set_timeout(IDLE_GRACE, self._timeout_cb)
+
+    # -- requests -----------------------------------------------------------
+
+    def _process(self) -> None:
+        """Turn buffered bytes into requests, one at a time."""
+        parser = self.parser
+        self.in_process = True
+        try:
+            while self.state <= _BODY and not self.body_paused:
+                try:
+                    event = parser.next_event()
+                except HTTPError as exc:
+                    log.info("%s:%d: bad request (%d): %s", *self.peer, exc.status, exc.detail)
+                    self._protocol_error(exc)
+                    return
+                if event is NEED_DATA:
+                    if self.state == _BODY and self.exchange is not None:
+                        self._need_body()
+                    return
+                if event is END:
+                    self._on_end(False)
+                elif type(event) is Data:
+                    self._on_data(event.data)
+                else:
+                    self._on_head(event)  # type: ignore[arg-type]
+        finally:
+            self.in_process = False
+
+    def _on_head(self, request: Request) -> None:
+        self.state = _BODY
+        if not request.path:  # a remembered request has them already
+            try:
+                request.path, request.query = normalize_target(request.target)
+            except HTTPError as exc:
+                self._protocol_error(exc)
+                return
+        host = self.host
+        server = self.server = host.router.select(self.local, request.host)
+        self.timeouts = server.timeouts
+        exchange = self.exchange = Exchange(
+            self, request, server, host.services, self.loop, self.loop.now
+        )
+        has_body = self.body_left = request.chunked or bool(request.content_length)
+        self.pending = None
+        if request.path == "*":
+            # OPTIONS * asks about the server as a whole (RFC 9110 §9.3.7).
+            self.pending = Response(200, [("Allow", OPTIONS_STAR_ALLOW)])
+            self.handler = None
+            self.policy = _IGNORE
+        else:
+            handler = self.handler = exchange.handler = host.pipeline.start(exchange)
+            try:
+                self.policy = handler.on_head()
+            except HTTPError as exc:
+                self.policy = _IGNORE
+                self._drop_handler("error")
+                self.pending = self._error(exchange, exc)
+            except Exception:
+                log.exception("error starting %s %s", request.method, request.target)
+                self.policy = _IGNORE
+                self._drop_handler("error")
+                self.pending = self._internal_error(exchange)
+            if exchange.done:
+                return  # answered at once (413 by Content-Length, ...)
+        if not has_body:
+            return
+        self.body_seen = 0
+        self.body_limit = host.pipeline.body_limit(exchange) if self.handler is not None else 0
+        if request.expect_continue:
+            if self.pending is not None:
+                # Refused before the body: answer without it (RFC 9110 §10.1.1).
+                self._answer(exchange, self.pending, close=True)
+                return
+            self.transport.write(CONTINUE)  # type: ignore[union-attr]
+        if self.policy == _SPOOL:
+            self.spool = tempfile.SpooledTemporaryFile(SPOOL_MEMORY)  # noqa: SIM115 (closed by the handler's exchange)
+        self.transport.set_timeout(self.timeouts.client_body, self._timeout_cb)  # type: ignore[union-attr]
+
+    def _on_data(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None or exchange.done:
+            return
+        self.body_seen += len(data)
+        # A chunked body is counted as it arrives (RFC 9110 §15.5.14).
+        if self.body_limit and self.body_seen > self.body_limit:
+            self._drop_handler("body too large")
+            self.pending = None
+            # The rest of the body is left unread: the connection closes.
+            self._answer(exchange, self.host.pipeline.too_large(exchange), close=True)
+            return
+        if self.pending is not None:
+            return
+        policy = self.policy
+        if policy == _STREAM:
+            handler = self.handler
+            try:
+                more = handler.on_body(data)
+            except HTTPError as exc:
+                # Answered like an error found before the body: the rest of the
+                # body is read if it is already here (then the connection is
+                # kept), else the answer goes out at once and it closes.
+                self._drop_handler("error")
+                self.pending = self._error(exchange, exc)
+                return
+            except Exception:
+                log.exception("error handling the body of %s", exchange.request)
+                self._drop_handler("error")
+                self.pending = self._internal_error(exchange)
+                return
+            if more is False and not exchange.done and self.handler is handler:
+                self.body_paused = True
+                self.transport.pause_reading()  # type: ignore[union-attr]
+        elif policy == _SPOOL:
+            self.spool.write(data)
+
+    def _need_body(self) -> None:
+        """All that has arrived is consumed, and more of the body is to come.
+
+        An answer decided without the body (an error, or a handler that
+        ignores it) goes out now, as in NGINX, rather than waiting for a body
+        the client sends slowly or never; the connection then closes. A
+        request that was promised its body with 100 Continue waits for it.
+        """
+        if self.pending is not None:
+            self._on_end(True)
+        elif self.policy == _IGNORE:
+            exchange = self.exchange
+            if exchange is not None and not exchange.request.expect_continue:
+                self._on_end(True)
+
+    def _on_end(self, early: bool) -> None:
+        """The request is complete, or (``early``) its answer needs no more of it."""
+        exchange = self.exchange
+        if exchange is None or exchange.done:
+            return  # answered before its end (the END event of a body-less request)
+        if not early:
+            self.body_left = False
+        pending = self.pending
+        if pending is not None:
+            self.pending = None
+            self._answer(exchange, pending)
+            return
+        self.state = _HANDLE
+        spool = self.spool
+        if spool is not None:
+            self.spool = None
+            spool.seek(0)
+            exchange.body = spool
+        handler = self.handler
+        try:
+            handler.on_body_end()
+        except HTTPError as exc:
+            self._drop_handler("error")
+            self._answer(exchange, self._error(exchange, exc))
+            return
+        except Exception:
+            log.exception("error handling %s", exchange.request)
+            self._drop_handler("error")
+            self._answer(exchange, self._internal_error(exchange))
+            return
+        if self.exchange is exchange and self.state == _HANDLE and not self.paused:
+            # The handler works on (CGI): no more reading until it answers,
+            # but notice a client that goes away.
+            self.paused = True
+            transport = self.transport
+            assert transport is not None
+            transport.pause_reading()
+            transport.watch_hangup(True)
+
+    def _call(self, callback: Any, *args: Any) -> None:
+        """A handler callback outside the hot path, its errors answered."""
+        exchange = self.exchange
+        try:
+            callback(*args)
+        except HTTPError as exc:
+            if exchange is not None:
+                self._drop_handler("error")
+                self._answer(exchange, self._error(exchange, exc))
+        except Exception:
+            log.exception("handler failed")
+            if exchange is not None:
+                self._drop_handler("error")
+                self._answer(exchange, self._internal_error(exchange))
+
+    def internal_redirect(self, exchange: Exchange, target: str) -> None:
+        """Serve ``target`` as a GET in place of ``exchange``'s request (a CGI
+        local redirect); more than ``MAX_INTERNAL_REDIRECTS`` in a row give 500."""
+        if exchange is not self.exchange:
+            return
+        self._drop_handler("internal redirect")
+        exchange.redirects += 1
+        if exchange.redirects > MAX_INTERNAL_REDIRECTS:
+            log.error("internal redirect cycle at %s", target)
+            self._answer(exchange, self._internal_error(exchange))
+            return
+        request = exchange.request
+        headers = Headers([(n, v) for n, v in request.headers if n not in _BODY_FIELDS])
+        redirected = Request(
+            "GET", target, request.version, headers, request.host, request.keep_alive,
+            None, False, False,
+        )  # fmt: skip
+        exchange.request = redirected
+        exchange.location = None
+        exchange.body = None
+        try:
+            redirected.path, redirected.query = normalize_target(target)
+        except HTTPError as exc:
+            self._answer(exchange, self._error(exchange, exc))
+            return
+        handler = self.handler = exchange.handler = self.host.pipeline.start(exchange)
+        self.policy = _IGNORE
+        self._call(handler.on_head)
+        if not exchange.done and self.handler is handler:
+            self._call(handler.on_body_end)
+
+    def resume_body(self, exchange: Exchange) -> None:
+        """The handler takes body bytes again."""
+        if exchange is not self.exchange or not self.body_paused:
+            return
+        self.body_paused = False
+        transport = self.transport
+        if transport is not None:
+            transport.resume_reading()
+            self.loop.call_soon(self._resume)
+
+    # -- responses ----------------------------------------------------------
+
+    def _error(self, exchange: Exchange, exc: HTTPError) -> Response:
+        """The answer to an ``HTTPError`` raised while handling a well-framed
+        request: it closes the connection only for a 500 (as NGINX does);
+        otherwise whether the body was read decides."""
+        response = self.host.pipeline.error_response(exchange, exc)
+        response.close = response.close or exc.status == 500
+        return response
+
+    def _internal_error(self, exchange: Exchange | None) -> Response:
+        """A 500 for a failed handler; it closes the connection (as NGINX does)."""
+        location = exchange.location if exchange is not None else None
+        pages = location.error_pages if location is not None else self.server.error_pages
+        response = error_response(500, pages)
+        response.close = True
+        return response
+
+    def _protocol_error(self, exc: HTTPError) -> None:
+        """The answer to a malformed request: it always closes the connection."""
+        response = refusal_response(exc, self.server.error_pages, None)
+        exchange = self.exchange
+        if exchange is not None and not exchange.done:
+            self._drop_handler("bad request")
+            self._answer(exchange, response, close=True)
+        else:
+            self._answer_bare(response)
+
+    def _answer(self, exchange: Exchange, response: Response, close: bool = False) -> None:
+        """Answer ``exchange`` for it (an error found by the protocol or the pipeline)."""
+        if close:
+            response.close = True
+        if exchange.done or exchange.started:
+            response.release()
+            if not exchange.done:
+                exchange.done = True
+                self.abort(exchange)  # a head is out already: the answer cannot change
+            return
+        exchange.done = True
+        self.send(exchange, response)
+
+    def _answer_bare(self, response: Response) -> None:
+        """A closing answer outside any request (a malformed or timed-out head)."""
+        start = self.loop.now
+        exchange = self.exchange = Exchange(
+            self, _NO_REQUEST, self.server, self.host.services, self.loop, start
+        )
+        exchange.done = True
+        response.close = True
+        self.send(exchange, response)
+
+    def send(self, exchange: Exchange, response: Response) -> None:
+        """Queue the whole ``response`` of ``exchange`` (called by ``Exchange.send``)."""
+        transport = self.transport
+        if exchange is not self.exchange or transport is None:
+            response.release()
+            return
+        self.handler = None
+        request = exchange.request
+        keep_alive = exchange.keep_alive = (
+            request.keep_alive
+            and not response.close
+            and not self.body_left
+            and not self.host.stopping
+        )
+        extra = exchange.extra_headers
+        if _DEBUG_PID:
+            extra = [*extra, ("X-Worker-PID", str(os.getpid()))]
+        http10 = request.version == "HTTP/1.0"
+        try:
+            head = response_head(response, keep_alive, http10, None, extra)
+        except ValueError as exc:
+            log.error("%s: %s", request, exc)
+            response.release()
+            response = self._internal_error(exchange)
+            keep_alive = exchange.keep_alive = False
+            head = response_head(response, False, http10, None, None)
+        status = exchange.log_status = response.status
+        if request.method == "HEAD":
+            response.release()
+            transport.write(head)
+        elif response.file is not None:
+            exchange.log_bytes = response.file.count
+            transport.write(head)
+            transport.write(response.file)
+        elif response.parts is not None:
+            exchange.log_bytes = response.content_length if status != 304 else 0
+            transport.writelines([head, *response.parts])
+        else:
+            body = response.body
+            if body:
+                exchange.log_bytes = len(body)
+                transport.write(head + body)
+            else:
+                transport.write(head)
+        self.state = _WRITE
+        if not self.write_blocked:
+            self._response_done()
+
+    def start(self, exchange: Exchange, response: Response, length: int | None) -> None:
+        """Send the head of a streamed response (called by ``Exchange.start``)."""
+        transport = self.transport
+        if exchange is not self.exchange or transport is None:
+            return
+        request = exchange.request
+        http10 = request.version == "HTTP/1.0"
+        status = response.status
+        framing, chunked = stream_framing(status, length, http10)
+        exchange.head_only = head_only = (
+            request.method == "HEAD" or status < 200 or status == 204 or status == 304
+        )
+        exchange.chunked = chunked and not head_only
+        exchange.keep_alive = keep_alive = (
+            request.keep_alive
+            and not response.close
+            and not self.body_left
+            and not self.host.stopping
+            and (length is not None or not http10)
+        )
+        extra = exchange.extra_headers
+        if _DEBUG_PID:
+            extra = [*extra, ("X-Worker-PID", str(os.getpid()))]
+        try:
+            head = response_head(response, keep_alive, http10, framing, extra)
+        except ValueError as exc:
+            log.error("%s: %s", request, exc)
+            exchange.started = False
+            self._drop_handler("invalid response")
+            self._answer(exchange, self._internal_error(exchange))
+            return
+        exchange.log_status = status
+        transport.write(head)
+
+    def write(self, exchange: Exchange, data: bytes) -> bool:
+        """Queue body bytes of a streamed response (called by ``Exchange.write``)."""
+        transport = self.transport
+        if exchange is not self.exchange or transport is None:
+            return False
+        if data and not exchange.head_only:
+            exchange.log_bytes += len(data)
+            transport.write(chunk(data) if exchange.chunked else data)
+        return transport.get_write_buffer_size() < HIGH_WATER
+
+    def finish(self, exchange: Exchange) -> None:
+        """End a streamed response (called by ``Exchange.finish``)."""
+        transport = self.transport
+        if exchange is not self.exchange or transport is None:
+            return
+        self.handler = None
+        if exchange.chunked:
+            transport.write(LAST_CHUNK)
+        self.state = _WRITE
+        if not self.write_blocked:
+            self._response_done()
+
+    def abort(self, exchange: Exchange) -> None:
+        """Drop the connection (called by ``Exchange.abort``)."""
+        if exchange is not self.exchange:
+            return
+        self.handler = None  # the handler gave up by itself
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _response_done(self) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        self.exchange = None
+        self.handler = None
+        self._log(exchange)
+        transport = self.transport
+        assert transport is not None
+        if self.paused or self.body_paused:
+            self.paused = self.body_paused = False
+            transport.resume_reading()
+            transport.watch_hangup(False)
+        if not exchange.keep_alive:
+            self.state = _LINGER
+            transport.close()
+            return
+        if self.parser.buffered:
+            self.state = _HEAD
+            transport.set_timeout(self.timeouts.client_header, self._timeout_cb)
+            if not self.in_process:
+                # Finished from a handler's event (CGI) or a flush: the
+                # pipelined request waits for the end of this loop iteration.
+                self.loop.call_soon(self._resume)
+        else:
+            self.state = _IDLE
+            transport.set_timeout(self.timeouts.keepalive, self._timeout_cb)
+
+    def _resume(self) -> None:
+        if self.state <= _BODY and not self.body_paused and self.transport is not None:
+            self._process()
+
+    def _log(self, exchange: Exchange) -> None:
+        """One access log line for the request just answered (if its log is on)."""
+        owner = exchange.location if exchange.location is not None else exchange.server
+        target = owner.access_log
+        if target is not None:
+            request = exchange.request
+            line = combined_line(
+                self.peer[0],
+                None if request is _NO_REQUEST else request,
+                exchange.log_status,
+                exchange.log_bytes,
+                time.monotonic() - exchange.start_time,
+            )
+            self.host.services.access_logs.get(target).write(line)
+
+    # -- deadlines and the end ---------------------------------------------
+
+    def _on_timeout(self) -> None:
+        state = self.state
+        transport = self.transport
+        if transport is None:
+            return
+        if state == _BODY or (state == _HEAD and self.parser.buffered):
+            log.info("%s:%d: request timed out (408)", *self.peer)
+            response = error_response(408, self.server.error_pages)
+            exchange = self.exchange
+            if exchange is not None and not exchange.done:
+                self._drop_handler("timeout")
+                self._answer(exchange, response, close=True)
+            elif exchange is None:
+                self._answer_bare(response)
+        elif self.write_blocked and state in (_WRITE, _HANDLE):
+            size = transport.get_write_buffer_size()
+            if size and size < self.progress:
+                # Some went out since the deadline was set: allow another send_timeout.
+                self.progress = size
+                transport.set_timeout(self.timeouts.send, self._timeout_cb)
+                return
+            log.info("%s:%d: send timed out", *self.peer)
+            self._drop_handler("send timeout")
+            transport.abort()
+        elif state == _HANDLE:
+            pass  # the handler keeps its own deadline
+        else:
+            transport.abort()  # idle: nothing to send, nothing to linger for
+
+    def _drop_handler(self, reason: str) -> None:
+        handler = self.handler
+        if handler is not None:
+            self.handler = None
+            try:
+                handler.on_abort(reason)
+            except Exception:
+                log.exception("handler failed to abort")
+        if self.body_paused:
+            self.body_paused = False
+            if self.transport is not None:
+                self.transport.resume_reading()
+
+    def _drop_spool(self) -> None:
+        spool = self.spool
+        if spool is not None:
+            self.spool = None
+            spool.close()
+
+
+_NO_REQUEST = Request("-", "-", "HTTP/1.1", Headers(), "", False, None, False, False)
+
+
+def _nothing() -> None:
+    pass
