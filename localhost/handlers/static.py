@@ -358,3 +358,10 @@ def _methods(_location: Location) -> frozenset[str]:
 
 #: GET and HEAD of files and folders under the root, everywhere.
 SPEC = HandlerSpec("static", _methods, StaticHandler, priority=900)
+
+
+def clear_cache() -> None:
+    """Nothing to clear: the file cache is per worker (``Services.files``) now.
+
+    Kept only while ``tests/unit/conftest.py`` still calls it.
+    """

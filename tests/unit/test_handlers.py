@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from localhost.config import loads
-from localhost.config.model import Location, ServerBlock
-from localhost.handlers import autoindex, check, handle, static
+from localhost.config.model import Config, Location, ServerBlock
+from localhost.handlers import autoindex, static
+from localhost.handlers.base import Answer
 from localhost.handlers.error_pages import (
     Refusal,
     builtin_page,
@@ -24,10 +25,13 @@ from localhost.handlers.error_pages import (
 )
 from localhost.http.errors import HTTPError
 from localhost.http.message import Headers, Request, Response, response_head
+from localhost.limits import LIMITS
 from localhost.routing import Router, normalize_target
+from localhost.server.pipeline import Pipeline
+from localhost.services import Services
+from tests.unit.test_pipeline import FakeExchange
 
-# Static files, listings and redirects never touch the connection.
-NO_EXCHANGE: Any = None
+CACHE_BODY_MAX = LIMITS.cache_body_max_bytes
 
 
 def request(method: str, target: str, length: int | None = None) -> Request:
@@ -39,7 +43,12 @@ def request(method: str, target: str, length: int | None = None) -> Request:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> ServerBlock:
+def server(config: Config) -> ServerBlock:
+    return config.servers[0]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
     www = tmp_path / "www"
     (www / "dir").mkdir(parents=True)
     (www / "index.html").write_text("home")
@@ -59,91 +68,115 @@ server {
     }
 }
 """
-    return loads(text, tmp_path / "t.conf").servers[0]
+    return loads(text, tmp_path / "t.conf")
 
 
 def location_for(server: ServerBlock, path: str) -> Location | None:
     return Router.match(server, path)
 
 
-def test_check_order_is_413_then_404_then_405(server: ServerBlock) -> None:
-    only = location_for(server, "/only")
-    assert only is not None
-    response = check(request("POST", "/only", 11), server, only)
+@pytest.fixture
+def files() -> Any:
+    cache = static.FileCache()
+    yield cache
+    cache.clear()
+
+
+def handle(req: Request, location: Location, files: static.FileCache) -> Response:
+    return static.serve(req, location, files)
+
+
+def check(req: Request, server: ServerBlock, config: Config) -> Response | None:
+    """The pipeline's answer decided before the body, or None for a content handler."""
+    services = Services(config, None)  # type: ignore[arg-type]
+    handler = Pipeline(Router(config), services).start(
+        FakeExchange(req, server, services)  # type: ignore[arg-type]
+    )
+    return handler.response if isinstance(handler, Answer) else None
+
+
+def test_check_order_is_413_then_404_then_405(server: ServerBlock, config: Config) -> None:
+    response = check(request("POST", "/only", 11), server, config)
     assert response is not None and response.status == 413
-    response = check(request("POST", "/only", 5), server, only)
+    response = check(request("POST", "/only", 5), server, config)
     assert response is not None and response.status == 405
     assert dict(response.headers)["Allow"] == "GET, HEAD, OPTIONS"
-    assert check(request("GET", "/only", 5), server, only) is None
+    assert check(request("GET", "/only", 5), server, config) is None
 
 
-def test_check_without_location_uses_the_server_settings(server: ServerBlock) -> None:
-    response = check(request("POST", "/x", 1000), server, None)
+def test_check_uses_the_inherited_body_limit(server: ServerBlock, config: Config) -> None:
+    # The "/" location made for the server's root inherits its body_limit;
+    # without any location, see test_pipeline.py.
+    response = check(request("POST", "/x", 1000), server, config)
     assert response is not None and response.status == 413
-    response = check(request("GET", "/x"), server, None)
-    assert response is not None and response.status == 404
-    assert response.body == b"custom 404"
+    assert b"100 bytes" in response.body
 
 
-def test_static_file_response(server: ServerBlock) -> None:
+def test_static_file_response(server: ServerBlock, files: static.FileCache) -> None:
     loc = location_for(server, "/dir/f.txt")
     assert loc is not None
-    response = handle(request("GET", "/dir/f.txt"), loc, NO_EXCHANGE)
+    response = handle(request("GET", "/dir/f.txt"), loc, files)
     assert response.status == 200
     assert response.body == b"f" and response.content_length == 1  # small: from memory
     assert dict(response.headers)["Content-Type"] == "text/plain; charset=utf-8"
 
 
-def test_cache_is_validated_on_every_hit(server: ServerBlock, tmp_path: Path) -> None:
+def test_cache_is_validated_on_every_hit(
+    server: ServerBlock, tmp_path: Path, files: static.FileCache
+) -> None:
     loc = location_for(server, "/dir/f.txt")
     assert loc is not None
-    assert handle(request("GET", "/dir/f.txt"), loc, NO_EXCHANGE).body == b"f"
+    assert handle(request("GET", "/dir/f.txt"), loc, files).body == b"f"
     (tmp_path / "www" / "dir" / "f.txt").write_text("changed")
-    response = handle(request("GET", "/dir/f.txt"), loc, NO_EXCHANGE)
+    response = handle(request("GET", "/dir/f.txt"), loc, files)
     assert response.body == b"changed"
     (tmp_path / "www" / "dir" / "f.txt").unlink()
     with pytest.raises(HTTPError) as info:
-        handle(request("GET", "/dir/f.txt"), loc, NO_EXCHANGE)
+        handle(request("GET", "/dir/f.txt"), loc, files)
     assert info.value.status == 404
 
 
-def test_large_files_are_sent_from_the_file(server: ServerBlock, tmp_path: Path) -> None:
-    (tmp_path / "www" / "big.bin").write_bytes(b"x" * (static.CACHE_BODY_MAX + 1))
+def test_large_files_are_sent_from_the_file(
+    server: ServerBlock, tmp_path: Path, files: static.FileCache
+) -> None:
+    (tmp_path / "www" / "big.bin").write_bytes(b"x" * (CACHE_BODY_MAX + 1))
     loc = location_for(server, "/big.bin")
     assert loc is not None
     for _ in range(2):  # first from the full path, then from the cache
-        response = handle(request("GET", "/big.bin"), loc, NO_EXCHANGE)
-        assert response.file is not None and response.file.count == static.CACHE_BODY_MAX + 1
+        response = handle(request("GET", "/big.bin"), loc, files)
+        assert response.file is not None and response.file.count == CACHE_BODY_MAX + 1
         response.file.close()
 
 
-def test_directory_forms(server: ServerBlock) -> None:
+def test_directory_forms(server: ServerBlock, files: static.FileCache) -> None:
     loc = location_for(server, "/dir")
     assert loc is not None
-    response = handle(request("GET", "/dir?a=b"), loc, NO_EXCHANGE)
+    response = handle(request("GET", "/dir?a=b"), loc, files)
     assert response.status == 301 and dict(response.headers)["Location"] == "/dir/?a=b"
     with pytest.raises(HTTPError) as info:
-        handle(request("GET", "/dir/"), loc, NO_EXCHANGE)  # no index.html, listing off
+        handle(request("GET", "/dir/"), loc, files)  # no index.html, listing off
     assert info.value.status == 403
-    response = handle(request("GET", "/"), loc, NO_EXCHANGE)
+    response = handle(request("GET", "/"), loc, files)
     assert response.status == 200 and response.body == b"home"
 
 
-def test_missing_file_and_file_with_slash(server: ServerBlock) -> None:
+def test_missing_file_and_file_with_slash(server: ServerBlock, files: static.FileCache) -> None:
     loc = location_for(server, "/")
     assert loc is not None
     for target in ("/missing.txt", "/dir/f.txt/", "/index.html/x"):
         with pytest.raises(HTTPError) as info:
-            handle(request("GET", target), loc, NO_EXCHANGE)
+            handle(request("GET", target), loc, files)
         assert info.value.status == 404, target
 
 
-def test_special_files_are_forbidden(server: ServerBlock, tmp_path: Path) -> None:
+def test_special_files_are_forbidden(
+    server: ServerBlock, tmp_path: Path, files: static.FileCache
+) -> None:
     os.mkfifo(tmp_path / "www" / "pipe")
     loc = location_for(server, "/")
     assert loc is not None
     with pytest.raises(HTTPError) as info:
-        handle(request("GET", "/pipe"), loc, NO_EXCHANGE)
+        handle(request("GET", "/pipe"), loc, files)
     assert info.value.status == 403
 
 
@@ -174,36 +207,38 @@ def test_response_head_fields() -> None:
 
 
 def test_cached_descriptor_never_serves_a_replaced_file(
-    server: ServerBlock, tmp_path: Path
+    server: ServerBlock, tmp_path: Path, files: static.FileCache
 ) -> None:
     big = tmp_path / "www" / "big.bin"
-    big.write_bytes(b"a" * (static.CACHE_BODY_MAX + 1))
+    big.write_bytes(b"a" * (CACHE_BODY_MAX + 1))
     loc = location_for(server, "/big.bin")
     assert loc is not None
     for _ in range(2):
-        response = handle(request("GET", "/big.bin"), loc, NO_EXCHANGE)
+        response = handle(request("GET", "/big.bin"), loc, files)
         assert response.file is not None
         assert os.pread(response.file.fd, 1, 0) == b"a"
         response.file.close()
     replacement = tmp_path / "www" / "new.bin"
-    replacement.write_bytes(b"b" * (static.CACHE_BODY_MAX + 1))
+    replacement.write_bytes(b"b" * (CACHE_BODY_MAX + 1))
     os.replace(replacement, big)  # same size, new inode
-    response = handle(request("GET", "/big.bin"), loc, NO_EXCHANGE)
+    response = handle(request("GET", "/big.bin"), loc, files)
     assert response.file is not None and os.pread(response.file.fd, 1, 0) == b"b"
     response.file.close()
 
 
-def test_a_permission_change_invalidates_the_cache(server: ServerBlock, tmp_path: Path) -> None:
+def test_a_permission_change_invalidates_the_cache(
+    server: ServerBlock, tmp_path: Path, files: static.FileCache
+) -> None:
     loc = location_for(server, "/dir/f.txt")
     assert loc is not None
     get = request("GET", "/dir/f.txt")
-    handle(get, loc, NO_EXCHANGE)
-    assert static._cached(get, loc) is not None
+    handle(get, loc, files)
+    assert files.cached(get, loc) is not None
     time.sleep(0.05)  # past the file system's timestamp granularity
     (tmp_path / "www" / "dir" / "f.txt").chmod(0o000)
     # Nothing but the mode changed: the entry must still go, so that the full
     # path decides (403 for a server that may no longer read the file).
-    assert static._cached(get, loc) is None
+    assert files.cached(get, loc) is None
 
 
 # -- listings --------------------------------------------------------------------
