@@ -227,6 +227,9 @@ class HTTP1Protocol(Protocol):
             return
         self.state = _CLOSED
         exchange = self.exchange
+        if exc is not None and log.isEnabledFor(logging.DEBUG):
+            sending = exchange is not None and (exchange.started or exchange.done)
+            log.debug("%s:%d: %s: %s", *self.peer, "send failed" if sending else "lost", exc)
         if exchange is not None:
             self.exchange = None
             if exchange.started or exchange.done:
