@@ -185,3 +185,27 @@ def test_http_directives_in_an_echo_block_stop_the_server(tmp_path: Path) -> Non
     assert result.returncode == 1
     assert f"{conf}:4:5: " in result.stderr
     assert '"root" directive is not allowed' in result.stderr
+
+
+def test_a_wildcard_echo_and_a_specific_http_address_share_a_port(
+    server_factory: Callable[..., Server],
+) -> None:
+    # One socket (0.0.0.0) serves both; the local address picks the block, and its protocol.
+    config = """
+server {
+    host 0.0.0.0
+    port {port0}
+    protocol echo
+}
+server {
+    host 127.0.0.1
+    port {port0}
+    root .
+}
+"""
+    server = server_factory(config)
+    (server.config.parent / "index.html").write_text("<h1>http side</h1>\n")
+    assert requests.get(server.url("/"), timeout=5).text == "<h1>http side</h1>\n"
+    with socket.create_connection(("127.0.0.2", server.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert recv_until(sock, b"\r\n\r\n") == b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
