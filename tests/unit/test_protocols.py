@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from localhost.server.protocols import (
     wrap_idle_timeout,
 )
 from tests.fakes import FakeTransport
+from tests.proc import wait_for
 
 
 def settle(transport: FakeTransport) -> None:
@@ -193,6 +195,34 @@ def test_idle_timeout_drops_what_a_peer_that_stopped_reading_left_queued() -> No
     transport.fire_timeout()
     assert transport.aborted  # close() would wait for a reader that is not there
     assert transport.lost == [None]
+
+
+@pytest.fixture
+def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected loopback TCP pair (server side, client side)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    with server, client:
+        yield server, client
+
+
+def test_bytes_sent_count_as_activity(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
+    # A protocol that only writes (the peer silent) is not idle: TCP_INFO says when
+    # data last left, at no cost per write.
+    sock, _peer = tcp_pair
+    inner = EchoProtocol()
+    transport = FakeTransport()
+    transport.extra["socket"] = sock
+    transport.attach(inner)
+    wrapper = idle(transport, inner, 5.0)
+    wrapper.last -= 60.0  # nothing received for a minute
+    assert wait_for(lambda: wrapper.idle_for() >= 0.2, 5)  # nothing sent either, lately
+    sock.sendall(b"news")
+    assert wrapper.idle_for() < 0.2
+    transport.fire_timeout()
+    assert not transport.closing
+    assert transport.timeout is not None and transport.timeout[0] > 4.5
 
 
 def test_idle_timeout_defaults_for_an_asyncio_protocol() -> None:
