@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from localhost.handlers.cgi import Script, cgi_environ
@@ -265,3 +267,159 @@ def test_request_uri_of_an_absolute_form_target_is_its_path_and_query() -> None:
     assert _origin_form("http://example.test?x=1") == "/?x=1"
     assert _origin_form("http://example.test") == "/"
     assert _origin_form("/plain?y") == "/plain?y"
+
+
+# -- the handler in a real event loop (pipes are PipeTransports) ------------------
+
+ECHO_SCRIPT = """import os, sys
+data = sys.stdin.buffer.read()
+out = sys.stdout.buffer
+out.write(b"Content-Type: text/plain\\r\\n\\r\\n")
+out.write(b"got " + str(len(data)).encode() + b" " + os.environ.get("CONTENT_LENGTH", "-").encode() + b"\\n")
+out.write(data)
+"""
+BIG_SCRIPT = """import sys
+out = sys.stdout.buffer
+out.write(b"Content-Type: application/octet-stream\\r\\n\\r\\n")
+for _ in range(64):
+    out.write(b"x" * 65536)
+"""
+REDIRECT_SCRIPT = 'print("Location: /elsewhere?a=1")\nprint()\n'
+SLEEP_SCRIPT = "import time\ntime.sleep(30)\n"
+
+
+@pytest.fixture
+def cgi_site(tmp_path: Any) -> Any:
+    import sys
+
+    from localhost.config import loads
+
+    bin_dir = tmp_path / "cgi-bin"
+    bin_dir.mkdir()
+    (bin_dir / "echo.py").write_text(ECHO_SCRIPT)
+    (bin_dir / "big.py").write_text(BIG_SCRIPT)
+    (bin_dir / "redirect.py").write_text(REDIRECT_SCRIPT)
+    (bin_dir / "sleep.py").write_text(SLEEP_SCRIPT)
+    text = (
+        "server {\n port 80\n location /cgi-bin {\n  root ./cgi-bin\n"
+        f"  cgi .py {sys.executable}\n  cgi_timeout 2s\n }}\n}}\n"
+    )
+    return loads(text, tmp_path / "t.conf")
+
+
+class _Run:
+    """A pipeline and a loop to drive one CGI request to its end."""
+
+    def __init__(self, config: Any) -> None:
+        from localhost.routing import Router
+        from localhost.server.loop import EventLoop
+        from localhost.server.pipeline import Pipeline
+        from localhost.services import Services
+
+        self.loop = EventLoop()
+        self.services = Services(config, self.loop)
+        self.pipeline = Pipeline(Router(config), self.services)
+        self.config = config
+
+    def request(self, method: str, target: str, body: bytes = b"") -> Any:
+        from localhost.handlers.base import BodyPolicy
+        from tests.unit.test_pipeline import FakeExchange, make_request
+
+        request = make_request(method, target, len(body) if body else None)
+        exchange = FakeExchange(request, self.config.servers[0], self.services)
+        exchange.loop = self.loop
+        handler = self.pipeline.start(exchange)  # type: ignore[arg-type]
+        assert handler.on_head() == BodyPolicy.STREAM
+        if body:
+            handler.on_body(body)
+        handler.on_body_end()
+        return exchange, handler
+
+    def until(self, condition: Any, seconds: float = 10.0) -> bool:
+        import time
+
+        deadline = time.monotonic() + seconds
+
+        def check() -> None:
+            if condition() or time.monotonic() > deadline:
+                self.loop.stop()
+            else:
+                self.loop.call_at(time.monotonic() + 0.005, check)
+
+        self.loop.call_at(0.0, check)
+        self.loop.run()
+        return bool(condition())
+
+    def close(self) -> None:
+        self.services.close()
+        self.loop.close()
+
+
+@pytest.fixture
+def cgi_run(cgi_site: Any) -> Any:
+    run = _Run(cgi_site)
+    yield run
+    run.close()
+
+
+def test_cgi_body_goes_through_stdin_and_the_answer_streams(cgi_run: Any) -> None:
+    body = bytes(range(256)) * 1024  # 256 KiB: more than one pipe buffer
+    exchange, _ = cgi_run.request("POST", "/cgi-bin/echo.py", body)
+    assert cgi_run.until(lambda: exchange.done)
+    assert exchange.response.status == 200
+    assert bytes(exchange.streamed) == f"got {len(body)} {len(body)}\n".encode() + body
+    # The script is reaped and its slot given back.
+    assert cgi_run.until(lambda: cgi_run.services.cgi.running == 0)
+
+
+def test_a_slow_client_pauses_the_script_output(cgi_run: Any) -> None:
+    exchange, handler = cgi_run.request("GET", "/cgi-bin/big.py")
+    exchange.writable = False  # the client reads nothing
+    assert cgi_run.until(lambda: handler.paused)
+    seen = len(exchange.streamed)
+    cgi_run.until(lambda: False, 0.2)
+    assert len(exchange.streamed) == seen  # nothing more is read meanwhile
+    exchange.writable = True
+    handler.on_writable()
+    assert cgi_run.until(lambda: exchange.done)
+    assert len(exchange.streamed) == 64 * 65536
+
+
+def test_a_local_redirect_is_internal(cgi_run: Any) -> None:
+    exchange, _ = cgi_run.request("GET", "/cgi-bin/redirect.py")
+    assert cgi_run.until(lambda: exchange.redirected is not None)
+    assert exchange.redirected == "/elsewhere?a=1"
+
+
+def test_timeout_kills_the_script_and_answers_504(cgi_run: Any) -> None:
+    exchange, _ = cgi_run.request("GET", "/cgi-bin/sleep.py")
+    assert cgi_run.until(lambda: exchange.done, 10.0)
+    assert exchange.response.status == 504
+    assert cgi_run.until(lambda: cgi_run.services.cgi.running == 0)
+
+
+def test_client_gone_kills_the_script(cgi_run: Any, caplog: Any) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, "localhost")
+    exchange, handler = cgi_run.request("GET", "/cgi-bin/sleep.py")
+    assert cgi_run.until(lambda: handler.process is not None)
+    handler.on_abort("client gone")
+    assert cgi_run.until(lambda: cgi_run.services.cgi.running == 0)
+    stopped = [r for r in caplog.records if "stopped" in r.getMessage()]
+    assert stopped and stopped[0].levelno == logging.INFO
+
+
+def test_scripts_past_the_pool_size_wait_in_a_queue(cgi_site: Any) -> None:
+    from localhost.limits import Limits
+
+    run = _Run(cgi_site)
+    run.services.cgi.limits = Limits(cgi_max_running=1)
+    try:
+        first, _ = run.request("GET", "/cgi-bin/echo.py")
+        second, _ = run.request("GET", "/cgi-bin/echo.py")
+        assert run.services.cgi.running == 1 and len(run.services.cgi.waiting) == 1
+        assert run.until(lambda: first.done and second.done)
+        assert first.response.status == second.response.status == 200
+    finally:
+        run.close()
