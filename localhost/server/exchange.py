@@ -50,7 +50,6 @@ class Exchange:
         "loop",
         "body",
         "done",
-        "handler",
         "redirects",
         "started",
         "chunked",
@@ -84,7 +83,6 @@ class Exchange:
         self.loop = loop
         self.body: BinaryIO | None = None
         self.done = False
-        self.handler: Any = None
         self.redirects = 0
         self.started = False  # a streamed response's head is out
         self.chunked = False

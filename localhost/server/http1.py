@@ -337,7 +337,7 @@ class HTTP1Protocol(Protocol):
             self.handler = None
             self.policy = _IGNORE
         else:
-            handler = self.handler = exchange.handler = host.pipeline.start(exchange)
+            handler = self.handler = host.pipeline.start(exchange)
             try:
                 self.policy = handler.on_head()
             except HTTPError as exc:
@@ -496,7 +496,7 @@ class HTTP1Protocol(Protocol):
         except HTTPError as exc:
             self._answer(exchange, self._error(exchange, exc))
             return
-        handler = self.handler = exchange.handler = self.host.pipeline.start(exchange)
+        handler = self.handler = self.host.pipeline.start(exchange)
         self.policy = _IGNORE
         self._call(handler.on_head)
         if not exchange.done and self.handler is handler:
