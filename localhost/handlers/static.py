@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from localhost.config.model import Location
 from localhost.handlers import autoindex
-from localhost.handlers.base import Exchange, HandlerSpec, function_handler
+from localhost.handlers.base import BodyPolicy, Exchange, HandlerSpec, function_handler
 from localhost.handlers.redirect import redirect
 from localhost.http.conditional import Unsatisfiable, byte_ranges, etag_for, precondition
 from localhost.http.errors import HTTPError
@@ -348,7 +348,23 @@ def _serve(exchange: Exchange) -> Response:
     return serve(exchange.request, location, exchange.services.files)
 
 
-StaticHandler = function_handler(_serve, name="StaticHandler")
+class StaticHandler(function_handler(_serve)):  # type: ignore[misc]
+    """GET/HEAD of a file or folder: answered in ``on_head`` when the request has
+    no body (the hot path: no call beyond ``serve``), else after the body."""
+
+    __slots__ = ()
+
+    def on_head(self) -> BodyPolicy:
+        exchange = self.exchange
+        request = exchange.request
+        if not request.content_length and not request.chunked:
+            location = exchange.location
+            assert location is not None
+            exchange.send(serve(request, location, exchange.services.files))
+            return BodyPolicy.IGNORE
+        return BodyPolicy.DISCARD if request.expect_continue else BodyPolicy.IGNORE
+
+
 _GET_HEAD = frozenset({"GET", "HEAD"})
 
 
