@@ -224,11 +224,13 @@ class Worker:
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if listener.shared:
+                # A wildcard socket: the local address picks the block, and its protocol.
                 local = sock.getsockname()[:2]
                 server = self.router.select(local, "")
+                factory = protocol_factory(server)
             else:
                 local, server = listener.address, listener.default_server
-            factory = listener.factory
+                factory = listener.factory
             try:
                 if factory is None:
                     transport = SocketTransport(
