@@ -57,7 +57,6 @@ from localhost.config.model import (
     DEFAULT_WORKER_CONNECTIONS,
     DEFAULT_WORKER_SHUTDOWN_TIMEOUT,
     DEFAULT_WORKER_TIMEOUT,
-    IMPLEMENTED_METHODS,
     LOG_LEVELS,
     STDOUT,
     Config,
@@ -66,6 +65,7 @@ from localhost.config.model import (
     Timeouts,
     server_name_regex,
 )
+from localhost.http.methods import IMPLEMENTED_METHODS
 
 __all__ = ["DIRECTIVES", "NGINX_EQUIVALENTS", "ConfigError", "ConfigWarning", "load", "loads"]
 

@@ -17,9 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from localhost.config.diagnostics import ConfigWarning
-
-#: Methods the server implements; any other well-formed method gets 501.
-IMPLEMENTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"})
+from localhost.http.methods import IMPLEMENTED_METHODS as IMPLEMENTED_METHODS  # TODO: drop
 
 
 def server_name_regex(name: str) -> re.Pattern[str]:

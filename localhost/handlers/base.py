@@ -40,7 +40,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from localhost.config.model import IMPLEMENTED_METHODS, Location
+from localhost.config.model import Location
+from localhost.http.methods import IMPLEMENTED_METHODS, SAFE_METHODS
 
 if TYPE_CHECKING:
     from localhost.config.model import ServerBlock
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
     from localhost.services import Services
 
 #: Methods whose answer never depends on a body (RFC 9110 §9.2.1).
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ALL_METHODS: frozenset[str] = IMPLEMENTED_METHODS
 
 

@@ -39,13 +39,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from localhost import SERVER_SOFTWARE
-from localhost.config.model import IMPLEMENTED_METHODS, Location
+from localhost.config.model import Location
 from localhost.handlers.base import BodyPolicy, Exchange, Handler, HandlerSpec
 from localhost.handlers.cgi_response import CGIError, CGIResponseParser
 from localhost.handlers.error_pages import error_response
 from localhost.handlers.static import inside
 from localhost.http.errors import HTTPError
 from localhost.http.message import Request, Response
+from localhost.http.methods import IMPLEMENTED_METHODS
 from localhost.io import PipeTransport, Protocol, Transport
 from localhost.limits import LIMITS, Limits
 from localhost.routing import split_host

@@ -376,8 +376,3 @@ def _methods(_location: Location) -> frozenset[str]:
 SPEC = HandlerSpec("static", _methods, StaticHandler, priority=900)
 
 
-def clear_cache() -> None:
-    """Nothing to clear: the file cache is per worker (``Services.files``) now.
-
-    Kept only while ``tests/unit/conftest.py`` still calls it.
-    """

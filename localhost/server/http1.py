@@ -67,15 +67,17 @@ from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
 from localhost.accesslog import combined_line
-from localhost.config.model import IMPLEMENTED_METHODS, ServerBlock, Timeouts
+from localhost.config.model import ServerBlock, Timeouts
 from localhost.handlers.error_pages import error_response, refusal_response
 from localhost.http.errors import HTTPError
 from localhost.http.message import Headers, Request, Response
+from localhost.http.methods import IMPLEMENTED_METHODS
 from localhost.http.parser import END, NEED_DATA, Data, RequestParser
+from localhost.http.target import normalize_target
 from localhost.http.writer import LAST_CHUNK, chunk, response_head, stream_framing
 from localhost.io import Protocol
 from localhost.limits import LIMITS
-from localhost.routing import Router, normalize_target
+from localhost.routing import Router
 from localhost.server.exchange import Exchange
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ import pytest
 
 from localhost.http.message import Request
 from localhost.http.parser import RequestParser
-from localhost.routing import normalize_target
+from localhost.http.target import normalize_target
 
 
 def parse(target: str, host: str) -> Request:

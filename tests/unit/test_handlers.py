@@ -25,8 +25,9 @@ from localhost.handlers.error_pages import (
 )
 from localhost.http.errors import HTTPError
 from localhost.http.message import Headers, Request, Response, response_head
+from localhost.http.target import normalize_target
 from localhost.limits import LIMITS
-from localhost.routing import Router, normalize_target
+from localhost.routing import Router
 from localhost.server.pipeline import Pipeline
 from localhost.services import Services
 from tests.unit.test_pipeline import FakeExchange

@@ -15,7 +15,8 @@ from localhost.config import loads
 from localhost.config.model import Config, ServerBlock
 from localhost.handlers.base import BodyPolicy, Handler
 from localhost.http.message import Headers, Request, Response
-from localhost.routing import Router, normalize_target
+from localhost.http.target import normalize_target
+from localhost.routing import Router
 from localhost.server.pipeline import Pipeline
 from localhost.services import Services
 

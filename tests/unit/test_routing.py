@@ -8,7 +8,8 @@ import pytest
 
 from localhost.config import loads
 from localhost.http.errors import HTTPError
-from localhost.routing import Router, normalize_target, split_host
+from localhost.http.target import normalize_target
+from localhost.routing import Router, split_host
 
 
 @pytest.fixture
