@@ -229,9 +229,12 @@ class HTTP1Protocol(Protocol):
             return
         self.state = _CLOSED
         exchange = self.exchange
-        if exc is not None and log.isEnabledFor(logging.DEBUG):
+        if log.isEnabledFor(logging.DEBUG):
+            # A reset may come as an error or as a bare hang-up, by timing.
             sending = exchange is not None and (exchange.started or exchange.done)
-            log.debug("%s:%d: %s: %s", *self.peer, "send failed" if sending else "lost", exc)
+            if exc is not None or sending:
+                why = exc if exc is not None else "the client closed the connection"
+                log.debug("%s:%d: %s: %s", *self.peer, "send failed" if sending else "lost", why)
         if exchange is not None:
             self.exchange = None
             if exchange.started or exchange.done:
