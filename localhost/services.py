@@ -20,7 +20,7 @@ from localhost.sessions import SessionStore
 
 if TYPE_CHECKING:
     from localhost.config.model import Config
-    from localhost.server.loop import EventLoop
+    from localhost.io.loop import EventLoop
 
 
 class Services:

@@ -46,7 +46,7 @@ from localhost.http.methods import IMPLEMENTED_METHODS, SAFE_METHODS
 if TYPE_CHECKING:
     from localhost.config.model import ServerBlock
     from localhost.http.message import Request, Response
-    from localhost.server.loop import EventLoop
+    from localhost.io.loop import EventLoop
     from localhost.services import Services
 
 #: Methods whose answer never depends on a body (RFC 9110 §9.2.1).

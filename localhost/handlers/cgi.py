@@ -52,7 +52,7 @@ from localhost.limits import LIMITS, Limits
 from localhost.routing import split_host
 
 if TYPE_CHECKING:
-    from localhost.server.loop import EventLoop, Timer
+    from localhost.io.loop import EventLoop, Timer
 
 log = logging.getLogger("localhost")
 

@@ -102,7 +102,8 @@ _CHUNK_LINE = re.compile(
     % (MAX_CHUNK_SIZE_DIGITS, _TOKEN_RE, _TOKEN_RE, _QUOTED_RE)
 )
 
-_HEAD, _END, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER = range(7)
+_HEAD, _END, _BODY = range(3)
+_CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER = range(4)
 
 
 def _authority(value: str, default_port: str) -> tuple[str, str] | None:
@@ -142,6 +143,160 @@ def _chunk_line_error(line: bytes) -> HTTPError:
     return HTTPError(400, "malformed chunk extension")
 
 
+# -- body readers --------------------------------------------------------------
+#
+# One per message body, shared by the request parser and the response parser
+# (``localhost.http.client``), on the model of h11's readers. ``read(buf)``
+# takes what it can from the front of the connection's buffer and returns one
+# event: ``Data``, ``END`` once the body is complete (and nothing of the next
+# message has been consumed), or ``NEED_DATA``. ``done`` turns true once the
+# body is complete: either with the ``END`` returned, or with the last
+# ``Data``, when the END is due without another byte (so that the parser can
+# report it without calling the reader again). ``eof()`` is called when the
+# peer closed the connection mid-body instead. Errors are ``HTTPError`` with
+# the status a server answers to a request (400, 431); the response parser
+# turns them into its own.
+
+
+class LengthReader:
+    """A body of ``length`` bytes (> 0) delimited by Content-Length (RFC 9112 §6.2)."""
+
+    __slots__ = ("remaining", "done")
+
+    def __init__(self, length: int) -> None:
+        self.remaining = length
+        self.done = not length
+
+    def read(self, buf: bytearray) -> Data | _Sentinel:
+        """Up to ``remaining`` bytes of ``buf`` as ``Data``; ``END`` when none remain."""
+        remaining = self.remaining
+        if not remaining:
+            return END
+        if not buf:
+            return NEED_DATA
+        if len(buf) <= remaining:
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:remaining])
+            del buf[:remaining]
+        remaining -= len(data)
+        self.remaining = remaining
+        if not remaining:
+            self.done = True
+        return Data(data)
+
+    def eof(self) -> _Sentinel:
+        """Raises ``HTTPError(400)``: the connection closed before the body ended."""
+        if not self.remaining:
+            return END
+        raise HTTPError(400, f"connection closed with {self.remaining} body bytes missing")
+
+
+class ChunkedReader:
+    """A chunked body (RFC 9112 §7.1), de-chunked, strictly framed.
+
+    Every chunk-size line, the CRLF after chunk data and every trailer line
+    must end in CRLF; a chunk line must match ``chunk-size [ chunk-ext ]``
+    with at most ``MAX_CHUNK_SIZE_DIGITS`` hex digits and ``MAX_CHUNK_LINE``
+    bytes (400). Trailer fields are checked (token name, no CTL in the value)
+    and dropped; the trailer section is bounded like a header section:
+    ``MAX_FIELD_SECTION`` bytes and ``MAX_FIELDS`` lines (431).
+    """
+
+    __slots__ = ("_state", "_remaining", "_trailer_bytes", "_trailer_count", "done")
+
+    def __init__(self) -> None:
+        self.done = False
+        self._state = _CHUNK_SIZE
+        self._remaining = 0
+        self._trailer_bytes = 0
+        self._trailer_count = 0
+
+    def eof(self) -> _Sentinel:
+        """Raises ``HTTPError(400)``: the connection closed before the last chunk."""
+        raise HTTPError(400, "connection closed inside a chunked body")
+
+    def read(self, buf: bytearray) -> Data | _Sentinel:
+        """The next piece of chunk data, ``END`` after the trailer section, or ``NEED_DATA``."""
+        state = self._state
+        while True:
+            if state == _CHUNK_SIZE:
+                newline = buf.find(b"\n")
+                if newline < 0:
+                    if len(buf) > MAX_CHUNK_LINE + 1:  # the line and its CR
+                        raise HTTPError(400, "chunk-size line too long")
+                    if buf and buf[0] not in _HEX:
+                        # Cannot become a chunk size: fail now, not at the timeout.
+                        raise HTTPError(400, "invalid chunk size")
+                    return NEED_DATA
+                if newline > MAX_CHUNK_LINE + 1:
+                    raise HTTPError(400, "chunk-size line too long")
+                match = _CHUNK_LINE.fullmatch(buf, 0, newline)
+                if match is None:
+                    raise _chunk_line_error(bytes(buf[:newline]))
+                size = int(match.group(1), 16)
+                del buf[: newline + 1]
+                if size == 0:
+                    state = self._state = _TRAILER
+                    continue
+                self._remaining = size
+                state = self._state = _CHUNK_DATA
+            elif state == _CHUNK_DATA:
+                if not buf:
+                    return NEED_DATA
+                remaining = self._remaining
+                if len(buf) <= remaining:
+                    data = bytes(buf)
+                    buf.clear()
+                else:
+                    data = bytes(buf[:remaining])
+                    del buf[:remaining]
+                self._remaining = remaining - len(data)
+                if self._remaining == 0:
+                    self._state = _CHUNK_CRLF
+                return Data(data)
+            elif state == _CHUNK_CRLF:
+                if buf[:2] == b"\r\n":
+                    del buf[:2]
+                elif not buf or buf == b"\r":
+                    return NEED_DATA
+                else:
+                    raise HTTPError(400, "chunk data not followed by CRLF")
+                state = self._state = _CHUNK_SIZE
+            else:  # _TRAILER: field lines ending in CRLF, bounded, then an empty line
+                newline = buf.find(b"\n")
+                if newline < 0:
+                    # A field line (longer than the empty line's CR) that
+                    # cannot fit any more, even with just its LF still to come.
+                    if len(buf) > 1 and self._trailer_bytes + len(buf) >= MAX_FIELD_SECTION:
+                        raise HTTPError(431, "trailer section too large")
+                    return NEED_DATA
+                line = bytes(buf[:newline])
+                del buf[: newline + 1]
+                if line[-1:] != b"\r":
+                    raise HTTPError(400, "trailer line not ending in CRLF")
+                line = line[:-1]
+                if not line:
+                    self.done = True
+                    return END
+                self._trailer_bytes += newline + 1
+                self._trailer_count += 1
+                if self._trailer_bytes > MAX_FIELD_SECTION or self._trailer_count > MAX_FIELDS:
+                    raise HTTPError(431, "trailer section too large")
+                colon = line.find(b":")
+                if colon <= 0 or line[:colon].translate(None, _TCHAR):
+                    # Also obs-fold: a line starting with whitespace.
+                    raise HTTPError(400, "malformed trailer field")
+                value = line[colon + 1 :]
+                if len(value.translate(None, _VALUE_CTL)) != len(value):
+                    raise HTTPError(400, "invalid byte in a trailer field value")
+
+
+# The reader of a parser between bodies (never read from, never changed).
+_NO_BODY = LengthReader(0)
+
+
 class RequestParser:
     """Parse a stream of pipelined requests on one connection.
 
@@ -158,24 +313,18 @@ class RequestParser:
     beyond setting ``path`` and ``query`` (which are the same every time).
     """
 
-    __slots__ = (
-        "_buf",
-        "_state",
-        "_remaining",
-        "_scanned",
-        "_trailer_bytes",
-        "_trailer_count",
-        "_memo",
-    )
+    __slots__ = ("_buf", "_state", "_reader", "_length", "_scanned", "_memo")
 
     def __init__(self, memo: dict[bytes, Request] | None = None) -> None:
         self._memo = memo
         self._buf = bytearray()
         self._state = _HEAD
-        self._remaining = 0
+        # The Content-Length reader is made at the first such body and reused
+        # from message to message: request bodies are mostly of this kind,
+        # and resetting it costs no call (nor does a connection without one).
+        self._length: LengthReader | None = None
+        self._reader: LengthReader | ChunkedReader = _NO_BODY
         self._scanned = 0
-        self._trailer_bytes = 0
-        self._trailer_count = 0
 
     def feed(self, data: bytes | memoryview) -> None:
         """Append received bytes (copied: ``data`` may be reused afterwards)."""
@@ -199,9 +348,11 @@ class RequestParser:
         if state == _END:
             self._state = _HEAD
             return END
-        if state == _LENGTH:
-            return self._length_body()
-        return self._chunked_body()
+        reader = self._reader
+        event = reader.read(self._buf)
+        if reader.done:
+            self._state = _HEAD if event is END else _END
+        return event
 
     # -- head ---------------------------------------------------------------
 
@@ -239,11 +390,17 @@ class RequestParser:
                     memo.clear()
                 memo[head] = request
         if request.chunked:
-            self._state = _CHUNK_SIZE
-            self._trailer_bytes = self._trailer_count = 0
+            self._state = _BODY
+            self._reader = ChunkedReader()
         elif request.content_length:
-            self._state = _LENGTH
-            self._remaining = request.content_length
+            self._state = _BODY
+            reader = self._length
+            if reader is None:
+                reader = self._length = LengthReader(request.content_length)
+            else:
+                reader.remaining = request.content_length
+                reader.done = False
+            self._reader = reader
         else:
             self._state = _END
         return request
@@ -431,96 +588,3 @@ class RequestParser:
             chunked,
             expect_continue,
         )
-
-    # -- body ---------------------------------------------------------------
-
-    def _length_body(self) -> Event:
-        buf = self._buf
-        if not buf:
-            return NEED_DATA
-        remaining = self._remaining
-        if len(buf) <= remaining:
-            data = bytes(buf)
-            buf.clear()
-        else:
-            data = bytes(buf[:remaining])
-            del buf[:remaining]
-        self._remaining = remaining - len(data)
-        if self._remaining == 0:
-            self._state = _END
-        return Data(data)
-
-    def _chunked_body(self) -> Event:
-        state = self._state
-        buf = self._buf
-        while True:
-            if state == _CHUNK_SIZE:
-                newline = buf.find(b"\n")
-                if newline < 0:
-                    if len(buf) > MAX_CHUNK_LINE + 1:  # the line and its CR
-                        raise HTTPError(400, "chunk-size line too long")
-                    if buf and buf[0] not in _HEX:
-                        # Cannot become a chunk size: fail now, not at the timeout.
-                        raise HTTPError(400, "invalid chunk size")
-                    return NEED_DATA
-                if newline > MAX_CHUNK_LINE + 1:
-                    raise HTTPError(400, "chunk-size line too long")
-                match = _CHUNK_LINE.fullmatch(buf, 0, newline)
-                if match is None:
-                    raise _chunk_line_error(bytes(buf[:newline]))
-                size = int(match.group(1), 16)
-                del buf[: newline + 1]
-                if size == 0:
-                    state = self._state = _TRAILER
-                    continue
-                self._remaining = size
-                state = self._state = _CHUNK_DATA
-            elif state == _CHUNK_DATA:
-                if not buf:
-                    return NEED_DATA
-                remaining = self._remaining
-                if len(buf) <= remaining:
-                    data = bytes(buf)
-                    buf.clear()
-                else:
-                    data = bytes(buf[:remaining])
-                    del buf[:remaining]
-                self._remaining = remaining - len(data)
-                if self._remaining == 0:
-                    self._state = _CHUNK_CRLF
-                return Data(data)
-            elif state == _CHUNK_CRLF:
-                if buf[:2] == b"\r\n":
-                    del buf[:2]
-                elif not buf or buf == b"\r":
-                    return NEED_DATA
-                else:
-                    raise HTTPError(400, "chunk data not followed by CRLF")
-                state = self._state = _CHUNK_SIZE
-            else:  # _TRAILER: field lines ending in CRLF, bounded, then an empty line
-                newline = buf.find(b"\n")
-                if newline < 0:
-                    # A field line (longer than the empty line's CR) that
-                    # cannot fit any more, even with just its LF still to come.
-                    if len(buf) > 1 and self._trailer_bytes + len(buf) >= MAX_FIELD_SECTION:
-                        raise HTTPError(431, "trailer section too large")
-                    return NEED_DATA
-                line = bytes(buf[:newline])
-                del buf[: newline + 1]
-                if line[-1:] != b"\r":
-                    raise HTTPError(400, "trailer line not ending in CRLF")
-                line = line[:-1]
-                if not line:
-                    self._state = _HEAD
-                    return END
-                self._trailer_bytes += newline + 1
-                self._trailer_count += 1
-                if self._trailer_bytes > MAX_FIELD_SECTION or self._trailer_count > MAX_FIELDS:
-                    raise HTTPError(431, "trailer section too large")
-                colon = line.find(b":")
-                if colon <= 0 or line[:colon].translate(None, _TCHAR):
-                    # Also obs-fold: a line starting with whitespace.
-                    raise HTTPError(400, "malformed trailer field")
-                value = line[colon + 1 :]
-                if len(value.translate(None, _VALUE_CTL)) != len(value):
-                    raise HTTPError(400, "invalid byte in a trailer field value")

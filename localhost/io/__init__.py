@@ -1,12 +1,14 @@
-"""Byte transport for the event loop, with no knowledge of HTTP.
+"""The event loop and byte transports, with no knowledge of HTTP.
 
-``Protocol`` is what a connection's logic subclasses (asyncio's interface
-plus the worker's extras); ``SocketTransport``, ``PipeTransport`` and
-``connect`` move bytes and ``FileBody`` regions between a descriptor and a
-protocol.
+``EventLoop`` is the worker's one ``select.epoll`` with its timers, signal
+wake-ups and child reaping. ``Protocol`` is what a connection's logic
+subclasses (asyncio's interface plus the worker's extras);
+``SocketTransport``, ``PipeTransport`` and ``connect`` move bytes and
+``FileBody`` regions between a descriptor and a protocol.
 """
 
 from localhost.io.body import FileBody
+from localhost.io.loop import EventLoop, Timer
 from localhost.io.protocol import Protocol
 from localhost.io.transport import (
     FileShrankError,
@@ -17,7 +19,9 @@ from localhost.io.transport import (
 )
 
 __all__ = [
+    "EventLoop",
     "FileBody",
+    "Timer",
     "FileShrankError",
     "PipeTransport",
     "Protocol",

@@ -46,8 +46,8 @@ from localhost.io.body import FileBody
 if TYPE_CHECKING:
     import asyncio
 
+    from localhost.io.loop import EventLoop, Timer
     from localhost.io.protocol import Protocol
-    from localhost.server.loop import EventLoop, Timer
 
     AnyProtocol: TypeAlias = Protocol | asyncio.Protocol
     Writable: TypeAlias = bytes | bytearray | memoryview | FileBody

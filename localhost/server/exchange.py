@@ -21,8 +21,8 @@ from localhost.http.message import Request, Response
 
 if TYPE_CHECKING:
     from localhost.config.model import Location, ServerBlock
+    from localhost.io.loop import EventLoop
     from localhost.server.http1 import HTTP1Protocol
-    from localhost.server.loop import EventLoop
 
 
 class Exchange:

@@ -82,7 +82,7 @@ from localhost.server.exchange import Exchange
 
 if TYPE_CHECKING:
     from localhost.io import Transport
-    from localhost.server.loop import EventLoop
+    from localhost.io.loop import EventLoop
     from localhost.server.pipeline import Pipeline
     from localhost.services import Services
 

@@ -39,11 +39,11 @@ from localhost.config.model import Config, ServerBlock
 from localhost.http.message import Request, Response
 from localhost.http.writer import response_head
 from localhost.io import SocketTransport, Transport
+from localhost.io.loop import EPOLLIN, EventLoop
 from localhost.limits import LIMITS
 from localhost.routing import Router
 from localhost.server.http1 import HTTP1Protocol
 from localhost.server.listener import Address, ListenError, bind_all
-from localhost.server.loop import EPOLLIN, EventLoop
 from localhost.server.pipeline import Pipeline
 from localhost.server.protocols import protocol_factory, wrap_idle_timeout
 from localhost.services import Services

@@ -311,8 +311,8 @@ class _Run:
     """A pipeline and a loop to drive one CGI request to its end."""
 
     def __init__(self, config: Any) -> None:
+        from localhost.io.loop import EventLoop
         from localhost.routing import Router
-        from localhost.server.loop import EventLoop
         from localhost.server.pipeline import Pipeline
         from localhost.services import Services
 

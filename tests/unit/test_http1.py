@@ -17,10 +17,10 @@ import pytest
 from localhost.config import loads
 from localhost.handlers.base import BodyPolicy, Handler
 from localhost.http.message import Request, Response
+from localhost.io.loop import EventLoop
 from localhost.routing import Router
 from localhost.server.exchange import Exchange
 from localhost.server.http1 import HTTP1Protocol
-from localhost.server.loop import EventLoop
 from localhost.server.pipeline import Pipeline
 from localhost.services import Services
 from tests.fakes import FakeTransport

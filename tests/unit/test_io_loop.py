@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from localhost.server.loop import EventLoop
+from localhost.io.loop import EventLoop
 
 
 def test_call_soon_runs_in_order_after_the_events_of_the_iteration() -> None:

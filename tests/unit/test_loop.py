@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from localhost.server.loop import EventLoop
+from localhost.io.loop import EventLoop
 
 
 def run_due(loop: EventLoop, now: float) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from localhost.io import FileBody, PipeTransport, Protocol, SocketTransport, Transport, connect
-from localhost.server.loop import EventLoop
+from localhost.io.loop import EventLoop
 from tests.fakes import FakeTransport
 
 MiB = 1024 * 1024
