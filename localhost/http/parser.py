@@ -22,15 +22,18 @@ must follow ``chunk-size [ chunk-ext ] CRLF`` exactly. Where a chunked body
 ends decides where the next request starts, so any leniency there that a
 front-end does not share is a request-smuggling vector; §2.2's leniency is a
 MAY, and is kept to the head, where hand-typed requests need it.
+
+The body readers (``LengthReader``, ``ChunkedReader``) are shared with the
+response parser of ``localhost.http.client``.
 """
 
 from __future__ import annotations
 
 import re
 
-from localhost.config.model import IMPLEMENTED_METHODS
 from localhost.http.errors import HTTPError
 from localhost.http.message import Headers, Request
+from localhost.http.methods import IMPLEMENTED_METHODS
 
 MAX_REQUEST_LINE = 8 * 1024  # bytes, without the line end → 414
 MAX_FIELD_SECTION = 16 * 1024  # bytes of header (or trailer) field lines with their CRLFs → 431
