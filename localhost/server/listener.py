@@ -4,8 +4,33 @@ from __future__ import annotations
 
 import errno
 import socket
+from dataclasses import dataclass
+from typing import Any
 
 BACKLOG = 511  # NGINX's default listen backlog
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSpec:
+    """What one listening socket serves.
+
+    ``host``/``port`` are its address; ``shared`` is true for a wildcard
+    socket (``0.0.0.0``, ``::``) that also serves the specific addresses of
+    its port, whose blocks are then chosen per connection by the local
+    address; ``protocol`` is its default block's ``protocol`` directive
+    (``None``: HTTP/1.1); ``ssl`` is the TLS context (``None``: plain TCP).
+    """
+
+    host: str
+    port: int
+    shared: bool = False
+    protocol: str | None = None
+    ssl: Any = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)``."""
+        return (self.host, self.port)
 
 
 class ListenError(Exception):

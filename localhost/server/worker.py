@@ -43,7 +43,7 @@ from localhost.io.loop import EPOLLIN, EventLoop
 from localhost.limits import LIMITS
 from localhost.routing import Router
 from localhost.server.http1 import HTTP1Protocol
-from localhost.server.listener import Address, ListenError, bind_all
+from localhost.server.listener import Address, ListenError, ListenSpec, bind_all
 from localhost.server.pipeline import Pipeline
 from localhost.server.protocols import protocol_factory, wrap_idle_timeout
 from localhost.services import Services
@@ -94,14 +94,13 @@ class Heartbeat:
 
 
 class _Listener:
-    __slots__ = ("sock", "address", "shared", "default_server", "paused", "factory")
+    __slots__ = ("sock", "spec", "address", "shared", "default_server", "paused", "factory")
 
-    def __init__(
-        self, sock: socket.socket, address: Address, shared: bool, default: ServerBlock
-    ) -> None:
+    def __init__(self, sock: socket.socket, spec: ListenSpec, default: ServerBlock) -> None:
         self.sock = sock
-        self.address = address
-        self.shared = shared
+        self.spec = spec
+        self.address = spec.address
+        self.shared = spec.shared
         self.default_server = default
         self.paused = False
         # None for HTTP; every block of an address speaks the same protocol.
@@ -148,15 +147,11 @@ class Worker:
         self._make_listeners()
 
     def _make_listeners(self) -> None:
-        self.listeners = [
-            _Listener(
-                self.sockets[(host, port)],
-                (host, port),
-                shared,
-                self.router.select((host, port), ""),
-            )
-            for host, port, shared in self.router.bind_addresses()
-        ]
+        self.listeners = []
+        for host, port, shared in self.router.bind_addresses():
+            default = self.router.select((host, port), "")
+            spec = ListenSpec(host, port, shared, default.protocol)
+            self.listeners.append(_Listener(self.sockets[(host, port)], spec, default))
 
     def install_signals(self) -> None:
         """Route the signals this worker obeys into its loop (idempotent).
