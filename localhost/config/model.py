@@ -17,7 +17,6 @@ from types import MappingProxyType
 from typing import Any
 
 from localhost.config.diagnostics import ConfigWarning
-from localhost.http.methods import IMPLEMENTED_METHODS as IMPLEMENTED_METHODS  # TODO: drop
 
 
 def server_name_regex(name: str) -> re.Pattern[str]:
