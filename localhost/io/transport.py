@@ -547,8 +547,9 @@ class _FdTransport(Transport):
                         item.count = count - sent
                         self._size -= sent
                         budget -= sent
-                        if item.count:
-                            break  # the kernel took less: wait for EPOLLOUT
+                        # A partial send: try again at once; EAGAIN ends the
+                        # loop (the socket buffer often drains meanwhile, and
+                        # waiting for EPOLLOUT costs a poll round trip).
                     else:
                         # Only when the chunk before it has gone: one chunk in memory.
                         chunk = os.pread(item.fd, min(count, FILE_CHUNK), item.offset)
