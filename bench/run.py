@@ -213,7 +213,9 @@ server {{
 """
 
 
-def servers(tmp: Path, root: Path, only: set[str] | None) -> list[Server]:
+def servers(
+    tmp: Path, root: Path, only: set[str] | None, baseline: Path | None = None
+) -> list[Server]:
     for name, text in APPS.items():
         (tmp / name).write_text(textwrap.dedent(text))
     env = {"BENCH_ROOT": str(root), "PYTHONPATH": f"{tmp}{os.pathsep}{REPO}"}
@@ -233,6 +235,7 @@ def servers(tmp: Path, root: Path, only: set[str] | None) -> list[Server]:
             "tornado",
             "gunicorn",
             "http.server",
+            "baseline",
         )
     }
     conf = tmp / "localhost.conf"
@@ -245,6 +248,18 @@ def servers(tmp: Path, root: Path, only: set[str] | None) -> list[Server]:
             python=sys.executable,
         )
     )
+    if baseline is not None:
+        # Another checkout of localhost (e.g. the main branch before a change),
+        # measured in the same rounds as this one.
+        (tmp / "baseline.conf").write_text(
+            LOCALHOST_CONF.format(
+                port=ports["baseline"],
+                root=root,
+                cgi=cgi,
+                uploads=tmp / "uploads",
+                python=sys.executable,
+            )
+        )
     nginx_conf = tmp / "nginx.conf"
     nginx_conf.write_text(NGINX_CONF.format(tmp=tmp, port=ports["nginx"], root=root))
     py = sys.executable
@@ -322,7 +337,21 @@ def servers(tmp: Path, root: Path, only: set[str] | None) -> list[Server]:
             tmp,
         ),
     ]
-    return [s for s in all_servers if only is None or s.name in only]
+    if baseline is not None:
+        baseline_env = {**env, "PYTHONPATH": f"{tmp}{os.pathsep}{baseline}"}
+        all_servers.insert(
+            1,
+            Server(
+                "baseline",
+                [py, "-m", "localhost", str(tmp / "baseline.conf")],
+                ports["baseline"],
+                baseline,
+                baseline_env,
+            ),
+        )
+    return [
+        s for s in all_servers if only is None or s.name in only or s.name == "baseline"
+    ]
 
 
 # -- measuring ----------------------------------------------------------------
@@ -711,6 +740,11 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated server names")
     parser.add_argument("--output", type=Path, default=DOCS / "benchmarks.md")
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of localhost to measure in the same rounds (before/after)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="rewrite the page and chart from the JSON of the last run",
@@ -735,7 +769,7 @@ def main() -> int:
         rng = random.Random(42)
         for name, size in FILES.items():
             (root / name).write_bytes(rng.randbytes(size))
-        started = servers(tmp, root, only)
+        started = servers(tmp, root, only, args.baseline)
         for server in started:
             print(f"starting {server.name}", flush=True)
             server.start()
