@@ -3,9 +3,9 @@
 ``Request`` is what the parser produces for a request head. ``Response`` is
 what handlers return: a status, header fields, and a body that is either
 bytes in memory or a ``FileBody`` region sent with ``os.sendfile``.
-``response_head`` turns a response into the bytes of its status line and
-header section (RFC 9112 §4, §5), with ``Date`` (RFC 9110 §6.6.1) and
-``Server`` on every response.
+``localhost.http.writer`` turns a response into the bytes of its status
+line and header section (RFC 9112 §4, §5), with the ``Date`` (RFC 9110
+§6.6.1) and ``Server`` fields made here.
 """
 
 from __future__ import annotations
@@ -234,44 +234,3 @@ def date_field() -> bytes:
 def encode_fields(fields: list[tuple[str, str]]) -> bytes:
     """Field lines ``Name: value\r\n`` as bytes (Latin-1, others replaced)."""
     return "".join([f"{name}: {value}\r\n" for name, value in fields]).encode("latin-1", "replace")
-
-
-def response_head(
-    response: Response,
-    keep_alive: bool,
-    http10: bool,
-    framing: bytes | None = None,
-    extra: list[tuple[str, str]] | None = None,
-) -> bytes:
-    """The status line and header section of ``response``, ending in CRLF CRLF.
-
-    Adds Date, Server, the framing field and the Connection field: ``close``
-    when the connection will close, ``keep-alive`` for a persistent HTTP/1.0
-    connection (RFC 9112 §9.3). ``framing`` is the framing field line(s) of a
-    streamed body (``Transfer-Encoding: chunked``, a known Content-Length, or
-    nothing for a close-delimited body); by default it is the Content-Length
-    of ``response`` (none on 1xx, 204 and 304: RFC 9110 §8.6). ``extra``
-    fields follow the response's own (which are never modified: handlers
-    may share them). Field values are encoded as Latin-1, with characters
-    outside it replaced.
-    """
-    parts = [status_line(response.status), date_field()]
-    raw = response.raw_fields
-    if raw is not None and framing is None:
-        parts.append(raw)
-    else:
-        parts.append(encode_fields(response.headers))
-        status = response.status
-        if framing is not None:
-            parts.append(framing)
-        elif status >= 200 and status != 204 and status != 304:
-            parts.append(b"Content-Length: %d\r\n" % response.content_length)
-    if extra:
-        parts.append(encode_fields(extra))
-    if not keep_alive:
-        parts.append(b"Connection: close\r\n\r\n")
-    elif http10:
-        parts.append(b"Connection: keep-alive\r\n\r\n")
-    else:
-        parts.append(b"\r\n")
-    return b"".join(parts)

@@ -613,7 +613,9 @@ class HTTP1Protocol(Protocol):
             else:
                 transport.write(head)
         self.state = _WRITE
-        if not self.write_blocked:
+        # A write that failed (the client reset) is not a response done:
+        # connection_lost, which follows, logs it as a failed send.
+        if not self.write_blocked and not transport.is_closing():
             self._response_done()
 
     def start(self, exchange: Exchange, response: Response, length: int | None) -> None:
@@ -669,7 +671,9 @@ class HTTP1Protocol(Protocol):
         if exchange.chunked:
             transport.write(LAST_CHUNK)
         self.state = _WRITE
-        if not self.write_blocked:
+        # A write that failed (the client reset) is not a response done:
+        # connection_lost, which follows, logs it as a failed send.
+        if not self.write_blocked and not transport.is_closing():
             self._response_done()
 
     def abort(self, exchange: Exchange) -> None:

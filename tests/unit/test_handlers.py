@@ -24,8 +24,9 @@ from localhost.handlers.error_pages import (
     refusal_response,
 )
 from localhost.http.errors import HTTPError
-from localhost.http.message import Headers, Request, Response, response_head
+from localhost.http.message import Headers, Request, Response
 from localhost.http.target import normalize_target
+from localhost.http.writer import response_head
 from localhost.limits import LIMITS
 from localhost.routing import Router
 from localhost.server.pipeline import Pipeline

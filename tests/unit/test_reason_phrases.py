@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from localhost.http.message import Response, reason, response_head, status_line
+from localhost.http.message import Response, reason, status_line
+from localhost.http.writer import response_head
 
 # RFC 9110 §15, every status code it defines.
 RFC9110 = {
