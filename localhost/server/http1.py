@@ -242,6 +242,8 @@ class HTTP1Protocol(Protocol):
             exchange.done = True
         self._drop_handler("connection closed")
         self._drop_spool()
+        if exchange is not None and exchange.body is not None:
+            _close_body(exchange)
         self.transport = None
         self._timeout_cb = _nothing
 
@@ -367,7 +369,8 @@ class HTTP1Protocol(Protocol):
                 return
             self.transport.write(CONTINUE)  # type: ignore[union-attr]
         if self.policy == _SPOOL:
-            self.spool = tempfile.SpooledTemporaryFile(SPOOL_MEMORY)  # noqa: SIM115 (closed by the handler's exchange)
+            # Closed when its request ends (_response_done, connection_lost).
+            self.spool = tempfile.SpooledTemporaryFile(SPOOL_MEMORY)  # noqa: SIM115
         self.transport.set_timeout(self.timeouts.client_body, self._timeout_cb)  # type: ignore[union-attr]
 
     def _on_data(self, data: bytes) -> None:
@@ -690,6 +693,8 @@ class HTTP1Protocol(Protocol):
         self.exchange = None
         self.handler = None
         self._log(exchange)
+        if exchange.body is not None:
+            _close_body(exchange)
         transport = self.transport
         assert transport is not None
         if self.paused or self.body_paused:
@@ -786,3 +791,11 @@ _NO_REQUEST = Request("-", "-", "HTTP/1.1", Headers(), "", False, None, False, F
 
 def _nothing() -> None:
     pass
+
+
+def _close_body(exchange: Exchange) -> None:
+    """Close the spooled body of a request that has ended (the handler had it to read)."""
+    body = exchange.body
+    exchange.body = None
+    if body is not None:
+        body.close()

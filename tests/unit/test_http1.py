@@ -164,6 +164,34 @@ def test_chunked_body_is_streamed_to_the_handler(host: Host) -> None:
     assert not transport.closing  # the whole body was read: kept alive
 
 
+class Spooler(Handler):
+    """Asks for the body spooled, answers with what it read from ``exchange.body``."""
+
+    __slots__ = ()
+    bodies: list[Any] = []
+
+    def on_head(self) -> BodyPolicy:
+        return BodyPolicy.SPOOL
+
+    def on_body_end(self) -> None:
+        body = self.exchange.body
+        Spooler.bodies.append(body)
+        self.exchange.send(Response(200, [("Content-Type", "text/plain")], body.read()))
+
+
+def test_a_spooled_body_is_handed_over_and_closed_when_the_request_ends(host: Host) -> None:
+    Spooler.bodies.clear()
+    install(host, "/test/spool", Spooler)
+    transport, _ = host.connect()
+    transport.feed(
+        b"POST /test/spool HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world"
+    )
+    ((head, body),) = responses(transport.take())
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b"hello world"
+    (spool,) = Spooler.bodies
+    assert spool.closed  # no descriptor left open until garbage collection
+
+
 def test_malformed_request_gets_400_and_closes(host: Host) -> None:
     transport, _ = host.connect()
     transport.feed(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n" + get("/a.txt"))
