@@ -190,7 +190,7 @@ def test_error_pages_fall_back_to_builtin(tmp_path: Path) -> None:
     big.write_bytes(b"x" * (2 * 1024 * 1024))
     assert error_response(500, {500: big}).body == builtin_page(500)
     # Whether the connection closes is decided by where the error came from
-    # (server/connection.py), not by the page.
+    # (server/http1.py), not by the page.
     assert error_response(500).close is False
 
 
