@@ -3,8 +3,11 @@
 Three steps: the Lark grammar (``grammar.lark``) turns text into a tree of
 statements; a ``Transformer`` turns that tree into ``_Statement`` records that
 keep every token's line and column; the ``_Validator`` walks the statements
-against the directive table ``DIRECTIVES`` (which context, how many values,
-which converter) and builds the frozen dataclasses of ``model.py``.
+against the directive table (which context, how many values, which
+converter) and builds the frozen dataclasses of ``model.py``. The table is
+``DIRECTIVES`` plus the rows each registered handler owns
+(``HandlerSpec.directives``, e.g. ``cgi`` in ``localhost.handlers.cgi``),
+merged at each ``loads``.
 
 Every problem raises ``ConfigError``, whose text is
 ``PATH:LINE:COLUMN: message`` followed by the offending line and a caret
@@ -26,7 +29,6 @@ import ipaddress
 import math
 import os
 import re
-import shutil
 import stat
 import sys
 import unicodedata
@@ -46,7 +48,6 @@ from localhost.config.diagnostics import ConfigError, ConfigWarning, Note
 from localhost.config.model import (
     DEFAULT_BODY_LIMIT,
     DEFAULT_BODY_TIMEOUT,
-    DEFAULT_CGI_TIMEOUT,
     DEFAULT_FILE,
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_HOST,
@@ -361,27 +362,6 @@ def _on_off(v: _Validator, args: list[Token]) -> bool:
     return str(args[0]) == "on"
 
 
-def _cgi(v: _Validator, args: list[Token]) -> tuple[str, str]:
-    extension, interpreter = args
-    if not extension.startswith(".") or len(extension) < 2 or "/" in extension:
-        v.fail(extension, f'invalid CGI extension {_q(extension)} (expected e.g. ".py")')
-    if "/" in interpreter:
-        path = v.path_of(interpreter)
-        problem = _path_problem(path, "file")
-        if not problem and not os.access(path, os.X_OK):
-            # Caught here rather than as a 502 on every request.
-            problem = "is not executable"
-        if problem:
-            where = _resolved_note(interpreter, path)
-            v.fail(interpreter, f"CGI interpreter {_q(interpreter)} {problem}{where}")
-        found = str(path)
-    else:
-        found = ("\0" not in interpreter and shutil.which(interpreter)) or ""
-        if not found:
-            v.fail(interpreter, f"CGI interpreter {_q(interpreter)} not found in PATH")
-    return str(extension), found
-
-
 def _count(v: _Validator, args: list[Token]) -> int:
     number = _number(args[0])
     if number is None or not 1 <= number <= 1_000_000:
@@ -423,13 +403,6 @@ def _access_log(v: _Validator, args: list[Token]) -> str | None:
 
 def _store(v: _Validator, args: list[Token]) -> Path:
     return _new_file(v, args[0])
-
-
-def _url(v: _Validator, args: list[Token]) -> str:
-    url = args[0]
-    if not url.isprintable() or not url.isascii() or " " in url:
-        v.fail(url, f"invalid redirect URL {_q(url)}")
-    return str(url)
 
 
 # -- the protocol directive (non-HTTP server blocks) ---------------------------
@@ -534,7 +507,14 @@ def _protocol(v: _Validator, args: list[Token]) -> tuple[str | None, Any]:
 
 @dataclass(frozen=True)
 class Directive:
-    """One row of the directive table."""
+    """One row of the directive table.
+
+    ``derive``, for a directive a handler owns (``HandlerSpec.directives``),
+    gives the value of the ``Location`` field of the same name from the
+    location's scopes ``(location, server, top level)``, innermost first
+    (``inherit`` for the usual rule); the loader's own directives are read by
+    ``_Validator.make_location``.
+    """
 
     contexts: tuple[str, ...]
     min_args: int
@@ -542,8 +522,13 @@ class Directive:
     convert: Converter
     repeatable: bool = False
     syntax: str = ""
+    derive: Callable[[tuple[_Scope, _Scope, _Scope]], Any] | None = None
 
 
+#: The loader's own directives. Handlers add theirs through the registry
+#: (``HandlerSpec.directives``, merged at each ``loads``): ``cgi`` and
+#: ``cgi_timeout`` live in ``localhost.handlers.cgi``, ``redirect`` in
+#: ``localhost.handlers.redirect``.
 DIRECTIVES: dict[str, Directive] = {
     "host": Directive((SERVER,), 1, 1, _host, syntax="host ADDRESS"),
     "port": Directive((SERVER,), 1, None, _ports, repeatable=True, syntax="port PORT..."),
@@ -565,11 +550,6 @@ DIRECTIVES: dict[str, Directive] = {
     "directory_listing": Directive(
         (SERVER, LOCATION), 1, 1, _on_off, syntax="directory_listing on|off"
     ),
-    "cgi": Directive(
-        (SERVER, LOCATION), 2, 2, _cgi, repeatable=True, syntax="cgi .EXT INTERPRETER"
-    ),
-    "redirect": Directive((LOCATION,), 1, 1, _url, syntax="redirect URL"),
-    "cgi_timeout": Directive((MAIN, SERVER, LOCATION), 1, 1, _time, syntax="cgi_timeout TIME"),
     "session": Directive((SERVER, LOCATION), 1, 1, _on_off, syntax="session on|off"),
     "session_store": Directive((MAIN,), 1, 1, _store, syntax="session_store PATH"),
     "session_timeout": Directive((MAIN,), 1, 1, _time, syntax="session_timeout TIME"),
@@ -611,8 +591,9 @@ class _Scope:
 
 
 class _Validator:
-    def __init__(self, path: Path, text: str) -> None:
+    def __init__(self, path: Path, text: str, directives: dict[str, Directive]) -> None:
         self.path = path
+        self.directives = directives
         self.base = path.parent
         # At LF only, as the grammar counts lines (see the module docstring).
         self.lines = text.split("\n")
@@ -687,7 +668,7 @@ class _Validator:
         """Fail on a name that is neither a directive nor a block, with a hint if one helps."""
         name = str(st.name)
         is_block = st.body is not None
-        if is_block and name in DIRECTIVES:
+        if is_block and name in self.directives:
             self.fail(st.name, f'"{name}" is a directive, not a block (it takes no "{{ }}")')
         message = f"unknown {'block' if is_block else 'directive'} {_q(name)}"
         if name in NGINX_EQUIVALENTS:
@@ -695,13 +676,13 @@ class _Validator:
         elif is_block and name in NGINX_BLOCKS:
             message += f"; localhost has no such block: {NGINX_BLOCKS[name]}"
         else:
-            known = BLOCKS if is_block else {n: d.contexts for n, d in DIRECTIVES.items()}
+            known = BLOCKS if is_block else {n: d.contexts for n, d in self.directives.items()}
             message += _did_you_mean(name, context, known)
         self.fail(st.name, message)
 
     def directive(self, st: _Statement, context: str, scope: _Scope) -> None:
         name = str(st.name)
-        spec = DIRECTIVES.get(name)
+        spec = self.directives.get(name)
         if spec is None:
             if name in BLOCKS:
                 self.fail(st.name, f'"{name}" must be followed by a block in braces')
@@ -905,7 +886,12 @@ class _Validator:
         self, prefix: str, scope: _Scope, server: _Scope, main: _Scope, line: int
     ) -> Location:
         own_root = scope.get("root")
-        cgi_entries = scope.lists.get("cgi") or server.lists.get("cgi") or []
+        scopes = (scope, server, main)
+        derived = {name: row.derive(scopes) for name, row in self.directives.items() if row.derive}
+        # The session handler answers a location with its own "session on" and
+        # nothing to serve: no root of its own, no CGI (the session is then
+        # middleware in front of them).
+        cgi_entries = scope.lists.get("cgi") or server.lists.get("cgi")
         return Location(
             prefix=prefix,
             root=own_root if own_root is not None else server.get("root"),
@@ -913,15 +899,13 @@ class _Validator:
             methods=_inherit("methods", None, scope, server),
             default_file=_inherit("default_file", DEFAULT_FILE, scope, server),
             directory_listing=_inherit("directory_listing", False, scope, server),
-            cgi=MappingProxyType(dict(value for value, _ in cgi_entries)),
-            redirect=scope.get("redirect"),
             body_limit=_inherit("body_limit", DEFAULT_BODY_LIMIT, scope, server, main),
             error_pages=_pages(main, server, scope),
-            cgi_timeout=_inherit("cgi_timeout", DEFAULT_CGI_TIMEOUT, scope, server, main),
             access_log=_inherit("access_log", STDOUT, scope, server, main),
             session=_inherit("session", False, scope, server),
             session_handler=bool(scope.get("session")) and own_root is None and not cgi_entries,
             line=line,
+            **derived,
         )
 
     def check_names(self, servers: list[tuple[ServerBlock, list[Token]]]) -> None:
@@ -1159,6 +1143,38 @@ def _syntax_error(
     _unclosed(text, validator)
 
 
+# -- for the directive rows of handler modules (``HandlerSpec.directives``) ------
+
+#: What a converter receives: ``fail(token, message)``, ``warn``,
+#: ``path_of(token)`` and ``name`` (the directive being converted).
+Validator = _Validator
+#: The directives seen in one context (``get(name)``, ``lists[name]``).
+Scope = _Scope
+quote = _q
+printable = _printable
+path_problem = _path_problem
+resolved_note = _resolved_note
+time_value = _time
+inherit = _inherit
+
+
+def _directive_table() -> dict[str, Directive]:
+    """``DIRECTIVES`` with every registered handler's own rows.
+
+    Raises ``ValueError`` when a handler claims a directive of the loader.
+    """
+    # Imported here: the handler modules import this one (for ``Directive``)
+    # and config.model, so a module-level import would be a cycle.
+    from localhost.handlers.base import directives
+
+    table = dict(DIRECTIVES)
+    for name, row in directives().items():
+        if name in table:
+            raise ValueError(f"directive {name!r} is the loader's; a handler cannot own it")
+        table[name] = row
+    return table
+
+
 def load(path: str | Path) -> Config:
     """Parse and validate the configuration file at ``path`` (UTF-8, an
     optional byte-order mark, LF or CRLF line ends).
@@ -1195,7 +1211,7 @@ def loads(text: str, path: str | Path = "<string>") -> Config:
     A leading byte-order mark (U+FEFF) is skipped. Raises ``ConfigError``.
     """
     text = text.removeprefix(BOM)
-    validator = _Validator(Path(path), text)
+    validator = _Validator(Path(path), text, _directive_table())
     try:
         tree = _parser().parse(text)
     except lark.exceptions.UnexpectedInput as exc:

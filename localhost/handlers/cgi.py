@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -36,10 +37,26 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from lark import Token
 
 from localhost import SERVER_SOFTWARE
-from localhost.config.model import Location
+from localhost.config.loader import (
+    LOCATION,
+    MAIN,
+    SERVER,
+    Directive,
+    Scope,
+    Validator,
+    inherit,
+    path_problem,
+    quote,
+    resolved_note,
+    time_value,
+)
+from localhost.config.model import DEFAULT_CGI_TIMEOUT, Location
 from localhost.handlers.base import BodyPolicy, Exchange, Handler, HandlerSpec
 from localhost.handlers.cgi_response import CGIError, CGIResponseParser
 from localhost.handlers.error_pages import error_response
@@ -582,4 +599,61 @@ def _methods(location: Location) -> frozenset[str]:
 
 
 #: Scripts with a ``cgi`` extension under the location's root, any method.
-SPEC = HandlerSpec("cgi", _methods, CGIHandler, priority=200, select=_select)
+# -- configuration ----------------------------------------------------------
+
+
+def _cgi(v: Validator, args: list[Token]) -> tuple[str, str]:
+    """``cgi .EXT INTERPRETER``: the extension and the interpreter's path
+    (found in ``PATH`` when it has no slash)."""
+    extension, interpreter = args
+    if not extension.startswith(".") or len(extension) < 2 or "/" in extension:
+        v.fail(extension, f'invalid CGI extension {quote(extension)} (expected e.g. ".py")')
+    if "/" in interpreter:
+        path = v.path_of(interpreter)
+        problem = path_problem(path, "file")
+        if not problem and not os.access(path, os.X_OK):
+            # Caught here rather than as a 502 on every request.
+            problem = "is not executable"
+        if problem:
+            where = resolved_note(interpreter, path)
+            v.fail(interpreter, f"CGI interpreter {quote(interpreter)} {problem}{where}")
+        found = str(path)
+    else:
+        found = ("\0" not in interpreter and shutil.which(interpreter)) or ""
+        if not found:
+            v.fail(interpreter, f"CGI interpreter {quote(interpreter)} not found in PATH")
+    return str(extension), found
+
+
+def _cgi_map(scopes: tuple[Scope, Scope, Scope]) -> Any:
+    # A location's own cgi lines replace the server's (they do not add to them).
+    location, server, _ = scopes
+    entries = location.lists.get("cgi") or server.lists.get("cgi") or []
+    return MappingProxyType(dict(value for value, _ in entries))
+
+
+def _cgi_timeout(scopes: tuple[Scope, Scope, Scope]) -> Any:
+    return inherit("cgi_timeout", DEFAULT_CGI_TIMEOUT, *scopes)
+
+
+DIRECTIVES = {
+    "cgi": Directive(
+        (SERVER, LOCATION),
+        2,
+        2,
+        _cgi,
+        repeatable=True,
+        syntax="cgi .EXT INTERPRETER",
+        derive=_cgi_map,
+    ),
+    "cgi_timeout": Directive(
+        (MAIN, SERVER, LOCATION),
+        1,
+        1,
+        time_value,
+        syntax="cgi_timeout TIME",
+        derive=_cgi_timeout,
+    ),
+}
+
+SPEC = HandlerSpec("cgi", _methods, CGIHandler, priority=200, select=_select, directives=DIRECTIVES)

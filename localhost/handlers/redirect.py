@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
+from lark import Token
+
+from localhost.config.loader import LOCATION, Directive, Scope, Validator, quote
 from localhost.config.model import Location
 from localhost.handlers.base import ALL_METHODS, Exchange, HandlerSpec, function_handler
 from localhost.http.message import Response
@@ -33,6 +37,21 @@ def _methods(location: Location) -> frozenset[str]:
     return ALL_METHODS if location.redirect is not None else frozenset()
 
 
+def _url(v: Validator, args: list[Token]) -> str:
+    url = args[0]
+    if not url.isprintable() or not url.isascii() or " " in url:
+        v.fail(url, f"invalid redirect URL {quote(url)}")
+    return str(url)
+
+
+def _own(scopes: tuple[Scope, Scope, Scope]) -> Any:
+    return scopes[0].get("redirect")  # a location's own: not inherited
+
+
+DIRECTIVES = {
+    "redirect": Directive((LOCATION,), 1, 1, _url, syntax="redirect URL", derive=_own),
+}
+
 #: A location with ``redirect`` answers every request with it, ignoring the body.
 SPEC = HandlerSpec(
     "redirect",
@@ -40,4 +59,5 @@ SPEC = HandlerSpec(
     function_handler(_answer, ignore_body=True, name="RedirectHandler"),
     priority=100,
     exclusive=_is_redirect,
+    directives=DIRECTIVES,
 )

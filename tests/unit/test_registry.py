@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from localhost.config import loads
+from localhost.config import ConfigError, loader, loads
+from localhost.config.loader import LOCATION, Directive
 from localhost.config.model import Config, Location
-from localhost.handlers import base
+from localhost.handlers import base, redirect
 from localhost.handlers.base import (
     BodyPolicy,
     Handler,
@@ -142,3 +143,53 @@ def test_a_directive_belongs_to_one_handler() -> None:
         assert "thing" in base.directives()
     finally:
         unregister("a")
+
+
+def _greeting(v: Any, args: list[Any]) -> str:
+    if not args[0].isalpha():
+        v.fail(args[0], f"invalid greeting {str(args[0])!r}")
+    return str(args[0])
+
+
+GREETING = Directive((LOCATION,), 1, 1, _greeting, syntax="greeting WORD")
+
+
+def test_a_handler_brings_its_own_directive_to_the_loader(tmp_path: Path) -> None:
+    text = "server {\n port 80\n location / {\n  root .\n  greeting hello\n }\n}\n"
+    with pytest.raises(ConfigError, match='unknown directive "greeting"'):
+        loads(text, tmp_path / "t.conf")
+    register(HandlerSpec("greet", lambda _l: frozenset(), Handler, directives=GREETING_ROWS))
+    try:
+        loads(text, tmp_path / "t.conf")
+        with pytest.raises(ConfigError) as error:
+            loads(text.replace("hello", "h3llo"), tmp_path / "t.conf")
+        assert (error.value.line, error.value.column) == (5, 12)
+        assert "invalid greeting 'h3llo'" in str(error.value)
+        with pytest.raises(ConfigError, match=r"syntax: greeting WORD"):
+            loads(text.replace("hello", "hello there"), tmp_path / "t.conf")
+    finally:
+        unregister("greet")
+
+
+GREETING_ROWS = {"greeting": GREETING}
+
+
+def test_a_handler_cannot_take_a_directive_of_the_loader(tmp_path: Path) -> None:
+    register(HandlerSpec("greedy", lambda _l: frozenset(), Handler, directives={"root": GREETING}))
+    try:
+        with pytest.raises(ValueError, match="root"):
+            loads("server {\n port 80\n root .\n}\n", tmp_path / "t.conf")
+    finally:
+        unregister("greedy")
+
+
+def test_cgi_and_redirect_directives_live_in_their_handlers(tmp_path: Path) -> None:
+    assert not {"cgi", "cgi_timeout", "redirect"} & set(loader.DIRECTIVES)
+    text = "server {\n port 80\n location /a {\n  redirect /b\n }\n}\n"
+    assert loads(text, tmp_path / "t.conf").servers[0].locations[0].redirect == "/b"
+    unregister("redirect")
+    try:
+        with pytest.raises(ConfigError, match='unknown directive "redirect"'):
+            loads(text, tmp_path / "t.conf")
+    finally:
+        register(redirect.SPEC)
