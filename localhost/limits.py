@@ -56,8 +56,9 @@ class Limits:
     upload_max_part_header_bytes: int = 8 * KiB  # one part's header section
     upload_max_name_bytes: int = 255  # a stored file name in UTF-8 (the usual file-system limit)
 
-    # -- error pages (handlers/error_pages.py) ---------------------------------
-    error_page_max_bytes: int = 1 * MiB  # of a configured error page read
+    # -- error pages and listings (handlers/error_pages.py, handlers/autoindex.py)
+    error_page_max_bytes: int = 1 * MiB  # of a configured error page read; larger: built-in
+    listing_header_max_bytes: int = 64 * KiB  # of a listing's .header.html; larger: ignored
 
 
 #: The limits the server runs with.

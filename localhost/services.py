@@ -1,11 +1,12 @@
 """Per-worker state: one ``Services`` object, made after fork, closed at exit.
 
 It holds what handlers share across requests, so that no handler module keeps
-mutable state of its own: the open-file cache of static files, the CGI
+mutable state of its own: the open-file cache of static files, the configured
+error pages and the listing header fragments read (``SmallFiles``), the CGI
 process pool (running scripts and the queue waiting for a slot), the session
 store (opened on first use) and the access logs. ``reload`` keeps what a new
 configuration can reuse (open logs; the session store unless its path
-changed) and forgets what depended on the old one (cached files by location).
+changed) and forgets what depended on the old one (cached files).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from localhost.accesslog import AccessLogs
 from localhost.handlers.cgi import CGIPool
+from localhost.handlers.smallfiles import SmallFiles
 from localhost.handlers.static import FileCache
 from localhost.limits import LIMITS, Limits
 from localhost.sessions import SessionStore
@@ -26,13 +28,27 @@ if TYPE_CHECKING:
 class Services:
     """The worker's shared state for ``config`` on ``loop``, with ``limits``."""
 
-    __slots__ = ("config", "loop", "limits", "files", "cgi", "access_logs", "_sessions")
+    __slots__ = (
+        "config",
+        "loop",
+        "limits",
+        "files",
+        "error_pages",
+        "listing_headers",
+        "cgi",
+        "access_logs",
+        "_sessions",
+    )
 
     def __init__(self, config: Config, loop: EventLoop, limits: Limits = LIMITS) -> None:
         self.config = config
         self.loop = loop
         self.limits = limits
         self.files = FileCache(limits)
+        #: Configured ``error_page`` files read, by path.
+        self.error_pages = SmallFiles(limits.error_page_max_bytes)
+        #: Directory listings' ``.header.html`` fragments read, by path.
+        self.listing_headers = SmallFiles(limits.listing_header_max_bytes)
         self.cgi = CGIPool(limits)
         self.access_logs = AccessLogs()
         self._sessions: SessionStore | None = None
@@ -54,12 +70,16 @@ class Services:
             self._sessions = None
         self.config = config
         self.files.clear()
+        self.error_pages.clear()
+        self.listing_headers.clear()
 
     def close(self) -> None:
         """Release everything: cached descriptors, the session store, the logs
         (flushed). Running CGI scripts belong to their requests, which the
         worker aborts before this."""
         self.files.clear()
+        self.error_pages.clear()
+        self.listing_headers.clear()
         if self._sessions is not None:
             self._sessions.close()
             self._sessions = None

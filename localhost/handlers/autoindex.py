@@ -36,11 +36,12 @@ import os
 import time
 from urllib.parse import quote
 
+from localhost.handlers.smallfiles import SmallFiles
 from localhost.http.message import Response
+from localhost.limits import LIMITS
 
 HTML = "text/html; charset=utf-8"
 HEADER_FILE = ".header.html"
-MAX_HEADER = 64 * 1024  # bytes of a header fragment; a larger one is ignored
 
 # Enough style to read well on a site without a stylesheet; a site's own
 # stylesheet (linked from its header fragment) comes later and wins.
@@ -119,9 +120,6 @@ SCRIPT = """<script>
 </script>
 """
 
-# A header fragment's path -> (size, mtime in ns, text).
-_headers: dict[str, tuple[int, int, str]] = {}
-
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
 
 
@@ -156,36 +154,27 @@ def shown(name: str) -> str:
     return html.escape(text(name))
 
 
-def _read_header(path: str) -> str | None:
+def _read_header(path: str, headers: SmallFiles) -> str | None:
     try:
-        st = os.stat(path)
-    except OSError:
+        return headers.read(path).decode("utf-8", "replace")
+    except (OSError, ValueError):  # missing, unreadable, or too large: ignored
         return None
-    cached = _headers.get(path)
-    if cached is not None and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
-        return cached[2]
-    if st.st_size > MAX_HEADER:
-        return None
-    try:
-        with open(path, "rb") as f:
-            fragment = f.read(MAX_HEADER).decode("utf-8", "replace")
-    except OSError:
-        return None
-    _headers[path] = (st.st_size, st.st_mtime_ns, fragment)
-    return fragment
 
 
-def site_header(directory: str, url_path: str) -> str:
+def site_header(directory: str, url_path: str, headers: SmallFiles | None = None) -> str:
     """The header for a page about folder ``directory``, shown at ``url_path``.
 
     The ``HEADER_FILE`` fragment found in ``directory`` or its parents (at
     most as many levels up as ``url_path`` has segments), else a plain
-    header with a link home.
+    header with a link home. ``headers`` is the worker's cache of fragments
+    (``Services.listing_headers``; None: read without keeping them).
     """
+    if headers is None:
+        headers = SmallFiles(LIMITS.listing_header_max_bytes)
     levels = max(url_path.count("/") - 1, 0)
     folder = directory
     for _ in range(levels + 1):
-        fragment = _read_header(os.path.join(folder, HEADER_FILE))
+        fragment = _read_header(os.path.join(folder, HEADER_FILE), headers)
         if fragment is not None:
             return fragment
         parent = os.path.dirname(folder)
@@ -195,14 +184,23 @@ def site_header(directory: str, url_path: str) -> str:
     return '<header><nav aria-label="Site"><a href="/">Home</a></nav></header>\n'
 
 
-def page(title: str, content: str, directory: str, url_path: str, script: str = "") -> bytes:
+def page(
+    title: str,
+    content: str,
+    directory: str,
+    url_path: str,
+    script: str = "",
+    headers: SmallFiles | None = None,
+) -> bytes:
     """A whole HTML page: ``title`` (plain text, escaped here) and ``content``
-    (HTML) framed by the site's header for ``directory`` shown at ``url_path``."""
+    (HTML) framed by the site's header for ``directory`` shown at ``url_path``
+    (``headers``: see ``site_header``)."""
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(title)}</title>\n{STYLE}</head>\n<body>\n"
-        f"{site_header(directory, url_path)}<main>\n{content}</main>\n{script}</body>\n</html>\n"
+        f"{site_header(directory, url_path, headers)}<main>\n{content}</main>\n"
+        f"{script}</body>\n</html>\n"
     ).encode()
 
 
@@ -226,8 +224,9 @@ def _row(href: str, label: str, size: str, mtime: str, row_id: str = "") -> str:
     )
 
 
-def listing(directory: str, url_path: str) -> Response:
-    """A 200 HTML listing of ``directory``, shown as ``url_path`` (ending in ``/``).
+def listing(directory: str, url_path: str, headers: SmallFiles | None = None) -> Response:
+    """A 200 HTML listing of ``directory``, shown as ``url_path`` (ending in ``/``),
+    with the site's header (``headers``: see ``site_header``).
 
     Raises ``OSError`` when the folder cannot be read.
     """
@@ -266,5 +265,5 @@ def listing(directory: str, url_path: str) -> Response:
         '<th scope="col" class="size">Size</th><th scope="col">Modified (UTC)</th></tr></thead>\n'
         "<tbody>\n" + "".join(rows) + "</tbody>\n</table>\n"
     )
-    body = page(f"Index of {text(url_path)}", content, directory, url_path, SCRIPT)
+    body = page(f"Index of {text(url_path)}", content, directory, url_path, SCRIPT, headers)
     return Response(200, [("Content-Type", HTML), ("Cache-Control", "no-cache")], body)

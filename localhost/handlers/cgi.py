@@ -106,7 +106,14 @@ class CGIPool:
                 handler._spawn()
             except HTTPError as exc:
                 handler.finished = True
-                handler.exchange.send(error_response(exc.status, handler.location.error_pages))
+                exchange = handler.exchange
+                exchange.send(
+                    error_response(
+                        exc.status,
+                        handler.location.error_pages,
+                        cache=exchange.services.error_pages,
+                    )
+                )
 
 
 @dataclass(frozen=True)
@@ -554,7 +561,12 @@ class CGIHandler(Handler):
         self._release()
         if not self.finished:
             self.finished = True
-            self.exchange.send(error_response(status, self.location.error_pages))
+            exchange = self.exchange
+            exchange.send(
+                error_response(
+                    status, self.location.error_pages, cache=exchange.services.error_pages
+                )
+            )
 
     def _kill(self, reason: str) -> None:
         """SIGKILL the script's process group if it runs; ``reason`` is logged at its exit."""

@@ -1,8 +1,9 @@
 """Error responses: the configured ``error_page`` file, else a built-in page.
 
-The configured file is read (at most ``MAX_PAGE`` bytes) and cached until its
-size or modification time changes; a missing or unreadable file falls back
-to the built-in page. The status code is always the original one.
+The configured file is read (at most ``Limits.error_page_max_bytes``) and
+kept in the worker's ``Services.error_pages`` until its size or modification
+time changes; a missing, unreadable or larger file falls back to the
+built-in page. The status code is always the original one.
 
 Some refusals have a reason the client should read (a ``Refusal``: "no file
 in the upload", "file name ... not allowed"). It is shown HTML-escaped in a
@@ -17,25 +18,22 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
 from collections.abc import Mapping
+from http import HTTPStatus
 from pathlib import Path
 
 from localhost.handlers.autoindex import STYLE
+from localhost.handlers.smallfiles import SmallFiles, TooLarge
 from localhost.http.errors import HTTPError
 from localhost.http.message import Response
 from localhost.http.message import reason as phrase
+from localhost.limits import LIMITS
 
 log = logging.getLogger("localhost")
 
-MAX_PAGE = 1024 * 1024  # bytes
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
 REASON_MARK = b"<!--reason-->"
-
-
-_cache: dict[Path, tuple[int, int, bytes]] = {}
-_builtin: dict[int, bytes] = {}
 
 
 class Refusal(HTTPError):
@@ -61,9 +59,13 @@ def _reason_block(text: str) -> bytes:
 def builtin_page(status: int, why: str | None = None) -> bytes:
     """A small HTML page naming ``status``, and ``why`` it was refused when given."""
     if why is None:
-        cached = _builtin.get(status)
-        if cached is not None:
-            return cached
+        made = _BUILTIN.get(status)
+        if made is not None:
+            return made
+    return _make_page(status, why)
+
+
+def _make_page(status: int, why: str | None) -> bytes:
     title = html.escape(f"{status} {phrase(status)}".strip())
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
@@ -73,9 +75,13 @@ def builtin_page(status: int, why: str | None = None) -> bytes:
     if why is not None:
         page += _reason_block(why) + b"\n"
     page += b"<hr><p>localhost</p></main></body></html>\n"
-    if why is None:
-        _builtin[status] = page
     return page
+
+
+#: The built-in page of every standard error status, made once at import.
+_BUILTIN: dict[int, bytes] = {
+    status: _make_page(status, None) for status in map(int, HTTPStatus) if 400 <= status <= 599
+}
 
 
 def _with_reason(page: bytes, why: str) -> bytes:
@@ -134,26 +140,22 @@ def prefers_html(accept: str | None) -> bool:
     return s_html == 2 and q_html > 0 and not prefers_json(accept)
 
 
-def _configured_page(path: Path) -> bytes | None:
+def _configured_page(path: Path, cache: SmallFiles | None) -> bytes | None:
+    if cache is None:
+        cache = SmallFiles(LIMITS.error_page_max_bytes)
     try:
-        st = os.stat(path)
-        cached = _cache.get(path)
-        if cached is not None and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
-            return cached[2]
-        if st.st_size > MAX_PAGE:
-            log.warning(
-                "error_page %s is larger than %d bytes; using the built-in page", path, MAX_PAGE
-            )
-            return None
-        with open(path, "rb") as f:
-            body = f.read(MAX_PAGE)
+        return cache.read(path)
+    except TooLarge:
+        log.warning(
+            "error_page %s is larger than %d bytes; using the built-in page",
+            path,
+            cache.max_bytes,
+        )
     except OSError as exc:
         log.warning(
             "error_page %s cannot be read (%s); using the built-in page", path, exc.strerror
         )
-        return None
-    _cache[path] = (st.st_size, st.st_mtime_ns, body)
-    return body
+    return None
 
 
 def error_response(
@@ -163,9 +165,12 @@ def error_response(
     *,
     reason: str | None = None,
     as_json: bool = False,
+    cache: SmallFiles | None = None,
 ) -> Response:
     """A ``status`` response whose body is the configured page or the built-in one.
 
+    ``cache`` keeps configured pages read (the worker's
+    ``Services.error_pages``; None: read the file without keeping it).
     ``headers`` are added (e.g. ``Allow`` for 405). ``reason`` is shown to
     the client (escaped); ``as_json`` gives ``{"error": ..., "status": ...}``
     instead of a page (the status's reason phrase when ``reason`` is not
@@ -181,7 +186,7 @@ def error_response(
         if pages:
             path = pages.get(status)
             if path is not None:
-                page = _configured_page(path)
+                page = _configured_page(path, cache)
         if page is None:
             body = builtin_page(status, reason)
         else:
@@ -193,9 +198,15 @@ def error_response(
 
 
 def refusal_response(
-    exc: HTTPError, pages: Mapping[int, Path] | None, accept: str | None
+    exc: HTTPError,
+    pages: Mapping[int, Path] | None,
+    accept: str | None,
+    cache: SmallFiles | None = None,
 ) -> Response:
     """The error response for ``exc`` to a client that sent ``accept``: with the
-    reason of a ``Refusal``, as JSON when the client prefers it."""
+    reason of a ``Refusal``, as JSON when the client prefers it (``cache``: see
+    ``error_response``)."""
     why = exc.reason if isinstance(exc, Refusal) else None
-    return error_response(exc.status, pages, exc.headers, reason=why, as_json=prefers_json(accept))
+    return error_response(
+        exc.status, pages, exc.headers, reason=why, as_json=prefers_json(accept), cache=cache
+    )

@@ -22,6 +22,7 @@ from localhost.config.model import Location
 from localhost.handlers import autoindex
 from localhost.handlers.base import BodyPolicy, Exchange, HandlerSpec, function_handler
 from localhost.handlers.redirect import redirect
+from localhost.handlers.smallfiles import SmallFiles
 from localhost.http.conditional import Unsatisfiable, byte_ranges, etag_for, precondition
 from localhost.http.errors import HTTPError
 from localhost.http.message import FileBody, Request, Response, encode_fields
@@ -36,8 +37,6 @@ _TEXT_TYPES = frozenset(
         "application/xhtml+xml",
     }
 )
-# A memo of a pure function of the extension (mimetypes' table is fixed).
-_content_types: dict[str, str] = {}
 _CONDITIONAL = frozenset(
     {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "range"}
 )
@@ -185,16 +184,35 @@ class FileCache:
         return Response(200, entry.headers, file=FileBody(fd, 0, entry.size), raw_fields=entry.raw)
 
 
+def _guess(ext: str) -> str:
+    guessed = mimetypes.guess_type("x" + ext, strict=False)[0] or "application/octet-stream"
+    if guessed.startswith("text/") or guessed in _TEXT_TYPES:
+        guessed += "; charset=utf-8"
+    return guessed
+
+
+def _known_types() -> dict[str, str]:
+    if not mimetypes.inited:
+        mimetypes.init()  # the system's mime.types too, as guess_type would read
+    known = (
+        mimetypes.types_map,
+        mimetypes.common_types,
+        mimetypes.suffix_map,
+        mimetypes.encodings_map,
+    )
+    return {ext: _guess(ext) for ext in {e.lower() for table in known for e in table}}
+
+
+#: Content-Type by lower-case extension for every extension ``mimetypes`` knows,
+#: made once at import (its tables do not change afterwards).
+_CONTENT_TYPES = _known_types()
+
+
 def content_type(name: str) -> str:
     """Content-Type for a file name, from ``mimetypes``; text gets ``charset=utf-8``."""
     ext = os.path.splitext(name)[1].lower()
-    known = _content_types.get(ext)
-    if known is None:
-        guessed = mimetypes.guess_type("x" + ext, strict=False)[0] or "application/octet-stream"
-        if guessed.startswith("text/") or guessed in _TEXT_TYPES:
-            guessed += "; charset=utf-8"
-        known = _content_types[ext] = guessed
-    return known
+    known = _CONTENT_TYPES.get(ext)
+    return known if known is not None else _guess(ext)
 
 
 def inside(root: str, path: str) -> bool:
@@ -306,12 +324,18 @@ def _file_response(
     return Response(206, headers, parts=parts)
 
 
-def serve(request: Request, location: Location, files: FileCache) -> Response:
+def serve(
+    request: Request,
+    location: Location,
+    files: FileCache,
+    headers: SmallFiles | None = None,
+) -> Response:
     """GET/HEAD of a file or directory under ``location``'s root.
 
     A directory without its trailing slash gets 301 to the slash form; then
-    ``default_file``, else a listing when ``directory_listing`` is on, else
-    403. Raises ``HTTPError`` (403, 404) for the error cases.
+    ``default_file``, else a listing when ``directory_listing`` is on (with
+    the listing header fragments of ``headers``), else 403. Raises
+    ``HTTPError`` (403, 404) for the error cases.
     """
     if files.entries:
         response = files.cached(request, location)
@@ -338,14 +362,15 @@ def serve(request: Request, location: Location, files: FileCache) -> Response:
         if inside(root, index) and os.path.isfile(index):
             return _open_file(index, request, location, files)
     if location.directory_listing:
-        return autoindex.listing(path, request.path)
+        return autoindex.listing(path, request.path, headers)
     raise HTTPError(403, f"{request.path}: directory listing is off")
 
 
 def _serve(exchange: Exchange) -> Response:
     location = exchange.location
     assert location is not None
-    return serve(exchange.request, location, exchange.services.files)
+    services = exchange.services
+    return serve(exchange.request, location, services.files, services.listing_headers)
 
 
 class StaticHandler(function_handler(_serve)):  # type: ignore[misc]
@@ -360,7 +385,8 @@ class StaticHandler(function_handler(_serve)):  # type: ignore[misc]
         if not request.content_length and not request.chunked:
             location = exchange.location
             assert location is not None
-            exchange.send(serve(request, location, exchange.services.files))
+            services = exchange.services
+            exchange.send(serve(request, location, services.files, services.listing_headers))
             return BodyPolicy.IGNORE
         return BodyPolicy.DISCARD if request.expect_continue else BodyPolicy.IGNORE
 
@@ -374,5 +400,3 @@ def _methods(_location: Location) -> frozenset[str]:
 
 #: GET and HEAD of files and folders under the root, everywhere.
 SPEC = HandlerSpec("static", _methods, StaticHandler, priority=900)
-
-

@@ -348,7 +348,10 @@ class UploadHandler(Handler):
             if exc is not self.refused:
                 self._refuse(exc)
             response = refusal_response(
-                exc, self.location.error_pages, self.request.headers.get("accept")
+                exc,
+                self.location.error_pages,
+                self.request.headers.get("accept"),
+                self.exchange.services.error_pages,
             )
             # The whole request was read: only a 500 closes (as in NGINX).
             response.close = exc.status == 500
@@ -411,7 +414,8 @@ class UploadHandler(Handler):
                 f'<tbody>\n{items}</tbody>\n</table>\n<p>Back to <a href="{html.escape(folder)}">'
                 f"{shown(self.url_folder)}</a></p>\n"
             )
-            body = page("Uploaded", content, self.directory, self.url_folder)
+            headers = self.exchange.services.listing_headers
+            body = page("Uploaded", content, self.directory, self.url_folder, headers=headers)
             content_type = HTML
         return Response(201, [("Location", first), ("Content-Type", content_type)], body)
 

@@ -534,7 +534,7 @@ class HTTP1Protocol(Protocol):
         """A 500 for a failed handler; it closes the connection (as NGINX does)."""
         location = exchange.location if exchange is not None else None
         pages = location.error_pages if location is not None else self.server.error_pages
-        response = error_response(500, pages)
+        response = error_response(500, pages, cache=self.host.services.error_pages)
         response.close = True
         return response
 
@@ -744,7 +744,8 @@ class HTTP1Protocol(Protocol):
             return
         if state == _BODY or (state == _HEAD and self.parser.buffered):
             log.info("%s:%d: request timed out (408)", *self.peer)
-            response = error_response(408, self.server.error_pages)
+            pages = self.server.error_pages
+            response = error_response(408, pages, cache=self.host.services.error_pages)
             exchange = self.exchange
             if exchange is not None and not exchange.done:
                 self._drop_handler("timeout")

@@ -74,7 +74,8 @@ class Pipeline:
             limit = server.body_limit
             if limit and length is not None and length > limit:
                 return Answer(exchange, self.too_large(exchange))
-            return Answer(exchange, error_response(404, server.error_pages))
+            pages = self.services.error_pages
+            return Answer(exchange, error_response(404, server.error_pages, cache=pages))
         limit = location.body_limit
         if limit and length is not None and length > limit:
             return Answer(exchange, self.too_large(exchange))
@@ -99,7 +100,9 @@ class Pipeline:
         return self._not_allowed(exchange, location, dispatch)
 
     def _not_allowed(self, exchange: Exchange, location: Location, dispatch: Route) -> Handler:
-        response = error_response(405, location.error_pages, [("Allow", dispatch.allow)])
+        response = error_response(
+            405, location.error_pages, [("Allow", dispatch.allow)], cache=self.services.error_pages
+        )
         return Answer(exchange, response)
 
     def error_response(self, exchange: Exchange, exc: HTTPError) -> Response:
@@ -112,7 +115,8 @@ class Pipeline:
         """
         location = exchange.location
         pages = location.error_pages if location is not None else exchange.server.error_pages
-        response = refusal_response(exc, pages, exchange.request.headers.get("accept"))
+        accept = exchange.request.headers.get("accept")
+        response = refusal_response(exc, pages, accept, self.services.error_pages)
         response.close = exc.status == 500
         return response
 
@@ -120,7 +124,7 @@ class Pipeline:
         """A 500 for a failed handler; it closes the connection (as NGINX does)."""
         location = exchange.location
         pages = location.error_pages if location is not None else exchange.server.error_pages
-        response = error_response(500, pages)
+        response = error_response(500, pages, cache=self.services.error_pages)
         response.close = True
         return response
 
@@ -140,6 +144,7 @@ class Pipeline:
             owner.error_pages,
             reason=f"the request body is larger than the limit here, {owner.body_limit} bytes",
             as_json=prefers_json(exchange.request.headers.get("accept")),
+            cache=self.services.error_pages,
         )
         response.close = True
         return response
