@@ -5,6 +5,18 @@ with. Field names end in their unit where it is not a count: ``_bytes``,
 ``_seconds``. Configuration directives (``body_limit``, the timeouts, ...)
 are not here: they live in ``localhost.config.model``; these are the
 settings the configuration does not expose.
+
+The transport's constants are its own: ``localhost.io`` imports nothing
+outside ``io/``, so it does not read this object. They are, in
+``io/transport.py``: ``RECV_SIZE`` (64 KiB read per event),
+``SENDFILE_CHUNK`` (8 MiB of a file per event), ``FILE_CHUNK`` (64 KiB per
+pread when a transport cannot sendfile), ``LINGER_TIMEOUT`` (5 s draining a
+half-closed socket), ``HIGH_WATER``/``LOW_WATER`` (256/64 KiB, the default
+write-buffer marks); in ``io/loop.py``: ``_COMPACT_AFTER`` (256 cancelled
+timers before the timer heap is rebuilt). The fields of the "connections"
+group below state the same values for the server's side (the worker's
+receive buffer, the exchange's high watermark); a unit test keeps the two
+equal.
 """
 
 from __future__ import annotations
@@ -36,6 +48,14 @@ class Limits:
     accept_pause_seconds: float = 0.5  # without accepting after EMFILE/ENFILE
     flush_every_seconds: float = 1.0  # between writes of the buffered logs
     heartbeat_every_seconds: float = 1.0  # between two heartbeats to the master
+    parent_check_every_seconds: float = 0.5  # between a worker's checks that its master lives
+    timer_slack_seconds: float = 0.005  # a connection timer this early is due (loop clock)
+    listen_backlog: int = 511  # connections the kernel queues before accept (NGINX's default)
+
+    # -- master process ---------------------------------------------------------
+    quick_death_seconds: float = 1.0  # a worker dying sooner after its start: a failed start
+    max_quick_deaths: int = 5  # failed starts in a row (with growing delays) before giving up
+    master_tick_seconds: float = 0.1  # between looks at the workers when no signal comes
 
     # -- static files (handlers/static.py, services.FileCache) -----------------
     cache_entries: int = 4096  # cached (location, path) answers; full → the cache is emptied
@@ -50,11 +70,14 @@ class Limits:
     cgi_spool_memory_bytes: int = 64 * KiB  # of a request body in memory before a temporary file
     cgi_pipe_chunk_bytes: int = 64 * KiB  # per write to a script's stdin
     cgi_max_stderr_log_bytes: int = 64 * KiB  # of a run's stderr that reach the error log
+    cgi_max_header_bytes: int = 64 * KiB  # of a script's header section; more: 502
 
     # -- uploads (handlers/upload.py) -------------------------------------------
     upload_max_files: int = 100  # file parts in one request
     upload_max_part_header_bytes: int = 8 * KiB  # one part's header section
     upload_max_name_bytes: int = 255  # a stored file name in UTF-8 (the usual file-system limit)
+    upload_max_suffix: int = 10000  # name-1 ... name-9999 tried for a taken name; then 409
+    upload_max_notice: int = 20  # stored names listed in the result page's ?uploaded= query
 
     # -- error pages and listings (handlers/error_pages.py, handlers/autoindex.py)
     error_page_max_bytes: int = 1 * MiB  # of a configured error page read; larger: built-in

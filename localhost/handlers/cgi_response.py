@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-MAX_HEADER = 64 * 1024  # bytes of header section → CGIError beyond
+from localhost.limits import LIMITS
+
+MAX_HEADER = LIMITS.cgi_max_header_bytes  # of the header section → CGIError beyond
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _VALUE_CTL = bytes(c for c in range(32) if c != 9) + b"\x7f"
 # Hop-by-hop and framing fields are the server's business, not the script's.

@@ -55,10 +55,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("localhost")
 
 MAX_NAME_BYTES = LIMITS.upload_max_name_bytes  # a file name in UTF-8 bytes
-MAX_SUFFIX = 10000  # name-1 ... name-9999 before giving up
+MAX_SUFFIX = LIMITS.upload_max_suffix  # name-1 ... name-9999 before giving up
 MAX_PART_HEADER = LIMITS.upload_max_part_header_bytes
 MAX_FILES = LIMITS.upload_max_files
-MAX_NOTICE = 20  # stored names named in a result page's query
+MAX_NOTICE = LIMITS.upload_max_notice  # stored names named in a result page's query
 
 
 def _quoted(name: str) -> str:

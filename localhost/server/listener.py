@@ -7,7 +7,9 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-BACKLOG = 511  # NGINX's default listen backlog
+from localhost.limits import LIMITS
+
+BACKLOG = LIMITS.listen_backlog  # connections the kernel queues before accept
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from localhost.accesslog import flush_error_log, reopen_error_log
 from localhost.config import ConfigError, load
 from localhost.config.model import Config
+from localhost.limits import LIMITS
 from localhost.routing import Router
 from localhost.server.listener import Address, ListenError, bind_all
 from localhost.server.worker import FLUSH_EVERY, Heartbeat, Worker
@@ -59,9 +60,9 @@ SIGNALS = {
     signal.SIGUSR1,
     signal.SIGCHLD,
 }
-QUICK_DEATH = 1.0  # seconds: a worker dying sooner after its start counts as a failed start
-MAX_QUICK_DEATHS = 5
-TICK = 0.1  # seconds between looks at the workers when no signal comes
+QUICK_DEATH = LIMITS.quick_death_seconds  # a worker dying sooner after its start: a failed start
+MAX_QUICK_DEATHS = LIMITS.max_quick_deaths  # failed starts in a row before the master gives up
+TICK = LIMITS.master_tick_seconds  # between looks at the workers when no signal comes
 
 
 @dataclass

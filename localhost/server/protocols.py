@@ -42,6 +42,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from localhost.io.protocol import Protocol
+from localhost.limits import LIMITS
 
 if TYPE_CHECKING:
     import asyncio
@@ -60,7 +61,7 @@ log = logging.getLogger("localhost")
 _LAST_DATA_SENT = struct.Struct("=44xI")
 # A timer may fire a little before its time by the monotonic clock (the loop
 # schedules from the time it last woke up): within this, it is due.
-_SLACK = 0.005
+_SLACK = LIMITS.timer_slack_seconds
 
 
 def protocol_factory(server: ServerBlock) -> Callable[[], AnyProtocol] | None:
