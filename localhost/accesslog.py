@@ -14,6 +14,7 @@ seconds)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -184,8 +185,10 @@ class BufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def flush(self) -> None:
         if not self.pending:
             return
-        text = "".join(self.pending)
-        self.pending.clear()
+        # Under the handler's lock: application threads log too (wsgi.errors).
+        with self.lock or contextlib.nullcontext():
+            text = "".join(self.pending)
+            self.pending.clear()
         try:
             self.stream.write(text)
             self.stream.flush()

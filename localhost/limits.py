@@ -71,6 +71,15 @@ class Limits:
     cgi_pipe_chunk_bytes: int = 64 * KiB  # per write to a script's stdin
     cgi_max_stderr_log_bytes: int = 64 * KiB  # of a run's stderr that reach the error log
     cgi_max_header_bytes: int = 64 * KiB  # of a script's header section; more: 502
+    env_key_cache_entries: int = 512  # field name → HTTP_* name kept (CGI and WSGI environs)
+
+    # -- Python applications (app/) ---------------------------------------------
+    # Bytes an application thread may have produced that the connection has not
+    # taken yet before the thread waits (the slow-client bound of a streamed body).
+    app_stream_window_bytes: int = 256 * KiB
+    app_body_window_bytes: int = 256 * KiB  # of a request body not yet read: pause the client
+    app_import_check_seconds: float = 60.0  # the master's check that an application imports
+    app_shutdown_wait_seconds: float = 1.0  # for application threads at a worker's exit
 
     # -- uploads (handlers/upload.py) -------------------------------------------
     upload_max_files: int = 100  # file parts in one request

@@ -3,8 +3,9 @@
 It holds what handlers share across requests, so that no handler module keeps
 mutable state of its own: the open-file cache of static files, the configured
 error pages and the listing header fragments read (``SmallFiles``), the CGI
-process pool (running scripts and the queue waiting for a slot), the session
-store (opened on first use) and the access logs. ``reload`` keeps what a new
+process pool (running scripts and the queue waiting for a slot), the Python
+applications with their thread pools (imported here, after the fork), the
+session store (opened on first use) and the access logs. ``reload`` keeps what a new
 configuration can reuse (open logs; the session store unless its path
 changed) and forgets what depended on the old one (cached files).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from localhost.accesslog import AccessLogs
+from localhost.app.wsgi import Applications
 from localhost.handlers.cgi import CGIPool
 from localhost.handlers.smallfiles import SmallFiles
 from localhost.handlers.static import FileCache
@@ -37,6 +39,7 @@ class Services:
         "listing_headers",
         "cgi",
         "access_logs",
+        "applications",
         "_sessions",
     )
 
@@ -52,6 +55,9 @@ class Services:
         self.cgi = CGIPool(limits)
         self.access_logs = AccessLogs()
         self._sessions: SessionStore | None = None
+        #: The configuration's applications (``wsgi``, ``app``), imported now.
+        self.applications = Applications()
+        self.applications.load(config, config.worker_processes)
 
     def session_store(self) -> SessionStore:
         """The session store of the configuration, opened on first use."""
@@ -72,6 +78,8 @@ class Services:
         self.files.clear()
         self.error_pages.clear()
         self.listing_headers.clear()
+        # In place (one process): the modules are executed anew.
+        self.applications.load(config, config.worker_processes, fresh=True)
 
     def close(self) -> None:
         """Release everything: cached descriptors, the session store, the logs
@@ -83,4 +91,5 @@ class Services:
         if self._sessions is not None:
             self._sessions.close()
             self._sessions = None
+        self.applications.close(self.limits.app_shutdown_wait_seconds)
         self.access_logs.close()

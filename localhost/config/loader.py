@@ -513,7 +513,12 @@ class Directive:
     gives the value of the ``Location`` field of the same name from the
     location's scopes ``(location, server, top level)``, innermost first
     (``inherit`` for the usual rule); the loader's own directives are read by
-    ``_Validator.make_location``.
+    ``_Validator.make_location``. ``check``, when given, is called with the
+    validator and the location's scopes once the location is complete (a
+    check that needs several directives, such as importing an application
+    with its ``wsgi_path``); it fails through ``Validator.fail``. A location
+    holding a ``rootless`` directive (it answers by itself: a redirect, an
+    application) needs no ``root``.
     """
 
     contexts: tuple[str, ...]
@@ -523,6 +528,8 @@ class Directive:
     repeatable: bool = False
     syntax: str = ""
     derive: Callable[[tuple[_Scope, _Scope, _Scope]], Any] | None = None
+    check: Callable[[_Validator, tuple[_Scope, _Scope, _Scope]], None] | None = None
+    rootless: bool = False
 
 
 #: The loader's own directives. Handlers add theirs through the registry
@@ -872,13 +879,19 @@ class _Validator:
         prefix = prefix_token.rstrip("/") or "/"
         scope, _ = self.scope(block.body or [], LOCATION)
         own_root = scope.get("root")
-        redirect = scope.get("redirect")
         session = scope.get("session")
-        if own_root is None and server.get("root") is None and redirect is None and not session:
+        rootless = [name for name, row in self.directives.items() if row.rootless]
+        if (
+            own_root is None
+            and server.get("root") is None
+            and not session
+            and not any(name in scope.values for name in rootless)
+        ):
+            answers = " or ".join(f'"{name}"' for name in sorted(rootless))
             self.fail(
                 prefix_token,
                 f'location "{prefix}" has no "root" (required unless the server has one or the '
-                f'location has "redirect" or "session on")',
+                f'location has {answers} or "session on")',
             )
         return self.make_location(prefix, scope, server, main, prefix_token.line or 0)
 
@@ -887,6 +900,9 @@ class _Validator:
     ) -> Location:
         own_root = scope.get("root")
         scopes = (scope, server, main)
+        for row in self.directives.values():
+            if row.check is not None:
+                row.check(self, scopes)
         derived = {name: row.derive(scopes) for name, row in self.directives.items() if row.derive}
         # The session handler answers a location with its own "session on" and
         # nothing to serve: no root of its own, no CGI (the session is then

@@ -42,6 +42,9 @@ DEFAULT_WORKER_SHUTDOWN_TIMEOUT = 10.0
 DEFAULT_WORKER_TIMEOUT = 30.0  # seconds without a heartbeat before a worker is replaced
 STDOUT = "-"  # access_log / error_log value meaning standard output / standard error
 LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit")
+DEFAULT_WSGI_THREADS = 4  # an application's threads per worker (0: on the event loop)
+DEFAULT_WSGI_QUEUE = 1024  # requests waiting for an application thread, then 503
+MAX_WSGI_THREADS = 1024
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_FILE = "index.html"
 
@@ -58,6 +61,28 @@ class Timeouts:
     client_body: float = DEFAULT_BODY_TIMEOUT
     keepalive: float = DEFAULT_KEEPALIVE_TIMEOUT
     send: float = DEFAULT_SEND_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class AppMount:
+    """A Python application mounted on a location (``wsgi`` or ``app``).
+
+    ``kind`` is ``"wsgi"`` (a PEP 3333 callable) or ``"app"`` (a
+    ``localhost.App``); ``target`` is ``MODULE:ATTRIBUTE`` as written;
+    ``paths`` are the absolute ``sys.path`` entries to import it with
+    (``wsgi_path``, then the configuration's folder); ``threads`` is the
+    size of the worker's thread pool for it (0: called on the event loop)
+    and ``queue`` the most requests waiting for a thread (then 503).
+    ``obj``, when set, is the application itself (an ``App.serve`` call
+    that already holds it); otherwise each worker imports ``target``.
+    """
+
+    kind: str
+    target: str
+    paths: tuple[str, ...] = ()
+    threads: int = DEFAULT_WSGI_THREADS
+    queue: int = DEFAULT_WSGI_QUEUE
+    obj: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +114,8 @@ class Location:
     session: bool = False
     session_handler: bool = False
     cgi_roots: tuple[tuple[str, frozenset[str]], ...] = ()
+    wsgi: AppMount | None = None
+    app: AppMount | None = None
     line: int = 0
 
     def allows(self, method: str) -> bool:

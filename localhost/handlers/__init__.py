@@ -1,9 +1,9 @@
 """Content handlers, registered by name (see ``localhost.handlers.base``).
 
-The order of the registry is each spec's ``priority``: redirect (100), CGI
-(200), OPTIONS (300), the session handler (400), upload (500), DELETE (600),
-static files and listings (900). A new handler adds its module and one line
-below.
+The order of the registry is each spec's ``priority``: redirect (100), a
+WSGI application (150), CGI (200), OPTIONS (300), the session handler (400),
+upload (500), DELETE (600), static files and listings (900). A new handler
+adds its module and one line below.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ register(session.SPEC)
 register(upload.SPEC)
 register(delete.SPEC)
 register(static.SPEC)
+
+# Application handlers live in localhost.app (imported after the base above).
+from localhost.app import wsgi  # noqa: E402
+
+register(wsgi.SPEC)
 
 __all__ = [
     "BodyPolicy",

@@ -91,6 +91,8 @@ class Exchange(Protocol):
     loop: EventLoop
     body: BinaryIO | None
     done: bool
+    #: A streamed response's head went out (``start``): the status is decided.
+    started: bool
 
     def send(self, response: Response) -> None:
         """Send a whole response."""

@@ -59,6 +59,7 @@ from localhost.config.loader import (
 from localhost.config.model import DEFAULT_CGI_TIMEOUT, Location
 from localhost.handlers.base import BodyPolicy, Exchange, Handler, HandlerSpec
 from localhost.handlers.cgi_response import CGIError, CGIResponseParser
+from localhost.handlers.environ import add_http_variables, server_name
 from localhost.handlers.error_pages import error_response
 from localhost.handlers.static import inside
 from localhost.http.errors import HTTPError
@@ -66,16 +67,11 @@ from localhost.http.message import Request, Response
 from localhost.http.methods import IMPLEMENTED_METHODS
 from localhost.io import PipeTransport, Protocol, Transport
 from localhost.limits import LIMITS, Limits
-from localhost.routing import split_host
 
 if TYPE_CHECKING:
     from localhost.io.loop import EventLoop, Timer
 
 log = logging.getLogger("localhost")
-
-# Fields that must never become HTTP_* variables: httpoxy (CVE-2016-5385), and
-# the body fields, which are CONTENT_LENGTH and CONTENT_TYPE instead.
-_SKIPPED_FIELDS = frozenset({"proxy", "content-length", "content-type"})
 
 
 class CGIPool:
@@ -203,16 +199,12 @@ def cgi_environ(
     Cookie with ``"; "``) except Proxy (httpoxy), the body fields, and names
     with ``_`` (which would be confused with ``-``, as NGINX refuses them).
     """
-    host = split_host(request.host) if request.host else ""
-    # Without a Host, the first plain name of the block (not a wildcard or regex).
-    plain = (name for name in server_names if name and "*" not in name and name[0] not in ".~")
-    server_name = host or next(plain, local[0])
     env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "GATEWAY_INTERFACE": "CGI/1.1",
         "SERVER_SOFTWARE": SERVER_SOFTWARE,
         "SERVER_PROTOCOL": request.version,
-        "SERVER_NAME": server_name.strip("[]"),
+        "SERVER_NAME": server_name(request, local, server_names),
         "SERVER_PORT": str(local[1]),
         "REQUEST_METHOD": request.method,
         "REQUEST_URI": _origin_form(request.target),
@@ -234,13 +226,7 @@ def cgi_environ(
             env["CONTENT_TYPE"] = content_type
     if session_id is not None:
         env["SESSION_ID"] = session_id
-    for name, _ in request.headers:
-        if name in _SKIPPED_FIELDS or "_" in name:
-            continue
-        key = "HTTP_" + name.upper().replace("-", "_")
-        if key not in env:
-            values = request.headers.get_all(name)
-            env[key] = ("; " if name == "cookie" else ", ").join(values)
+    add_http_variables(env, request.headers)
     return env
 
 

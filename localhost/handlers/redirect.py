@@ -49,7 +49,9 @@ def _own(scopes: tuple[Scope, Scope, Scope]) -> Any:
 
 
 DIRECTIVES = {
-    "redirect": Directive((LOCATION,), 1, 1, _url, syntax="redirect URL", derive=_own),
+    "redirect": Directive(
+        (LOCATION,), 1, 1, _url, syntax="redirect URL", derive=_own, rootless=True
+    ),
 }
 
 #: A location with ``redirect`` answers every request with it, ignoring the body.
