@@ -190,7 +190,7 @@ def test_options(site: Server) -> None:
     assert r.headers["Content-Length"] == "0"
     raw = site.raw(b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert raw.startswith(b"HTTP/1.1 200 ")
-    assert b"Allow: DELETE, GET, HEAD, OPTIONS, POST, PUT" in raw
+    assert b"Allow: DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT" in raw
 
 
 def test_cgi_script_source_is_never_served(site: Server) -> None:

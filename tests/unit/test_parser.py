@@ -324,7 +324,7 @@ INVALID = [
     (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
     (b"BREW / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
-    (b"PATCH / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
+    (b"PROPFIND / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
     (b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     (b"GET foo HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
