@@ -1,6 +1,7 @@
 """The benchmark suite: localhost against the Python servers a user would pick instead.
 
     python bench/run.py [--duration SECONDS] [--rounds N] [--quick] [--only NAMES]
+    python bench/run.py --apps [--duration SECONDS] [--rounds N] [--only KEYS]
 
 Loopback only and bounded in time (about 10 minutes by default, 2 with
 ``--quick``). It installs nothing: it checks for what it needs and names what
@@ -21,11 +22,24 @@ httptools (an ASGI app answering the file's bytes from memory), aiohttp
 ``web.static``, tornado ``StaticFileHandler``, gunicorn (sync worker, a WSGI
 app answering from memory) and ``python -m http.server``. Access logs are off
 everywhere.
+
+``--apps`` runs the applications section instead (issue 13), with the apps
+and configurations of ``bench/apps/``: a WSGI app answering 1 KiB under
+localhost (``wsgi_threads 0`` and ``4``), the same through localhost's App API
+(an inline route), granian, waitress, gunicorn (sync and gthread) and bjoern
+(when ``pip install bjoern`` could build it: it needs ``libev-dev``); a Flask
+app answering 1 KiB under localhost, gunicorn and waitress; and the resident
+memory of each server while it streams 50 MiB from a generator to a slow
+reader. It writes only the "Applications (issue 13)" section of the page
+(which a later run of the static suite keeps), and prints the issue's targets.
+``--only`` then takes row keys: localhost-t0, localhost-t4, localhost-app,
+granian, waitress, gunicorn-sync, gunicorn-gthread, bjoern.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -40,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,9 +364,7 @@ def servers(
                 baseline_env,
             ),
         )
-    return [
-        s for s in all_servers if only is None or s.name in only or s.name == "baseline"
-    ]
+    return [s for s in all_servers if only is None or s.name in only or s.name == "baseline"]
 
 
 # -- measuring ----------------------------------------------------------------
@@ -697,10 +710,510 @@ def report(data: dict, path: Path) -> None:  # type: ignore[type-arg]
         for name, s in data["siege"].items():
             lines.append(f"| {name} | {s['availability']}% | {s['transactions']} | {s['rate']} |")
         lines.append("")
-    # The hand-written profile notes at the end of the page are kept.
+    # The applications section (written by --apps) and the hand-written
+    # profile notes at the end of the page are kept.
+    if path.exists() and (span := _section_span(path.read_text(), APPS_HEADING)):
+        lines.append(path.read_text()[span[0] : span[1]].rstrip("\n") + "\n")
     if path.exists() and "\n## Profile" in path.read_text():
         lines.append(path.read_text()[path.read_text().index("\n## Profile") + 1 :])
     path.write_text("\n".join(lines))
+
+
+# -- applications (issue 13) ----------------------------------------------------
+
+APPS_DIR = Path(__file__).resolve().parent / "apps"
+APPS_HEADING = "## Applications (issue 13)"
+#: The slow reader of the memory measurement: 800 chunks of 64 KiB (50 MiB),
+#: one 64 KiB read every 10 ms, so about 8 s per server.
+STREAM_CHUNKS = 800
+SLOW_READ_BYTES = 65536
+SLOW_READ_PAUSE = 0.01
+SLOW_READ_DEADLINE = 60.0
+SLOW_READ_RCVBUF = 256 * 1024
+
+
+@dataclass
+class AppRow:
+    """One server of the applications section, or why it is not measured."""
+
+    key: str
+    label: str
+    server: Server | None
+    skipped: str = ""
+
+
+def _localhost_conf(tmp: Path, name: str, port: int) -> Path:
+    """A copy of ``bench/apps/NAME.conf`` in ``tmp`` listening on ``port``.
+
+    The copy's ``wsgi_path .`` becomes the absolute ``bench/apps`` so that it
+    still names the folder of the original.
+    """
+    text = (APPS_DIR / f"{name}.conf").read_text()
+    text, ports = re.subn(r"^(\s*port\s+)\d+", rf"\g<1>{port}", text, flags=re.M)
+    text, paths = re.subn(
+        r"^(\s*wsgi_path\s+)\.(?=\s)", lambda m: f'{m.group(1)}"{APPS_DIR}"', text, flags=re.M
+    )
+    if ports != 1 or paths != 1:
+        raise RuntimeError(f"{name}.conf: expected one port and one wsgi_path line")
+    copy = tmp / f"{name}.conf"
+    copy.write_text(text)
+    return copy
+
+
+def app_rows(tmp: Path, group: str, only: set[str] | None) -> list[AppRow]:
+    """The servers of one group: ``hello`` (the 1 KiB WSGI app), ``flask`` or ``stream``.
+
+    Each row is a ``Server`` (not started) pinned like the static suite's, run
+    from ``bench/apps`` with it on ``PYTHONPATH``; rows whose software is not
+    installed carry the reason in ``skipped`` instead.
+    """
+    py = sys.executable
+    env = {"PYTHONPATH": f"{APPS_DIR}{os.pathsep}{REPO}"}
+    module = {"hello": "hello:app", "flask": "flask_hello:app", "stream": "stream:app"}[group]
+    rows: list[AppRow] = []
+
+    def add(key: str, label: str, command: list[str], needs: str = "") -> None:
+        if only is not None and key not in only:
+            return
+        if needs and importlib.util.find_spec(needs) is None:
+            rows.append(AppRow(key, label, None, f"{needs} is not installed"))
+            return
+        port = free_port()
+        command = [part.replace("{port}", str(port)) for part in command]
+        rows.append(AppRow(key, label, Server(label, command, port, APPS_DIR, env)))
+
+    for threads in (0, 4):
+        port = free_port()
+        if only is None or f"localhost-t{threads}" in only:
+            conf = _localhost_conf(tmp, f"{group}-threads{threads}", port)
+            rows.append(
+                AppRow(
+                    f"localhost-t{threads}",
+                    f"localhost wsgi_threads {threads}",
+                    Server(
+                        f"localhost wsgi_threads {threads}",
+                        [py, "-m", "localhost", str(conf)],
+                        port,
+                        APPS_DIR,
+                        env,
+                    ),
+                )
+            )
+    if group == "hello":
+        add(
+            "localhost-app",
+            "localhost App API inline",
+            [
+                py,
+                "-m",
+                "localhost",
+                "hello_app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                "-w",
+                "1",
+            ],
+        )
+    if group != "flask":
+        add(
+            "granian",
+            "granian",
+            [
+                py,
+                "-m",
+                "granian",
+                "--interface",
+                "wsgi",
+                "--workers",
+                "1",
+                "--no-ws",
+                "--log-level",
+                "warning",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                module,
+            ],
+            "granian",
+        )
+    add(
+        "waitress",
+        "waitress (4 threads)",
+        [py, "-m", "waitress", "--host=127.0.0.1", "--port={port}", "--threads=4", module],
+        "waitress",
+    )
+    gunicorn = [py, "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:{port}", "--log-level", "warning"]
+    add("gunicorn-sync", "gunicorn sync", [*gunicorn, "-k", "sync", module], "gunicorn")
+    add(
+        "gunicorn-gthread",
+        "gunicorn gthread (4 threads)",
+        [*gunicorn, "-k", "gthread", "--threads", "4", module],
+        "gunicorn",
+    )
+    if group == "hello":
+        add("bjoern", "bjoern", [py, str(APPS_DIR / "bjoern_serve.py"), module, "{port}"], "bjoern")
+    return rows
+
+
+def group_rss_kib(pgid: int) -> int:
+    """Resident memory of every process in process group ``pgid``, in KiB."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                total += rss_kib(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _get(port: int, path: str, rcvbuf: int | None = None) -> socket.socket:
+    sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+    return sock
+
+
+def _read_head(sock: socket.socket) -> tuple[bytes, int]:
+    """The status line and how many body bytes came with the head."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = sock.recv(65536)
+        if not more:
+            raise RuntimeError(f"the connection closed in the head: {data[:200]!r}")
+        data += more
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head.split(b"\r\n", 1)[0], len(rest)
+
+
+def slow_stream(server: Server) -> dict[str, float]:
+    """Fetch 50 MiB from ``stream.py`` with a slow reader; the server's RSS growth.
+
+    The reader asks for ``/?chunks=800`` (800 × 64 KiB) with a 256 KiB receive
+    buffer and reads 64 KiB every 10 ms; the resident memory of the server's
+    process group (``/proc/PID/status`` VmRSS, summed) is sampled every 10 ms
+    from just before the request to the end. Returns the growth of the peak
+    over that start in MiB, the seconds taken and whether every byte came.
+    Raises ``RuntimeError`` past 60 s or on a malformed answer.
+    """
+    assert server.process is not None
+    pgid = server.process.pid
+    with _get(server.port, "/?chunks=1") as warm:  # imports and first-request work
+        while warm.recv(65536):
+            pass
+    baseline = peak = group_rss_kib(pgid)
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.01):
+            peak = max(peak, group_rss_kib(pgid))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    expected = STREAM_CHUNKS * 65536
+    start = time.monotonic()
+    try:
+        with _get(server.port, f"/?chunks={STREAM_CHUNKS}", SLOW_READ_RCVBUF) as sock:
+            status, received = _read_head(sock)
+            if not status.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"{server.name}: {status!r}")
+            while received < expected:
+                if time.monotonic() - start > SLOW_READ_DEADLINE:
+                    raise RuntimeError(f"{server.name}: the 50 MiB took over a minute")
+                chunk = sock.recv(SLOW_READ_BYTES, socket.MSG_WAITALL)
+                if not chunk:
+                    break
+                received += len(chunk)
+                time.sleep(SLOW_READ_PAUSE)
+    finally:
+        done.set()
+        sampler.join()
+    return {
+        "seconds": time.monotonic() - start,
+        "rss_before_mib": baseline / 1024,
+        "rss_growth_mib": (peak - baseline) / 1024,
+        "complete": received == expected,
+    }
+
+
+def app_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("granian", "waitress", "gunicorn", "bjoern", "flask", "werkzeug"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    found["wrk"] = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1]
+    from localhost import __version__
+
+    found["localhost"] = __version__
+    return found
+
+
+def measure_group(rows: list[AppRow], seconds: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Start the group's servers, run wrk on ``/`` against each, round by round.
+
+    ``wrk -t1 -c64 --latency``, keep-alive, the order alternating between
+    rounds as in the static suite. A server that does not start is marked
+    skipped in its row. Returns ``summarize`` per row key.
+    """
+    started: list[AppRow] = []
+    try:
+        for row in rows:
+            if row.server is None:
+                continue
+            print(f"starting {row.label}", flush=True)
+            try:
+                row.server.start()
+            except RuntimeError as error:
+                row.skipped = str(error)
+                row.server.stop()
+                continue
+            started.append(row)
+        runs: dict[str, list[Run]] = {row.key: [] for row in started}
+        for index in range(rounds):
+            for row in started if index % 2 == 0 else list(reversed(started)):
+                assert row.server is not None
+                run = wrk(row.server, "/", seconds, 64, False)
+                runs[row.key].append(run)
+                print(
+                    f"round {index + 1} {row.label:32} {run.rps:10,.0f} req/s  p99 {run.p99_ms:.2f} ms",
+                    flush=True,
+                )
+    finally:
+        for row in started:
+            assert row.server is not None
+            row.server.stop()
+    return {key: summarize(r) for key, r in runs.items() if r}
+
+
+def measure_streams(rows: list[AppRow]) -> dict[str, dict[str, float]]:
+    """``slow_stream`` for each row's server, one server running at a time."""
+    results: dict[str, dict[str, float]] = {}
+    for row in rows:
+        if row.server is None:
+            continue
+        print(f"slow reader of 50 MiB from {row.label}", flush=True)
+        try:
+            row.server.start()
+            results[row.key] = slow_stream(row.server)
+        except (RuntimeError, OSError) as error:
+            row.skipped = str(error)
+        finally:
+            row.server.stop()
+        if row.key in results:
+            r = results[row.key]
+            print(
+                f"  RSS {r['rss_before_mib']:.1f} MiB + {r['rss_growth_mib']:.1f} MiB, "
+                f"{r['seconds']:.1f} s, complete: {r['complete']}",
+                flush=True,
+            )
+    return results
+
+
+APP_TARGETS = [
+    # (label, group, ours, peers (the best of them counts), goal)
+    ("hello, wsgi_threads 0 ÷ granian", "hello", "localhost-t0", ("granian",), 0.8),
+    ("hello, wsgi_threads 0 ÷ waitress", "hello", "localhost-t0", ("waitress",), 3.0),
+    ("hello, wsgi_threads 4 ÷ waitress", "hello", "localhost-t4", ("waitress",), 2.0),
+    ("hello, App API inline ÷ granian", "hello", "localhost-app", ("granian",), 1.0),
+    (
+        "Flask, wsgi_threads 0 ÷ best of gunicorn and waitress",
+        "flask",
+        "localhost-t0",
+        ("gunicorn-sync", "gunicorn-gthread", "waitress"),
+        1.1,
+    ),
+    (
+        "Flask, wsgi_threads 4 ÷ best of gunicorn and waitress",
+        "flask",
+        "localhost-t4",
+        ("gunicorn-sync", "gunicorn-gthread", "waitress"),
+        1.1,
+    ),
+]
+STREAM_RSS_GOAL_MIB = 16
+
+
+def app_targets(data: dict) -> list[str]:  # type: ignore[type-arg]
+    """The issue's targets as table rows: this run's value, the goal, met or missed."""
+    rows = []
+    for label, group, ours, peers, goal in APP_TARGETS:
+        results = data["results"][group]
+        theirs = [results[p]["rps"] for p in peers if p in results]
+        if ours not in results or not theirs:
+            rows.append(f"| {label} | not measured | ≥ {goal}× | — |")
+            continue
+        value = results[ours]["rps"] / max(theirs)
+        rows.append(
+            f"| {label} | {value:.2f}× | ≥ {goal}× | {'met' if value >= goal else 'missed'} |"
+        )
+    for key, label in (("localhost-t0", "wsgi_threads 0"), ("localhost-t4", "wsgi_threads 4")):
+        stream = data["stream"].get(key)
+        if stream is None:
+            rows.append(
+                f"| 50 MiB stream to a slow reader, {label}: RSS growth | not measured | ≤ {STREAM_RSS_GOAL_MIB} MiB | — |"
+            )
+            continue
+        growth = stream["rss_growth_mib"]
+        met = growth <= STREAM_RSS_GOAL_MIB and stream["complete"]
+        rows.append(
+            f"| 50 MiB stream to a slow reader, {label}: RSS growth | {growth:.1f} MiB | "
+            f"≤ {STREAM_RSS_GOAL_MIB} MiB | {'met' if met else 'missed'} |"
+        )
+    return ["| target | this run | goal | |", "|---|---|---|---|", *rows]
+
+
+def apps_section(data: dict) -> str:  # type: ignore[type-arg]
+    """The "Applications (issue 13)" section of ``docs/benchmarks.md`` for one run."""
+    duration, rounds = data["duration"], data["rounds"]
+    lines = [
+        APPS_HEADING,
+        "",
+        f"Run of {data['date']} on this machine: {data['machine']}. Reproduce with "
+        f"`{data['command']}` (needs `pip install '.[bench]'`, Debian's `wrk`, and for the bjoern row "
+        "`libev-dev` before `pip install bjoern`).",
+        "",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in data['versions'].items())}.",
+        "",
+        "Method: as above, each server in one process (or one master and one worker) pinned to CPU "
+        f"{SERVER_CPU}, wrk pinned to CPU {LOAD_CPU}; `wrk -t1 -c64 -d{duration}s --latency URL/`, "
+        f"keep-alive; {rounds} rounds, the order alternating between rounds; medians with "
+        "[min–max]. The apps and configurations are in `bench/apps/`: `hello.py` (WSGI, a 1 KiB "
+        "body from a list), `hello_app.py` (the App API, an inline route), `flask_hello.py` (Flask, "
+        "a 1 KiB body). localhost runs `worker_processes 1` with `access_log off`; every peer "
+        "logs no access either. gunicorn's sync worker closes the connection after every response "
+        "(it has no keep-alive).",
+        "",
+        "### Targets",
+        "",
+        *app_targets(data),
+        "",
+    ]
+    titles = {"hello": "WSGI hello, 1 KiB", "flask": "Flask hello, 1 KiB"}
+    for group, title in titles.items():
+        results = data["results"][group]
+        lines += [
+            f"### {title}",
+            "",
+            "| server | requests/s | range | p50 ms | p99 ms | CPU s / 10k req | errors |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key, label, skipped in data["rows"][group]:
+            r = results.get(key)
+            if r is None:
+                lines.append(f"| {label} | not measured: {skipped or 'no result'} | | | | | |")
+                continue
+            lines.append(
+                f"| {label} | {r['rps']:,.0f} | {r['rps_min']:,.0f}–{r['rps_max']:,.0f} | "
+                f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_per_10k']:.2f} | {r['errors']} |"
+            )
+        lines.append("")
+    lines += [
+        "### Streaming 50 MiB to a slow reader",
+        "",
+        f"`stream.py` answers `GET /?chunks={STREAM_CHUNKS}` with {STREAM_CHUNKS} chunks of 64 KiB "
+        "(50 MiB, with a Content-Length) pulled from a generator. The reader (a raw socket with a "
+        f"{SLOW_READ_RCVBUF // 1024} KiB receive buffer) reads {SLOW_READ_BYTES // 1024} KiB every "
+        f"{SLOW_READ_PAUSE * 1000:.0f} ms; the server's resident memory (VmRSS of its processes, "
+        "summed) is sampled every 10 ms from just before the request, after one warm-up request. "
+        "The peers are there for comparison; the target is localhost's.",
+        "",
+        "| server | RSS before, MiB | peak growth, MiB | seconds | all bytes |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label, skipped in data["rows"]["stream"]:
+        s = data["stream"].get(key)
+        if s is None:
+            lines.append(f"| {label} | not measured: {skipped or 'no result'} | | | |")
+            continue
+        lines.append(
+            f"| {label} | {s['rss_before_mib']:.1f} | {s['rss_growth_mib']:.1f} | "
+            f"{s['seconds']:.1f} | {'yes' if s['complete'] else 'no'} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _section_span(text: str, heading: str) -> tuple[int, int] | None:
+    """Where the ``## heading`` section of a page starts and ends (the next ``## ``)."""
+    start = text.find(f"\n{heading}\n")
+    if start < 0:
+        return None
+    end = text.find("\n## ", start + 1)
+    return start + 1, len(text) if end < 0 else end + 1
+
+
+def splice_section(text: str, heading: str, section: str) -> str:
+    """``text`` with its ``heading`` section replaced by ``section``.
+
+    A page without that section gets it before ``## Profile``, else at the end.
+    """
+    section = section.rstrip("\n") + "\n\n"
+    span = _section_span(text, heading)
+    if span is not None:
+        return text[: span[0]] + section + text[span[1] :]
+    profile = text.find("\n## Profile\n")
+    if profile >= 0:
+        return text[: profile + 1] + section + text[profile + 1 :]
+    return text.rstrip("\n") + "\n\n" + section
+
+
+def run_apps(args: argparse.Namespace) -> int:
+    """The applications section: measure, print the targets, write the section."""
+    needs = [
+        f"{tool} (apt-get install {package})"
+        for tool, package in (("wrk", "wrk"), ("taskset", "util-linux"))
+        if shutil.which(tool) is None
+    ]
+    needs += [
+        f"{module} (pip install '.[bench]')"
+        for module in ("granian", "waitress", "gunicorn", "flask")
+        if importlib.util.find_spec(module) is None
+    ]
+    if (os.cpu_count() or 1) < 2:
+        needs.append("two CPUs (the servers and the load generator get one each)")
+    if needs:
+        print("bench/run.py --apps needs:\n  " + "\n  ".join(needs), file=sys.stderr)
+        return 2
+    only = set(args.only.split(",")) if args.only else None
+    data: dict = {  # type: ignore[type-arg]
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "versions": app_versions(),
+        "command": f"python bench/run.py --apps --duration {args.duration} --rounds {args.rounds}",
+        "duration": args.duration,
+        "rounds": args.rounds,
+        "results": {},
+        "rows": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="localhost-bench-apps-") as tmp_name:
+        tmp = Path(tmp_name)
+        for group in ("hello", "flask"):
+            rows = app_rows(tmp, group, only)
+            data["results"][group] = measure_group(rows, args.duration, args.rounds)
+            data["rows"][group] = [(r.key, r.label, r.skipped) for r in rows]
+        rows = app_rows(tmp, "stream", only)
+        data["stream"] = measure_streams(rows)
+        data["rows"]["stream"] = [(r.key, r.label, r.skipped) for r in rows]
+    print("\n".join(app_targets(data)))
+    section = apps_section(data)
+    if args.output.exists():
+        args.output.write_text(splice_section(args.output.read_text(), APPS_HEADING, section))
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text("# Benchmarks\n\n" + section)
+    print(f"wrote the {APPS_HEADING[3:]} section of {args.output}")
+    return 0
 
 
 # -- main -----------------------------------------------------------------------
@@ -737,7 +1250,17 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2 s runs, 2 rounds")
-    parser.add_argument("--only", help="comma-separated server names")
+    parser.add_argument(
+        "--only",
+        help="comma-separated server names; with --apps, row keys: localhost-t0, "
+        "localhost-t4, localhost-app, granian, waitress, gunicorn-sync, gunicorn-gthread, bjoern",
+    )
+    parser.add_argument(
+        "--apps",
+        action="store_true",
+        help="the applications section (WSGI, App API, Flask, streaming memory) instead of "
+        "the static files; rewrites only that section of --output",
+    )
     parser.add_argument("--output", type=Path, default=DOCS / "benchmarks.md")
     parser.add_argument(
         "--baseline",
@@ -757,6 +1280,8 @@ def main() -> int:
         return 0
     if args.quick:
         args.duration, args.rounds = 2, 2
+    if args.apps:
+        return run_apps(args)
     needs = missing()
     if needs:
         print("bench/run.py needs:\n  " + "\n  ".join(needs), file=sys.stderr)
