@@ -1,8 +1,12 @@
-"""The command line: ``python -m localhost [options] [CONFIG]``.
+"""The command line: ``python -m localhost [options] [CONFIG | MODULE:APP]``.
 
 ``-t`` checks the configuration (like ``nginx -t``); ``-s SIGNAL`` sends
 reload/quit/stop/reopen to the running server through its pid file (like
 ``nginx -s``); ``-w N`` overrides ``worker_processes``.
+
+``MODULE:APP`` instead of a configuration file serves a ``localhost.App``
+(or a WSGI callable) on ``--host``/``--port`` (127.0.0.1:8080), the module
+imported from the current directory and ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from localhost import __version__
@@ -40,7 +45,14 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "config",
         nargs="?",
         default="config.conf",
-        help="configuration file (default: ./config.conf)",
+        help="configuration file (default: ./config.conf), or MODULE:APP to serve a "
+        "localhost.App or a WSGI application",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="with MODULE:APP: the address (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="with MODULE:APP: the port (default 8080)"
     )
     parser.add_argument(
         "-t", "--test", action="store_true", help="check the configuration file and exit"
@@ -123,6 +135,8 @@ def _remove_pid(path: Path | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the server; returns the exit status (0 ok, 1 bad config, listen error or failure)."""
     args = _arguments(argv)
+    if _is_app_target(args.config):
+        return _serve_app(args)
     try:
         config = load(args.config)
     except ConfigError as exc:
@@ -137,6 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config}: syntax is ok")
         return 0
     level = args.log_level or ("error" if args.quiet else config.error_log_level)
+    return run_config(config, args.workers or config.worker_processes, bool(args.workers), level)
+
+
+def run_config(config: Config, workers: int, fixed_workers: bool, level: str) -> int:
+    """Serve ``config`` with ``workers`` processes until stopped; the exit status.
+
+    ``fixed_workers``: the count came from the command line and survives reloads.
+    """
     try:
         setup_error_log(config.error_log, level)
     except OSError as exc:
@@ -144,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for warning in config.warnings:
         log.warning("%s", warning)
-    workers = args.workers or config.worker_processes
+    if workers != config.worker_processes:
+        # What applications see (wsgi.multiprocess) follows the real count.
+        config = replace(config, worker_processes=workers)
     server: Worker | Master = (
-        Worker(config) if workers == 1 else Master(config, workers, bool(args.workers))
+        Worker(config) if workers == 1 else Master(config, workers, fixed_workers)
     )
     try:
         server.listen()
@@ -158,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("listening on http://%s/", shown)
     log.info(
         "serving %s with %d worker process%s (pid %d)",
-        os.path.abspath(args.config),
+        os.path.abspath(config.path),
         workers,
         "" if workers == 1 else "es",
         os.getpid(),
@@ -175,6 +199,46 @@ def main(argv: list[str] | None = None) -> int:
     log.info("stopped")
     flush_error_log()
     return status
+
+
+def _is_app_target(text: str) -> bool:
+    """``MODULE:ATTRIBUTE`` that is not a file's name."""
+    module, colon, attribute = text.partition(":")
+    return (
+        bool(colon)
+        and not os.path.exists(text)
+        and all(part.isidentifier() for part in (*module.split("."), *attribute.split(".")))
+    )
+
+
+def _serve_app(args: argparse.Namespace) -> int:
+    """``python -m localhost MODULE:APP``: import it from here and serve it."""
+    from localhost.app.api import App
+    from localhost.app.loading import AppImportError, resolve
+    from localhost.app.mount import serve_wsgi
+
+    try:
+        found = resolve(args.config, (os.getcwd(),))
+    except AppImportError as exc:
+        print(f"localhost: {args.config}: {exc}", file=sys.stderr)
+        return 1
+    level = args.log_level or ("error" if args.quiet else "info")
+    if isinstance(found, App):
+        if args.test:
+            print(f"{args.config}: the App imports")
+            return 0
+        return found.serve(args.host, args.port, args.workers or 1, level)
+    if not callable(found):
+        print(
+            f"localhost: {args.config}: {type(found).__name__} object is neither a "
+            "localhost.App nor a WSGI callable",
+            file=sys.stderr,
+        )
+        return 1
+    if args.test:
+        print(f"{args.config}: the WSGI application imports")
+        return 0
+    return serve_wsgi(found, args.config, args.host, args.port, args.workers or 1, level)
 
 
 if __name__ == "__main__":

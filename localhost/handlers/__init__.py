@@ -1,7 +1,7 @@
 """Content handlers, registered by name (see ``localhost.handlers.base``).
 
 The order of the registry is each spec's ``priority``: redirect (100), a
-WSGI application (150), CGI (200), OPTIONS (300), the session handler (400),
+WSGI application (150), an App (160), CGI (200), OPTIONS (300), the session handler (400),
 upload (500), DELETE (600), static files and listings (900). A new handler
 adds its module and one line below.
 """
@@ -29,9 +29,10 @@ register(delete.SPEC)
 register(static.SPEC)
 
 # Application handlers live in localhost.app (imported after the base above).
-from localhost.app import wsgi  # noqa: E402
+from localhost.app import mount, wsgi  # noqa: E402
 
 register(wsgi.SPEC)
+register(mount.SPEC)
 
 __all__ = [
     "BodyPolicy",

@@ -107,8 +107,8 @@ class Exchange(Protocol):
     def finish(self) -> None:
         """End a started response."""
 
-    def abort(self) -> None:
-        """Drop the connection mid-response."""
+    def abort(self, reason: str = "aborted") -> None:
+        """Drop the connection mid-response (``reason``: for the teardown hooks)."""
 
     def internal_redirect(self, target: str) -> None:
         """Serve ``target`` as a GET in place of this request (too many in a row: 500)."""

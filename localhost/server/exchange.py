@@ -130,12 +130,13 @@ class Exchange:
         self.done = True
         self._protocol.finish(self)
 
-    def abort(self) -> None:
-        """Drop the connection: the response cannot be completed."""
+    def abort(self, reason: str = "aborted") -> None:
+        """Drop the connection: the response cannot be completed (``reason``
+        is what the connection's teardown hooks are told)."""
         if self.done:
             return
         self.done = True
-        self._protocol.abort(self)
+        self._protocol.abort(self, reason)
 
     def internal_redirect(self, target: str) -> None:
         """Serve ``target`` as a GET in place of this request (a CGI local redirect).

@@ -161,6 +161,8 @@ class HTTP1Protocol(Protocol):
         "write_blocked",
         "progress",
         "in_process",
+        "teardown",
+        "close_reason",
         "_timeout_cb",
     )
 
@@ -191,6 +193,9 @@ class HTTP1Protocol(Protocol):
         self.write_blocked = False  # the transport holds unsent bytes
         self.progress = 0
         self.in_process = False
+        #: An App's connection_teardown_hooks for this connection (set by the worker).
+        self.teardown: tuple[Any, ...] = ()
+        self.close_reason: str | None = None  # why it ended, when not cleanly
         self._timeout_cb = self._on_timeout
 
     # -- transport callbacks --------------------------------------------------
@@ -225,9 +230,12 @@ class HTTP1Protocol(Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.state == _CLOSED:
+        state = self.state
+        if state == _CLOSED:
             return
         self.state = _CLOSED
+        if self.teardown:
+            self._teardown(state, exc)
         exchange = self.exchange
         if log.isEnabledFor(logging.DEBUG):
             # A reset may come as an error or as a bare hang-up, by timing.
@@ -246,6 +254,20 @@ class HTTP1Protocol(Protocol):
             _close_body(exchange)
         self.transport = None
         self._timeout_cb = _nothing
+
+    def _teardown(self, state: State, exc: Exception | None) -> None:
+        """Tell the teardown hooks how the connection ended (None: cleanly,
+        between requests or after a closing response)."""
+        from localhost.app.mount import run_teardown_hooks
+
+        reason = self.close_reason
+        if reason is None and exc is not None:
+            reason = f"connection error: {exc}"
+        if reason is None and (
+            state in (_BODY, _HANDLE, _WRITE) or (state == _HEAD and self.parser.buffered)
+        ):
+            reason = "client went away"
+        run_teardown_hooks(self.teardown, self.peer, reason)
 
     def pause_writing(self) -> None:
         self.write_blocked = True
@@ -275,6 +297,13 @@ class HTTP1Protocol(Protocol):
 
     def hangup_received(self) -> None:
         exchange = self.exchange
+        if exchange is None:
+            # Between requests (the watch ends a loop iteration after the
+            # response): an ordinary close of an idle connection.
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        self.close_reason = self.close_reason or "client went away"
         log.info(
             "%s:%d: client went away during %s",
             *self.peer,
@@ -540,6 +569,7 @@ class HTTP1Protocol(Protocol):
 
     def _protocol_error(self, exc: HTTPError) -> None:
         """The answer to a malformed request: it always closes the connection."""
+        self.close_reason = self.close_reason or f"bad request ({exc.status})"
         response = refusal_response(exc, self.server.error_pages, None)
         exchange = self.exchange
         if exchange is not None and not exchange.done:
@@ -679,10 +709,11 @@ class HTTP1Protocol(Protocol):
         if not self.write_blocked and not transport.is_closing():
             self._response_done()
 
-    def abort(self, exchange: Exchange) -> None:
+    def abort(self, exchange: Exchange, reason: str = "aborted") -> None:
         """Drop the connection (called by ``Exchange.abort``)."""
         if exchange is not self.exchange:
             return
+        self.close_reason = self.close_reason or reason
         self.handler = None  # the handler gave up by itself
         if self.transport is not None:
             self.transport.abort()
@@ -742,6 +773,8 @@ class HTTP1Protocol(Protocol):
         transport = self.transport
         if transport is None:
             return
+        if state != _IDLE and state != _HANDLE:
+            self.close_reason = self.close_reason or "timeout"
         if state == _BODY or (state == _HEAD and self.parser.buffered):
             log.info("%s:%d: request timed out (408)", *self.peer)
             pages = self.server.error_pages

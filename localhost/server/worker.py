@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from localhost.accesslog import flush_error_log, reopen_error_log
+from localhost.app.mount import connection_hooks, run_setup_hooks
 from localhost.config import ConfigError, load
 from localhost.config.model import Config, ServerBlock
 from localhost.http.message import Request, Response
@@ -135,6 +136,8 @@ class Worker:
         # Made in the worker process (after the master's fork), closed by run().
         self.services = Services(config, self.loop)
         self.pipeline = Pipeline(self.router, self.services)
+        # id(server block) → an App's connection hooks on its addresses.
+        self.hooks = connection_hooks(config, self.services.applications)
         self._refused = 0
         self._signals_installed = False
         if self.sockets:
@@ -226,12 +229,19 @@ class Worker:
             else:
                 local, server = listener.address, listener.default_server
                 factory = listener.factory
+            hooks = self.hooks.get(id(server)) if self.hooks else None
+            if hooks is not None and not run_setup_hooks(hooks[0], peer[:2], local):
+                sock.close()  # an App's connection_setup_hook said DROP
+                continue
             try:
                 if factory is None:
+                    http = HTTP1Protocol(self, server)
+                    if hooks is not None:
+                        http.teardown = hooks[1]
                     transport = SocketTransport(
                         self.loop,
                         sock,
-                        HTTP1Protocol(self, server),
+                        http,
                         recv_buffer=self.recv_buffer,
                         peername=peer,
                         sockname=local,
@@ -345,6 +355,7 @@ class Worker:
         self.config, self.router, self.sockets = config, router, sockets
         self.services.reload(config)
         self.pipeline = Pipeline(router, self.services)
+        self.hooks = connection_hooks(config, self.services.applications)
         self._make_listeners()
         for listener in self.listeners:
             self._watch(listener)

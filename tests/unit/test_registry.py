@@ -130,7 +130,17 @@ def test_priority_and_select_decide_who_answers(config: Config, services: Servic
 
 def test_the_builtin_handlers_are_registered_in_order() -> None:
     names = [spec.name for spec in base.specs()]
-    assert names == ["redirect", "wsgi", "cgi", "options", "session", "upload", "delete", "static"]
+    assert names == [
+        "redirect",
+        "wsgi",
+        "app",
+        "cgi",
+        "options",
+        "session",
+        "upload",
+        "delete",
+        "static",
+    ]
 
 
 def test_a_directive_belongs_to_one_handler() -> None:

@@ -1,0 +1,317 @@
+"""The App API: routes, handlers and hooks written in Python, served by localhost.
+
+```python
+from localhost import App, Response, Action
+
+app = App()
+
+@app.route("GET", "/user/:id")
+def user(req, id):
+    return Response(200, {"content-type": "text/plain"}, id.encode())
+
+@app.route("POST", "/upper")
+def upper(req):
+    return Response(200, body=req.body().read().upper())
+
+app.serve(host="127.0.0.1", port=8080, workers=1)
+```
+
+Routes match by path segments (``localhost.app.routes``): ``:name`` and
+``*`` take one segment, ``**`` the rest; literal > ``:param`` > ``*`` >
+``**``. A handler gets the request and the captured segments (decoded) as
+positional arguments, and returns a ``Response`` (or ``bytes``/``str`` for a
+200 text answer, a ``dict``/``list`` for JSON). Handlers run in the worker's
+thread pool (they may block); ``inline=True`` runs one on the event loop
+(it must not block). A body may be bytes, an iterable or generator of bytes
+(streamed as the client takes it), or a file (``Response.file``: sent with
+``os.sendfile``).
+
+Hooks run on the event loop and must not block:
+
+- ``connection_setup_hook(fn)``: ``fn(peer, local) -> Action`` right after a
+  connection is accepted (``Action.DROP`` closes it at once);
+- ``pre_routing_hook(fn)``: ``fn(req) -> None | Response | Action`` before
+  routing (a ``Response`` answers, ``Action.DROP`` closes the connection);
+- ``connection_teardown_hook(fn)``: ``fn(peer, reason)`` once per connection
+  when it ends; ``reason`` is None for a clean end, else why (``"timeout"``,
+  ``"client went away"``, ``"dropped"``, ...).
+
+Mounted from a configuration (``location /api { app myproject.web:app }``),
+route patterns are matched below the location's prefix, as WSGI's
+SCRIPT_NAME, and the connection hooks apply to the connections of the
+server blocks that mount it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import mimetypes
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from localhost.app.routes import RouteTree
+
+if TYPE_CHECKING:
+    from localhost.config.model import Location
+    from localhost.handlers.base import Exchange
+    from localhost.http.message import Headers
+
+Handler = Callable[..., Any]
+Body = bytes | str | Iterable[bytes]
+
+
+class Action(enum.Enum):
+    """What a hook decides about a connection or a request."""
+
+    PROCEED = "proceed"
+    DROP = "drop"
+
+
+class Response:
+    """An answer from an App handler.
+
+    ``status`` is the code; ``headers`` a mapping or a list of ``(name,
+    value)`` pairs; ``body`` bytes, a ``str`` (sent as UTF-8), or an iterable
+    of bytes (streamed; a ``Content-Length`` header, when given, frames it).
+    The server adds Date, Server, Content-Length or chunked framing, and
+    Connection; hop-by-hop fields are refused (500).
+    """
+
+    __slots__ = ("status", "headers", "body", "path", "root")
+
+    def __init__(
+        self,
+        status: int = 200,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        body: Body = b"",
+    ) -> None:
+        self.status = status
+        if headers is None:
+            self.headers: list[tuple[str, str]] = []
+        elif isinstance(headers, Mapping):
+            self.headers = [(str(k), str(v)) for k, v in headers.items()]
+        else:
+            self.headers = [(str(k), str(v)) for k, v in headers]
+        self.body: Body = body.encode("utf-8") if isinstance(body, str) else body
+        self.path: Path | None = None
+        self.root: Path | None = None
+
+    @classmethod
+    def file(
+        cls,
+        path: str | os.PathLike[str],
+        root: str | os.PathLike[str] | None = None,
+        status: int = 200,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    ) -> Response:
+        """A file's content, sent with ``os.sendfile``; Content-Type from its name.
+
+        The path is kept inside ``root`` (by default the folder of ``path``'s
+        first segment, e.g. ``static`` for ``Path("static") / rest``):
+        one that resolves outside it (``..``, a symlink) is a 404, as is a
+        missing file or a directory.
+        """
+        response = cls(status, headers)
+        response.path = Path(path)
+        if root is not None:
+            response.root = Path(root)
+        else:
+            parts = Path(path).parts
+            response.root = Path(parts[0]) if len(parts) > 1 else Path(".")
+        if not any(name.lower() == "content-type" for name, _ in response.headers):
+            kind, encoding = mimetypes.guess_type(str(path))
+            if kind is None or encoding is not None:
+                kind = "application/octet-stream"
+            response.headers.append(("Content-Type", kind))
+        return response
+
+    @classmethod
+    def json(cls, value: Any, status: int = 200) -> Response:
+        """``value`` as JSON (``application/json``)."""
+        return cls(
+            status, [("Content-Type", "application/json")], json.dumps(value).encode("utf-8")
+        )
+
+    @classmethod
+    def redirect(cls, location: str, status: int = 302) -> Response:
+        """A redirect to ``location``."""
+        return cls(status, [("Location", location)])
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}>"
+
+
+class Request:
+    """A request as an App handler sees it.
+
+    ``method``; ``path`` (decoded, normalised, the whole path) and
+    ``route_path`` (below the mount's prefix, what routes match); ``query``
+    (raw) and ``args`` (parsed: name → list of values); ``headers`` (lower-
+    case names: ``headers.get("user-agent")``); ``peer`` and ``local``
+    (``(host, port)``); ``scheme``; ``params`` (the captured segments).
+    ``body()`` is the request body as a binary stream (``read``, ``readline``,
+    iteration), streamed as it arrives when the handler runs in a thread.
+    """
+
+    __slots__ = (
+        "method",
+        "path",
+        "route_path",
+        "query",
+        "headers",
+        "peer",
+        "local",
+        "scheme",
+        "params",
+        "_body",
+        "_args",
+        "exchange",
+    )
+
+    def __init__(self, exchange: Exchange, route_path: str) -> None:
+        request = exchange.request
+        self.exchange = exchange
+        self.method = request.method
+        self.path = request.path
+        self.route_path = route_path
+        self.query = request.query
+        self.headers: Headers = request.headers
+        self.peer = exchange.peer
+        self.local = exchange.local
+        self.scheme = exchange.scheme
+        self.params: tuple[str, ...] = ()
+        self._body: Any = None
+        self._args: dict[str, list[str]] | None = None
+
+    @property
+    def args(self) -> dict[str, list[str]]:
+        """The query's parameters, decoded (``?a=1&a=2`` → ``{"a": ["1", "2"]}``)."""
+        if self._args is None:
+            self._args = parse_qs(self.query, keep_blank_values=True)
+        return self._args
+
+    def body(self) -> Any:
+        """The request body as a binary stream (``read(n)``, ``read()``, ``readline``)."""
+        return self._body
+
+    def json(self) -> Any:
+        """The body parsed as JSON. Raises ``ValueError`` when it is not JSON."""
+        return json.loads(self._body.read() or b"null")
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.path}>"
+
+
+class Route:
+    """A registered route: its handler and whether it runs on the loop."""
+
+    __slots__ = ("handler", "inline", "pattern")
+
+    def __init__(self, handler: Handler, inline: bool, pattern: str) -> None:
+        self.handler = handler
+        self.inline = inline
+        self.pattern = pattern
+
+
+class App:
+    """Routes, a fallback and hooks; served by ``serve`` or mounted by a configuration.
+
+    ``threads`` and ``queue`` size the worker's pool for handlers when the
+    App is served by ``serve`` (a configuration's ``wsgi_threads`` and
+    ``wsgi_queue`` size it when mounted).
+    """
+
+    def __init__(self, threads: int = 4, queue: int = 1024) -> None:
+        self.threads = threads
+        self.queue = queue
+        self.routes = RouteTree[Route]()
+        self.fallback_route: Route | None = None
+        self.setup_hooks: list[Callable[[tuple[str, int], tuple[str, int]], Any]] = []
+        self.pre_routing_hooks: list[Callable[[Request], Any]] = []
+        self.teardown_hooks: list[Callable[[tuple[str, int], str | None], Any]] = []
+        self.config_path: Path | None = None
+
+    def route(
+        self, method: str, pattern: str, *, inline: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """Decorate ``fn(req, *params)`` as the handler of ``method`` on ``pattern``.
+
+        ``method`` may be ``"*"`` (any). Raises ``ValueError`` for an invalid
+        or duplicate pattern.
+        """
+
+        def decorate(fn: Handler) -> Handler:
+            self.routes.add(
+                method.upper() if method != "*" else method, pattern, Route(fn, inline, pattern)
+            )
+            return fn
+
+        return decorate
+
+    def fallback(self, fn: Handler | None = None, *, inline: bool = False) -> Any:
+        """Decorate ``fn(req)`` as the answer when no route matches (else 404)."""
+
+        def decorate(handler: Handler) -> Handler:
+            self.fallback_route = Route(handler, inline, "")
+            return handler
+
+        return decorate(fn) if fn is not None else decorate
+
+    def connection_setup_hook(
+        self, fn: Callable[[tuple[str, int], tuple[str, int]], Any]
+    ) -> Callable[..., Any]:
+        """``fn(peer, local) -> Action`` after each accept (``Action.DROP`` closes it)."""
+        self.setup_hooks.append(fn)
+        return fn
+
+    def pre_routing_hook(self, fn: Callable[[Request], Any]) -> Callable[..., Any]:
+        """``fn(req) -> None | Response | Action.DROP`` before routing each request."""
+        self.pre_routing_hooks.append(fn)
+        return fn
+
+    def connection_teardown_hook(
+        self, fn: Callable[[tuple[str, int], str | None], Any]
+    ) -> Callable[..., Any]:
+        """``fn(peer, reason)`` once per connection as it ends (``reason`` None: clean)."""
+        self.teardown_hooks.append(fn)
+        return fn
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str], threads: int = 4, queue: int = 1024) -> App:
+        """An App served with the configuration file ``path``: the file's locations
+        answer as written, and the App answers what none of them matches
+        (it is mounted on ``/`` in every server block without a ``location /``).
+        Raises ``ConfigError`` at ``serve`` for an invalid file."""
+        app = cls(threads, queue)
+        app.config_path = Path(path)
+        return app
+
+    def mounted(self, location: Location) -> MountedApp:
+        """The App as served on ``location`` (its prefix stripped before routing)."""
+        return MountedApp(self, "" if location.prefix == "/" else location.prefix)
+
+    def serve(
+        self, host: str = "127.0.0.1", port: int = 8080, workers: int = 1, log_level: str = "info"
+    ) -> int:
+        """Serve the App with localhost's loop, workers, signals and logs until stopped.
+
+        Returns the exit status (0 after a normal stop). With ``from_config``
+        the configuration's addresses are used and ``host``/``port`` ignored.
+        """
+        from localhost.app.mount import serve
+
+        return serve(self, host, port, workers, log_level)
+
+
+class MountedApp:
+    """An App on one location: the prefix routes are matched below."""
+
+    __slots__ = ("app", "prefix")
+
+    def __init__(self, app: App, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix

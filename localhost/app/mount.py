@@ -1,0 +1,347 @@
+"""Serving a ``localhost.App``: its handler, the ``app`` directive, ``serve``.
+
+``location /api { app myproject.web:app }`` mounts an App (imported by each
+worker after the fork, like ``wsgi``; ``wsgi_path``, ``wsgi_threads`` and
+``wsgi_queue`` apply). ``App.serve`` and ``python -m localhost MODULE:APP``
+build a one-block configuration mounting the App on ``/`` and run it with
+the same worker, master, signals and logs as a configuration file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lark import Token
+
+from localhost.app.api import Action, App, MountedApp, Request, Response, Route
+from localhost.app.routes import NotAllowed
+from localhost.app.runner import AppError, AppHandler, head_fields
+from localhost.app.wsgi import _target, check_mount, mount_of
+from localhost.config.loader import LOCATION, Directive, Scope, Validator
+from localhost.config.model import (
+    DEFAULT_HOST,
+    AppMount,
+    Config,
+    Location,
+    ServerBlock,
+)
+from localhost.handlers.base import BodyPolicy, Exchange, HandlerSpec
+from localhost.handlers.error_pages import error_response
+from localhost.handlers.static import inside
+from localhost.http.errors import HTTPError
+from localhost.http.message import FileBody
+from localhost.http.methods import IMPLEMENTED_METHODS
+
+if TYPE_CHECKING:
+    from localhost.app.wsgi import Applications
+
+log = logging.getLogger("localhost")
+
+Hook = Callable[..., Any]
+
+
+class AppRouteHandler(AppHandler):
+    """One request to an App: pre-routing hooks, the route, its handler."""
+
+    __slots__ = ("mounted", "req", "route")
+
+    def __init__(self, exchange: Exchange) -> None:
+        location = exchange.location
+        assert location is not None
+        mounted = exchange.services.applications.get(location)
+        super().__init__(exchange, mounted.pool)
+        self.mounted = mounted
+        self.route: Route | None = None
+        self.req: Request | None = None
+
+    def on_head(self) -> BodyPolicy:
+        exchange = self.exchange
+        served: MountedApp | None = self.mounted.obj
+        if served is None:
+            log.error(
+                "application %s is not loaded: %s", self.mounted.mount.target, self.mounted.error
+            )
+            raise HTTPError(500, "the application is not loaded")
+        app = served.app
+        path = exchange.request.path
+        prefix = served.prefix
+        route_path = (path[len(prefix) :] or "/") if prefix else path
+        req = self.req = Request(exchange, route_path)
+        for hook in app.pre_routing_hooks:
+            result = hook(req)
+            if result is None or result is Action.PROCEED:
+                continue
+            if result is Action.DROP:
+                exchange.abort("dropped")
+                return BodyPolicy.IGNORE
+            self.pool = None
+            self.threaded = False
+            self.answer(result)
+            return BodyPolicy.IGNORE
+        found = app.routes.match(exchange.request.method, route_path)
+        if found is None:
+            route = app.fallback_route
+            if route is None:
+                raise HTTPError(404, f"no route for {route_path}")
+        elif type(found) is NotAllowed:
+            location = exchange.location
+            assert location is not None
+            allow = ", ".join(sorted(found.allow))
+            exchange.send(
+                error_response(
+                    405,
+                    location.error_pages,
+                    [("Allow", allow)],
+                    cache=exchange.services.error_pages,
+                )
+            )
+            return BodyPolicy.IGNORE
+        else:
+            route = found.target  # type: ignore[union-attr]
+            req.params = found.params  # type: ignore[union-attr]
+        self.route = route
+        if route.inline:
+            self.pool = None
+            self.threaded = False
+        return super().on_head()
+
+    def call(self, body: Any) -> None:
+        req = self.req
+        route = self.route
+        assert req is not None and route is not None
+        req._body = body
+        self.answer(route.handler(req, *req.params))
+
+    def answer(self, result: Any) -> None:
+        """Carry a handler's return value to the client (from its thread)."""
+        if isinstance(result, Response):
+            status, headers, body = result.status, result.headers, result.body
+            if result.path is not None:
+                self._answer_file(result)
+                return
+        elif isinstance(result, (bytes, str)):
+            status, headers = 200, [("Content-Type", "text/plain; charset=utf-8")]
+            body = result.encode("utf-8") if isinstance(result, str) else result
+        elif result is None:
+            status, headers, body = 204, [], b""
+        elif isinstance(result, (dict, list)):
+            answer = Response.json(result)
+            status, headers, body = answer.status, answer.headers, answer.body
+        else:
+            raise AppError(f"a handler returned {type(result).__name__}, not a Response")
+        if type(status) is not int or not 100 <= status <= 999:
+            raise AppError(f"invalid status {status!r}")
+        fields, length = head_fields(headers)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if isinstance(body, bytes):
+            self.answer_whole(status, fields, body, length)
+        else:
+            self.answer_stream(status, fields, length, body)
+
+    def _answer_file(self, response: Response) -> None:
+        assert response.path is not None and response.root is not None
+        fields, _ = head_fields(response.headers)
+        region = _open_inside(response.path, response.root)
+        if region is None:
+            self._post(self._not_found)
+            return
+        self.answer_file(response.status, fields, region)
+
+    def _not_found(self) -> None:
+        exchange = self.exchange
+        if exchange.done:
+            return
+        location = exchange.location
+        pages = location.error_pages if location is not None else exchange.server.error_pages
+        exchange.send(error_response(404, pages, cache=exchange.services.error_pages))
+
+
+def _open_inside(path: Path, root: Path) -> FileBody | None:
+    """The whole regular file at ``path`` if it resolves inside ``root``, else None."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if not inside(real_root, real):
+        return None
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None
+    return FileBody(fd, 0, st.st_size)
+
+
+# -- connection hooks -----------------------------------------------------------
+
+ConnectionHooks = tuple[tuple[Hook, ...], tuple[Hook, ...]]
+
+
+def connection_hooks(config: Config, applications: Applications) -> dict[int, ConnectionHooks]:
+    """id(server block) → (setup hooks, teardown hooks) of the Apps mounted in
+    any block sharing one of its listen addresses (a connection is accepted
+    before its Host is known). Blocks without such Apps are absent."""
+    by_address: dict[tuple[str, int], tuple[list[Hook], list[Hook]]] = {}
+    for server in config.servers:
+        for location in server.locations:
+            if location.app is None:
+                continue
+            served = applications.get(location).obj
+            if served is None:
+                continue
+            for address in server.addresses:
+                setup, teardown = by_address.setdefault(address, ([], []))
+                setup.extend(h for h in served.app.setup_hooks if h not in setup)
+                teardown.extend(h for h in served.app.teardown_hooks if h not in teardown)
+    found: dict[int, ConnectionHooks] = {}
+    for server in config.servers:
+        setup_all: list[Hook] = []
+        teardown_all: list[Hook] = []
+        for address in server.addresses:
+            setup, teardown = by_address.get(address, ([], []))
+            setup_all.extend(h for h in setup if h not in setup_all)
+            teardown_all.extend(h for h in teardown if h not in teardown_all)
+        if setup_all or teardown_all:
+            found[id(server)] = (tuple(setup_all), tuple(teardown_all))
+    return found
+
+
+def run_setup_hooks(hooks: tuple[Hook, ...], peer: tuple[str, int], local: tuple[str, int]) -> bool:
+    """Whether every setup hook lets the connection in (an exception: it does not)."""
+    for hook in hooks:
+        try:
+            if hook(peer, local) is Action.DROP:
+                return False
+        except Exception:
+            log.exception("connection setup hook failed: dropping %s:%d", *peer)
+            return False
+    return True
+
+
+def run_teardown_hooks(hooks: tuple[Hook, ...], peer: tuple[str, int], reason: str | None) -> None:
+    """Call every teardown hook; one that fails is logged and the others still run."""
+    for hook in hooks:
+        try:
+            hook(peer, reason)
+        except Exception:
+            log.exception("connection teardown hook failed")
+
+
+# -- configuration ----------------------------------------------------------------
+
+
+def _is_app(obj: Any) -> str | None:
+    return None if isinstance(obj, App) else f"{type(obj).__name__} object is not a localhost.App"
+
+
+def _app(scopes: tuple[Scope, Scope, Scope]) -> AppMount | None:
+    return mount_of("app", scopes)
+
+
+def _app_target(v: Validator, args: list[Token]) -> str:
+    return _target(v, args)
+
+
+DIRECTIVES = {
+    "app": Directive(
+        (LOCATION,),
+        1,
+        1,
+        _app_target,
+        syntax="app MODULE:APP",
+        derive=_app,
+        check=check_mount("app", _is_app),
+        rootless=True,
+    ),
+}
+
+
+def _methods(location: Location) -> frozenset[str]:
+    return IMPLEMENTED_METHODS if location.app is not None else frozenset()
+
+
+def _exclusive(location: Location) -> bool:
+    return location.app is not None
+
+
+#: A location with ``app`` gives every request to its App.
+SPEC = HandlerSpec(
+    "app", _methods, AppRouteHandler, priority=160, exclusive=_exclusive, directives=DIRECTIVES
+)
+
+
+# -- serving an App directly --------------------------------------------------------
+
+
+def app_config(app: App, host: str, port: int, workers: int) -> Config:
+    """The configuration ``App.serve`` runs: the App's file (``from_config``)
+    with the App on ``/`` of every block without a ``location /``, or one
+    server block on ``host:port`` with the App on ``/``."""
+    mount = AppMount("app", f"<App {id(app):x}>", (), app.threads, app.queue, obj=app)
+    if app.config_path is not None:
+        from localhost.config import load
+
+        config = load(app.config_path)
+        servers = []
+        for server in config.servers:
+            if server.protocol is None and not any(loc.prefix == "/" for loc in server.locations):
+                root = Location(
+                    "/",
+                    app=mount,
+                    access_log=server.access_log,
+                    error_pages=server.error_pages,
+                    body_limit=server.body_limit,
+                )
+                server = replace(server, locations=(*server.locations, root))
+            servers.append(server)
+        return replace(
+            config, servers=tuple(servers), worker_processes=workers or config.worker_processes
+        )
+    location = Location("/", app=mount)
+    server = ServerBlock(addresses=((host or DEFAULT_HOST, port),), locations=(location,))
+    return Config(
+        path=Path.cwd() / "app.conf",
+        servers=(server,),
+        worker_processes=workers,
+        session_store=Path(os.devnull),
+    )
+
+
+def serve(app: App, host: str, port: int, workers: int, log_level: str) -> int:
+    """Run ``app`` until stopped (``App.serve``); returns the exit status."""
+    from localhost.cli import run_config
+    from localhost.config import ConfigError
+
+    try:
+        config = app_config(app, host, port, workers)
+    except ConfigError as exc:
+        print(f"localhost: {exc}", file=sys.stderr)
+        return 1
+    return run_config(config, config.worker_processes, bool(workers), log_level)
+
+
+def serve_wsgi(
+    application: Any, name: str, host: str, port: int, workers: int, log_level: str
+) -> int:
+    """Run a WSGI callable on ``host:port`` until stopped (``python -m localhost MODULE:APP``)."""
+    from localhost.cli import run_config
+
+    mount = AppMount("wsgi", name, (), obj=application)
+    location = Location("/", wsgi=mount)
+    server = ServerBlock(addresses=((host or DEFAULT_HOST, port),), locations=(location,))
+    config = Config(
+        path=Path.cwd() / "app.conf",
+        servers=(server,),
+        worker_processes=workers,
+        session_store=Path(os.devnull),
+    )
+    return run_config(config, workers, True, log_level)
