@@ -1,0 +1,1 @@
+"""A minimal Django project served by localhost (``examples/django/django.conf``)."""
