@@ -55,6 +55,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--port", type=int, default=8080, help="with MODULE:APP: the port (default 8080)"
     )
     parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="with MODULE:APP: no access log (by default one line per request on stdout)",
+    )
+    parser.add_argument(
         "-t", "--test", action="store_true", help="check the configuration file and exit"
     )
     parser.add_argument(
@@ -227,7 +232,7 @@ def _serve_app(args: argparse.Namespace) -> int:
         if args.test:
             print(f"{args.config}: the App imports")
             return 0
-        return found.serve(args.host, args.port, args.workers or 1, level)
+        return found.serve(args.host, args.port, args.workers or 1, level, not args.no_access_log)
     if not callable(found):
         print(
             f"localhost: {args.config}: {type(found).__name__} object is neither a "
@@ -238,7 +243,15 @@ def _serve_app(args: argparse.Namespace) -> int:
     if args.test:
         print(f"{args.config}: the WSGI application imports")
         return 0
-    return serve_wsgi(found, args.config, args.host, args.port, args.workers or 1, level)
+    return serve_wsgi(
+        found,
+        args.config,
+        args.host,
+        args.port,
+        args.workers or 1,
+        level,
+        not args.no_access_log,
+    )
 
 
 if __name__ == "__main__":

@@ -295,16 +295,23 @@ class App:
         return MountedApp(self, "" if location.prefix == "/" else location.prefix)
 
     def serve(
-        self, host: str = "127.0.0.1", port: int = 8080, workers: int = 1, log_level: str = "info"
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        workers: int = 1,
+        log_level: str = "info",
+        access_log: bool = True,
     ) -> int:
         """Serve the App with localhost's loop, workers, signals and logs until stopped.
 
-        Returns the exit status (0 after a normal stop). With ``from_config``
-        the configuration's addresses are used and ``host``/``port`` ignored.
+        Returns the exit status (0 after a normal stop). ``access_log``: one
+        line per request on standard output. With ``from_config`` the
+        configuration's addresses and logs are used and ``host``, ``port``
+        and ``access_log`` ignored.
         """
         from localhost.app.mount import serve
 
-        return serve(self, host, port, workers, log_level)
+        return serve(self, host, port, workers, log_level, access_log)
 
 
 class MountedApp:

@@ -27,6 +27,7 @@ from localhost.app.wsgi import _target, check_mount, mount_of
 from localhost.config.loader import LOCATION, Directive, Scope, Validator
 from localhost.config.model import (
     DEFAULT_HOST,
+    STDOUT,
     AppMount,
     Config,
     Location,
@@ -282,7 +283,7 @@ SPEC = HandlerSpec(
 # -- serving an App directly --------------------------------------------------------
 
 
-def app_config(app: App, host: str, port: int, workers: int) -> Config:
+def app_config(app: App, host: str, port: int, workers: int, access_log: bool = True) -> Config:
     """The configuration ``App.serve`` runs: the App's file (``from_config``)
     with the App on ``/`` of every block without a ``location /``, or one
     server block on ``host:port`` with the App on ``/``."""
@@ -306,8 +307,11 @@ def app_config(app: App, host: str, port: int, workers: int) -> Config:
         return replace(
             config, servers=tuple(servers), worker_processes=workers or config.worker_processes
         )
-    location = Location("/", app=mount)
-    server = ServerBlock(addresses=((host or DEFAULT_HOST, port),), locations=(location,))
+    log_to = STDOUT if access_log else None
+    location = Location("/", app=mount, access_log=log_to)
+    server = ServerBlock(
+        addresses=((host or DEFAULT_HOST, port),), locations=(location,), access_log=log_to
+    )
     return Config(
         path=Path.cwd() / "app.conf",
         servers=(server,),
@@ -316,13 +320,15 @@ def app_config(app: App, host: str, port: int, workers: int) -> Config:
     )
 
 
-def serve(app: App, host: str, port: int, workers: int, log_level: str) -> int:
+def serve(
+    app: App, host: str, port: int, workers: int, log_level: str, access_log: bool = True
+) -> int:
     """Run ``app`` until stopped (``App.serve``); returns the exit status."""
     from localhost.cli import run_config
     from localhost.config import ConfigError
 
     try:
-        config = app_config(app, host, port, workers)
+        config = app_config(app, host, port, workers, access_log)
     except ConfigError as exc:
         print(f"localhost: {exc}", file=sys.stderr)
         return 1
@@ -336,8 +342,11 @@ def serve_wsgi(
     from localhost.cli import run_config
 
     mount = AppMount("wsgi", name, (), obj=application)
-    location = Location("/", wsgi=mount)
-    server = ServerBlock(addresses=((host or DEFAULT_HOST, port),), locations=(location,))
+    log_to = STDOUT if access_log else None
+    location = Location("/", wsgi=mount, access_log=log_to)
+    server = ServerBlock(
+        addresses=((host or DEFAULT_HOST, port),), locations=(location,), access_log=log_to
+    )
     config = Config(
         path=Path.cwd() / "app.conf",
         servers=(server,),
