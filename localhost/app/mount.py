@@ -336,7 +336,13 @@ def serve(
 
 
 def serve_wsgi(
-    application: Any, name: str, host: str, port: int, workers: int, log_level: str
+    application: Any,
+    name: str,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    access_log: bool = True,
 ) -> int:
     """Run a WSGI callable on ``host:port`` until stopped (``python -m localhost MODULE:APP``)."""
     from localhost.cli import run_config
