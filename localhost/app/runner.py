@@ -165,6 +165,8 @@ class BodyStream:
 
     def feed(self, data: bytes) -> bool:
         """Add a piece of the body; False when the client should pause."""
+        if not data:
+            return True  # an empty piece would stall readline
         with self._cond:
             self._chunks.append(bytes(data))
             self._size += len(data)
@@ -414,7 +416,8 @@ class AppHandler(Handler):
         if cond is not None:
             with cond:
                 cond.notify_all()
-        if not self.threaded and self.iterable is not None:
+        if not self.threaded:
+            self.iterator = None  # a pump still running or scheduled stops
             self._close_iterable()
 
     def _submit(self) -> None:
@@ -497,28 +500,36 @@ class AppHandler(Handler):
             self._head = (status, fields)
             self._pump()
             return
-        self._cond = threading.Condition(threading.Lock())
+        if self._cond is None:  # write() may have made it, and a write may be on its way
+            self._cond = threading.Condition(threading.Lock())
         try:
-            for data in chunks:
-                if self.gone:
-                    raise ClientGone("the client went away")
-                if data:
-                    self._emit(status, fields, data)
+            if length is None or self.sent < length:
+                for data in chunks:
+                    if self.gone:
+                        raise ClientGone("the client went away")
+                    # Past the Content-Length nothing more is pulled (the
+                    # rest would be cut): an endless body ends here too.
+                    if data and not self._emit(status, fields, data):
+                        break
             if not self.gone:
                 self._emit_end(status, fields)
         finally:
             self._close_iterable()
 
-    def _emit(self, status: int, fields: list[tuple[str, str]], data: bytes) -> None:
-        """Hand ``data`` to the loop, waiting while the client is behind (threads)."""
+    def _emit(self, status: int, fields: list[tuple[str, str]], data: bytes) -> bool:
+        """Hand ``data`` to the loop, waiting while the client is behind (threads).
+
+        Returns False once the application's Content-Length is reached.
+        """
         if type(data) is not bytes:
             data = _as_bytes(data)
         length = self.length
+        more = True
         if length is not None:
             room = length - self.sent
-            if room <= 0:
-                return
-            data = data[:room]
+            if room <= len(data):
+                data = data[:room]
+                more = False
         self.sent += len(data)
         cond = self._cond
         assert cond is not None
@@ -531,7 +542,9 @@ class AppHandler(Handler):
         if not self.started:
             self.started = True
             self._post(lambda: self._start(status, fields, length))
-        self._post(lambda: self._write(data))
+        if data:
+            self._post(lambda: self._write(data))
+        return more
 
     def _emit_end(self, status: int, fields: list[tuple[str, str]]) -> None:
         if not self.started:
@@ -573,7 +586,10 @@ class AppHandler(Handler):
             return
         self._pulling = True
         exchange = self.exchange
-        status, fields = self._head
+        # Bytes this turn may still write before the loop serves the other
+        # connections (a fast client would otherwise keep it here for the
+        # whole body; a reset one, whose writes are dropped, forever).
+        budget = STREAM_WINDOW
         try:
             for data in iterator:
                 if exchange.done:
@@ -584,29 +600,24 @@ class AppHandler(Handler):
                     data = _as_bytes(data)
                 if not self.started:
                     self.started = True
+                    status, fields = self._head
                     self._start(status, fields, self.length)
                 length = self.length
-                if length is not None:
-                    data = data[: max(length - self.sent, 0)]
+                if length is not None and length - self.sent <= len(data):
+                    # The Content-Length is reached: pull no more (the rest would be cut).
+                    data = data[: length - self.sent]
+                    self.sent += len(data)
+                    exchange.write(data)
+                    if self.iterator is None:
+                        return
+                    break
                 self.sent += len(data)
-                if not exchange.write(data):
+                if not exchange.write(data) or self.iterator is None:
+                    return  # on_writable pulls again, or on_abort ended it
+                budget -= len(data)
+                if budget <= 0:
+                    self.loop.call_soon(self._pump)
                     return
-            else:
-                self.iterator = None
-                if not self.started:
-                    self.started = True
-                    self._start(status, fields, self.length)
-                short = (
-                    self.length is not None
-                    and self.sent < self.length
-                    and exchange.request.method != "HEAD"
-                )
-                self._close_iterable()
-                if short:
-                    self._abort_short()
-                else:
-                    self._finish()
-                return
         except Exception:
             log.exception("application error in %s", exchange.request)
             self.iterator = None
@@ -620,6 +631,20 @@ class AppHandler(Handler):
             self._pulling = False
         self.iterator = None
         self._close_iterable()
+        if exchange.done:
+            return
+        if not self.started:
+            self.started = True
+            status, fields = self._head
+            self._start(status, fields, self.length)
+        if (
+            self.length is not None
+            and self.sent < self.length
+            and exchange.request.method != "HEAD"
+        ):
+            self._abort_short()
+        else:
+            self._finish()
 
     def _close_iterable(self) -> None:
         iterable, self.iterable = self.iterable, None

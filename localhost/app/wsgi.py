@@ -29,6 +29,7 @@ read to the end). Running, streaming and framing: ``localhost.app.runner``.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -100,30 +101,42 @@ class FileWrapper:
 
 class ErrorStream:
     """``wsgi.errors``: text written by the application goes to the error log,
-    a record per line, under the application's name."""
+    a record per line, under the application's name.
 
-    __slots__ = ("name", "_partial")
+    One stream serves every request of the application (its threads too): a
+    line is logged once complete, or at ``flush``.
+    """
+
+    __slots__ = ("name", "_partial", "_lock")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._partial = ""
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        lines = (self._partial + text).split("\n")
-        self._partial = lines.pop()
+        """Log each complete line of ``text``; keep the rest for the next write."""
+        if type(text) is not str:
+            raise TypeError(f"write() takes str, not {type(text).__name__}")
+        with self._lock:
+            lines = (self._partial + text).split("\n")
+            self._partial = lines.pop()
         for line in lines:
             if line.strip():
                 log.error("%s: %s", self.name, line)
         return len(text)
 
     def writelines(self, lines: Iterable[str]) -> None:
+        """``write`` each of ``lines``."""
         for line in lines:
             self.write(line)
 
     def flush(self) -> None:
-        if self._partial.strip():
-            log.error("%s: %s", self.name, self._partial)
-        self._partial = ""
+        """Log what is left of an unfinished line."""
+        with self._lock:
+            partial, self._partial = self._partial, ""
+        if partial.strip():
+            log.error("%s: %s", self.name, partial)
 
 
 class Mounted:
@@ -285,7 +298,7 @@ def status_code(status: Any) -> int:
 class WSGIHandler(AppHandler):
     """One request to a WSGI application."""
 
-    __slots__ = ("mounted", "status", "headers", "sent_head", "writes")
+    __slots__ = ("mounted", "status", "headers", "head", "writes")
 
     def __init__(self, exchange: Exchange) -> None:
         location = exchange.location
@@ -295,6 +308,8 @@ class WSGIHandler(AppHandler):
         self.mounted = mounted
         self.status: Any = None
         self.headers: Any = None
+        #: (code, fields, Content-Length) of the head ``write()`` sent.
+        self.head: tuple[int, list[tuple[str, str]], int | None] | None = None
         self.writes = 0
 
     def start_response(
@@ -314,14 +329,23 @@ class WSGIHandler(AppHandler):
         return self.write
 
     def write(self, data: bytes) -> None:
-        """PEP 3333 ``write()``: body bytes sent before the iterable's."""
+        """PEP 3333 ``write()``: body bytes sent before the iterable's.
+
+        Raises ``AppError`` before ``start_response`` or for data that is not
+        bytes, ``ClientGone`` once the client has left.
+        """
         if self.status is None:
             raise AppError("write() before start_response")
         if type(data) is not bytes:
             raise AppError(f"write() takes bytes, not {type(data).__name__}")
-        fields, length = head_fields(self.headers)
         self.writes += 1
-        self.write_now(status_code(self.status), fields, length, data)
+        if not data:
+            return
+        head = self.head
+        if head is None or not self.started:
+            fields, length = head_fields(self.headers)
+            head = self.head = (status_code(self.status), fields, length)
+        self.write_now(head[0], head[1], head[2], data)
 
     def call(self, body: Any) -> None:
         mounted = self.mounted
