@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import enum
 import json
-import mimetypes
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -54,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from localhost.app.routes import RouteTree
+from localhost.config.model import DEFAULT_BODY_LIMIT
 
 if TYPE_CHECKING:
     from localhost.config.model import Location
@@ -108,25 +108,39 @@ class Response:
         status: int = 200,
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     ) -> Response:
-        """A file's content, sent with ``os.sendfile``; Content-Type from its name.
+        """The whole content of the regular file ``path``, sent with ``os.sendfile``.
 
-        The path is kept inside ``root`` (by default the folder of ``path``'s
-        first segment, e.g. ``static`` for ``Path("static") / rest``):
-        one that resolves outside it (``..``, a symlink) is a 404, as is a
-        missing file or a directory.
+        With ``root``, a relative ``path`` is taken below it
+        (``Response.file(rest, root=STATIC)``); otherwise a relative ``path``
+        is taken from the server's working directory. Content-Type comes from
+        the name, as for static files (``mimetypes``; ``; charset=utf-8`` for
+        text), unless ``headers`` give one.
+
+        The file's real path (symlinks resolved) must stay inside ``root``,
+        else the answer is a 404, as for a missing file or a directory. By
+        default ``root`` is the first folder of a relative ``path``
+        (``static`` for ``Path("static") / rest``), or the folder holding
+        the file for an absolute one. Give ``root`` whenever part of the path
+        comes from the request other than through a route's params (a query
+        argument, a header): ``Path("static") / "/etc/passwd"`` is
+        ``/etc/passwd`` by ``pathlib``'s rules, and only an explicit root
+        keeps such a path out.
         """
         response = cls(status, headers)
-        response.path = Path(path)
+        file = Path(path)
         if root is not None:
             response.root = Path(root)
+            file = response.root / file
+        elif file.is_absolute():
+            response.root = file.parent
         else:
-            parts = Path(path).parts
+            parts = file.parts
             response.root = Path(parts[0]) if len(parts) > 1 else Path(".")
+        response.path = file
         if not any(name.lower() == "content-type" for name, _ in response.headers):
-            kind, encoding = mimetypes.guess_type(str(path))
-            if kind is None or encoding is not None:
-                kind = "application/octet-stream"
-            response.headers.append(("Content-Type", kind))
+            from localhost.handlers.static import content_type
+
+            response.headers.append(("Content-Type", content_type(file.name)))
         return response
 
     @classmethod
@@ -222,12 +236,21 @@ class App:
 
     ``threads`` and ``queue`` size the worker's pool for handlers when the
     App is served by ``serve`` (a configuration's ``wsgi_threads`` and
-    ``wsgi_queue`` size it when mounted).
+    ``wsgi_queue`` size it when mounted): handlers run in ``threads``
+    threads (0: all on the event loop) and past ``queue`` waiting requests
+    the answer is 503. ``body_limit`` is the largest request body in bytes
+    under ``serve`` (0: no limit; a larger one gets 413), like the
+    configuration's ``body_limit``, whose default it shares (1 MiB).
     """
 
-    def __init__(self, threads: int = 4, queue: int = 1024) -> None:
+    def __init__(
+        self, threads: int = 4, queue: int = 1024, body_limit: int = DEFAULT_BODY_LIMIT
+    ) -> None:
+        if threads < 0 or queue < 0 or body_limit < 0:
+            raise ValueError("threads, queue and body_limit cannot be negative")
         self.threads = threads
         self.queue = queue
+        self.body_limit = body_limit
         self.routes = RouteTree[Route]()
         self.fallback_route: Route | None = None
         self.setup_hooks: list[Callable[[tuple[str, int], tuple[str, int]], Any]] = []
@@ -282,12 +305,15 @@ class App:
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str], threads: int = 4, queue: int = 1024) -> App:
-        """An App served with the configuration file ``path``: the file's locations
-        answer as written, and the App answers what none of them matches
-        (it is mounted on ``/`` in every server block without a ``location /``).
-        Raises ``ConfigError`` at ``serve`` for an invalid file."""
+        """An App served with the configuration file ``path`` (relative to the
+        current directory): the file's locations answer as written, and the
+        App answers what none of them matches. It is mounted on ``/`` in every
+        HTTP server block without a ``location /`` of its own (it replaces
+        the implicit one that a block's ``root`` gives), with that block's
+        ``body_limit``, ``error_page`` and ``access_log``. The file is read
+        at ``serve``, which prints its ``ConfigError`` and returns 1."""
         app = cls(threads, queue)
-        app.config_path = Path(path)
+        app.config_path = Path(path).absolute()
         return app
 
     def mounted(self, location: Location) -> MountedApp:
@@ -298,16 +324,21 @@ class App:
         self,
         host: str = "127.0.0.1",
         port: int = 8080,
-        workers: int = 1,
-        log_level: str = "info",
+        workers: int | None = None,
+        log_level: str | None = None,
         access_log: bool = True,
     ) -> int:
         """Serve the App with localhost's loop, workers, signals and logs until stopped.
 
-        Returns the exit status (0 after a normal stop). ``access_log``: one
-        line per request on standard output. With ``from_config`` the
-        configuration's addresses and logs are used and ``host``, ``port``
-        and ``access_log`` ignored.
+        ``workers`` processes (default 1, or the configuration's
+        ``worker_processes`` with ``from_config``); ``log_level`` of the
+        error log on standard error (default ``info``, or the configuration's
+        ``error_log`` level); ``access_log``: one line per request on
+        standard output. With ``from_config`` the configuration's addresses
+        and logs are used and ``host``, ``port`` and ``access_log`` ignored.
+        Returns the exit status: 0 after a normal stop (SIGTERM, SIGINT,
+        SIGQUIT), 1 when an address cannot be bound or the configuration is
+        invalid.
         """
         from localhost.app.mount import serve
 

@@ -38,6 +38,7 @@ from localhost.handlers.error_pages import error_response
 from localhost.handlers.static import inside
 from localhost.http.errors import HTTPError
 from localhost.http.message import FileBody
+from localhost.http.message import Response as HTTPResponse
 from localhost.http.methods import IMPLEMENTED_METHODS
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("localhost")
 
 Hook = Callable[..., Any]
+
+_OPTIONS = frozenset({"OPTIONS"})
 
 
 class AppRouteHandler(AppHandler):
@@ -92,9 +95,14 @@ class AppRouteHandler(AppHandler):
             if route is None:
                 raise HTTPError(404, f"no route for {route_path}")
         elif type(found) is NotAllowed:
+            # OPTIONS is answered wherever a route matches (RFC 9110 §9.3.7),
+            # as in the configuration's locations, unless a route takes it.
+            allow = ", ".join(sorted(found.allow | _OPTIONS))
+            if exchange.request.method == "OPTIONS":
+                exchange.send(HTTPResponse(200, [("Allow", allow)]))
+                return BodyPolicy.IGNORE
             location = exchange.location
             assert location is not None
-            allow = ", ".join(sorted(found.allow))
             exchange.send(
                 error_response(
                     405,
@@ -283,10 +291,31 @@ SPEC = HandlerSpec(
 # -- serving an App directly --------------------------------------------------------
 
 
-def app_config(app: App, host: str, port: int, workers: int, access_log: bool = True) -> Config:
-    """The configuration ``App.serve`` runs: the App's file (``from_config``)
-    with the App on ``/`` of every block without a ``location /``, or one
-    server block on ``host:port`` with the App on ``/``."""
+def _no_file(name: str) -> Path:
+    """The ``Config.path`` of a configuration made in code: a name that is no
+    file (a SIGHUP then has nothing to re-read, and says so in the log,
+    instead of loading some ``app.conf`` of the working directory)."""
+    return Path.cwd() / f"<{name}: no configuration file>"
+
+
+def _implicit_root(server: ServerBlock, location: Location) -> bool:
+    """Whether ``location`` is the ``location /`` a block's ``root`` implies
+    (the loader makes it with the block's line and no settings of its own)."""
+    return location.prefix == "/" and location.line == server.line and not location.alias
+
+
+def app_config(
+    app: App, host: str, port: int, workers: int | None, access_log: bool = True
+) -> Config:
+    """The configuration ``App.serve`` runs.
+
+    With ``from_config``: the App's file, with the App on ``/`` of every HTTP
+    block that has no ``location /`` of its own (in place of the implicit
+    one a ``root`` gives); ``workers`` None keeps ``worker_processes``.
+    Raises ``ConfigError`` for an invalid file. Otherwise one server block
+    on ``host:port`` (``""``: every address) with the App on ``/`` and the
+    App's ``body_limit``; ``workers`` None is 1.
+    """
     mount = AppMount("app", f"<App {id(app):x}>", (), app.threads, app.queue, obj=app)
     if app.config_path is not None:
         from localhost.config import load
@@ -294,36 +323,59 @@ def app_config(app: App, host: str, port: int, workers: int, access_log: bool = 
         config = load(app.config_path)
         servers = []
         for server in config.servers:
-            if server.protocol is None and not any(loc.prefix == "/" for loc in server.locations):
-                root = Location(
-                    "/",
-                    app=mount,
-                    access_log=server.access_log,
-                    error_pages=server.error_pages,
-                    body_limit=server.body_limit,
-                )
-                server = replace(server, locations=(*server.locations, root))
+            if server.protocol is None:
+                own = [loc for loc in server.locations if loc.prefix == "/"]
+                if not own:
+                    root = Location(
+                        "/",
+                        app=mount,
+                        access_log=server.access_log,
+                        error_pages=server.error_pages,
+                        body_limit=server.body_limit,
+                    )
+                    server = replace(server, locations=(*server.locations, root))
+                elif _implicit_root(server, own[0]):
+                    implicit = own[0]
+                    server = replace(
+                        server,
+                        locations=tuple(
+                            replace(loc, app=mount) if loc is implicit else loc
+                            for loc in server.locations
+                        ),
+                    )
             servers.append(server)
         return replace(
             config, servers=tuple(servers), worker_processes=workers or config.worker_processes
         )
     log_to = STDOUT if access_log else None
-    location = Location("/", app=mount, access_log=log_to)
+    location = Location("/", app=mount, access_log=log_to, body_limit=app.body_limit)
     server = ServerBlock(
-        addresses=((host or DEFAULT_HOST, port),), locations=(location,), access_log=log_to
+        addresses=((host or DEFAULT_HOST, port),),
+        locations=(location,),
+        access_log=log_to,
+        body_limit=app.body_limit,
     )
     return Config(
-        path=Path.cwd() / "app.conf",
+        path=_no_file("localhost.App"),
         servers=(server,),
-        worker_processes=workers,
+        worker_processes=workers or 1,
         session_store=Path(os.devnull),
     )
 
 
 def serve(
-    app: App, host: str, port: int, workers: int, log_level: str, access_log: bool = True
+    app: App,
+    host: str,
+    port: int,
+    workers: int | None,
+    log_level: str | None,
+    access_log: bool = True,
 ) -> int:
-    """Run ``app`` until stopped (``App.serve``); returns the exit status."""
+    """Run ``app`` until stopped (``App.serve``); returns the exit status.
+
+    ``workers`` and ``log_level`` None: the configuration's (``from_config``),
+    else 1 and ``info``.
+    """
     from localhost.cli import run_config
     from localhost.config import ConfigError
 
@@ -332,7 +384,8 @@ def serve(
     except ConfigError as exc:
         print(f"localhost: {exc}", file=sys.stderr)
         return 1
-    return run_config(config, config.worker_processes, bool(workers), log_level)
+    level = log_level or (config.error_log_level if app.config_path is not None else "info")
+    return run_config(config, config.worker_processes, workers is not None, level)
 
 
 def serve_wsgi(
@@ -354,7 +407,7 @@ def serve_wsgi(
         addresses=((host or DEFAULT_HOST, port),), locations=(location,), access_log=log_to
     )
     config = Config(
-        path=Path.cwd() / "app.conf",
+        path=_no_file(name),
         servers=(server,),
         worker_processes=workers,
         session_store=Path(os.devnull),
