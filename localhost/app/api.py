@@ -74,11 +74,15 @@ class Action(enum.Enum):
 class Response:
     """An answer from an App handler.
 
-    ``status`` is the code; ``headers`` a mapping or a list of ``(name,
-    value)`` pairs; ``body`` bytes, a ``str`` (sent as UTF-8), or an iterable
-    of bytes (streamed; a ``Content-Length`` header, when given, frames it).
-    The server adds Date, Server, Content-Length or chunked framing, and
-    Connection; hop-by-hop fields are refused (500).
+    ``status`` is the final status code, 200 to 599 (RFC 9110 §15; another
+    value is a 500 when the answer is sent); ``headers`` a mapping or an
+    iterable of ``(name, value)`` pairs (both made ``str``); ``body`` bytes,
+    a ``str`` (sent as UTF-8), or an iterable of bytes (streamed as the
+    client takes it; a ``Content-Length`` header, when given, frames it,
+    else chunked on HTTP/1.1 and close-delimited on HTTP/1.0). The server
+    adds Date, Server, Content-Length or chunked framing, and Connection;
+    hop-by-hop fields (RFC 9110 §7.6.1: Connection, Transfer-Encoding, ...)
+    are the server's and give a 500.
     """
 
     __slots__ = ("status", "headers", "body", "path", "root")
@@ -209,7 +213,12 @@ class Request:
         return self._args
 
     def body(self) -> Any:
-        """The request body as a binary stream (``read(n)``, ``read()``, ``readline``)."""
+        """The request body as a binary stream: ``read(n)``, ``read()``,
+        ``readline``, ``readlines``, iteration; ``b""`` at its end, and for a
+        request without a body. In a thread it is read as it arrives (a read
+        waits for the client; one after the client left raises ``OSError``);
+        on the loop (``inline=True``) the whole body has arrived first. None
+        in a ``pre_routing_hook``: the body is not read before routing."""
         return self._body
 
     def json(self) -> Any:

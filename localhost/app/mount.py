@@ -145,8 +145,9 @@ class AppRouteHandler(AppHandler):
             status, headers, body = answer.status, answer.headers, answer.body
         else:
             raise AppError(f"a handler returned {type(result).__name__}, not a Response")
-        if type(status) is not int or not 100 <= status <= 999:
-            raise AppError(f"invalid status {status!r}")
+        if type(status) is not int or not 200 <= status <= 599:
+            # A final status (RFC 9110 §15: 1xx are interim, 600+ undefined).
+            raise AppError(f"invalid status {status!r}: a final status is 200 to 599")
         fields, length = head_fields(headers)
         if isinstance(body, str):
             body = body.encode("utf-8")

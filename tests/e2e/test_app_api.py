@@ -108,6 +108,21 @@ def upper(req):
     return Response(200, body=req.body().read().upper())
 
 
+@app.route("POST", "/upper-inline", inline=True)
+def upper_inline(req):
+    return Response(200, body=req.body().read().upper())
+
+
+@app.route("POST", "/json")
+def echo_json(req):
+    return {"got": req.json()}
+
+
+@app.route("GET", "/status/:code")
+def status(req, code):
+    return Response(int(code), body="odd status")
+
+
 @app.route("POST", "/digest")
 def digest(req):
     stream = req.body()
@@ -634,6 +649,19 @@ def test_inline_routes_run_on_the_loop(site: Server) -> None:
     assert get(site, "/thread").text != "MainThread"
 
 
+@pytest.mark.parametrize("code", ["103", "199", "600", "99"])
+def test_status_that_is_not_final_is_500(site: Server, code: str) -> None:
+    status, _, body = split(exchange(site, request_bytes(f"/status/{code}"))[0])
+    assert status == "HTTP/1.1 500 Internal Server Error"
+    assert b"odd status" not in body
+
+
+def test_final_statuses_pass(site: Server) -> None:
+    for code in (201, 299, 418, 599):
+        response = get(site, f"/status/{code}")
+        assert (response.status_code, response.text) == (code, "odd status")
+
+
 # -- request bodies ----------------------------------------------------------------
 
 
@@ -648,6 +676,19 @@ def test_post_chunked(site: Server) -> None:
     status, _, answer = split(exchange(site, head + body)[0])
     assert status == "HTTP/1.1 200 OK"
     assert answer == b"HELLO WORLD"
+
+
+def test_inline_handler_gets_the_whole_body(site: Server) -> None:
+    data = os.urandom(300_000)  # spooled to a file past 64 KiB
+    response = requests.post(site.url("/upper-inline"), data=data, timeout=10)
+    assert response.content == data.upper()
+    chunked = requests.post(site.url("/upper-inline"), data=iter([b"ab", b"cd"]), timeout=10)
+    assert chunked.content == b"ABCD"
+
+
+def test_request_json(site: Server) -> None:
+    response = requests.post(site.url("/json"), json={"a": [1, 2]}, timeout=10)
+    assert response.json() == {"got": {"a": [1, 2]}}
 
 
 def test_five_mib_body_streams_through(site: Server) -> None:
