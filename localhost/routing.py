@@ -103,12 +103,82 @@ class _VirtualHosts:
         return None
 
 
+class _Locations:
+    """A server block's locations arranged for NGINX's search order.
+
+    ``exact`` (``=``) by path; ``prefixes`` (plain and ``^~``) longest first;
+    ``regexes`` (``~``, ``~*``) of the server level in file order (those
+    nested in a prefix location are its ``nested``); ``named`` (``@name``).
+    """
+
+    __slots__ = ("exact", "prefixes", "regexes", "named", "simple")
+
+    def __init__(self, server: ServerBlock) -> None:
+        self.exact: dict[str, Location] = {}
+        self.named: dict[str, Location] = {}
+        prefixes: list[Location] = []
+        regexes: list[Location] = []
+        nested: set[int] = set()
+        for location in server.locations:
+            nested.update(id(child) for child in location.nested)
+        for location in server.locations:
+            modifier = location.modifier
+            if modifier == "=":
+                self.exact.setdefault(location.prefix, location)
+            elif modifier == "@":
+                self.named.setdefault(location.prefix, location)
+            elif modifier in ("~", "~*"):
+                if id(location) not in nested:
+                    regexes.append(location)
+            else:
+                prefixes.append(location)
+        prefixes.sort(key=lambda loc: len(loc.prefix), reverse=True)
+        self.prefixes = tuple(prefixes)
+        self.regexes = tuple(regexes)
+        # Only prefix locations: the search is the plain longest-prefix loop.
+        self.simple = not self.exact and not regexes and not any(p.nested for p in prefixes)
+
+    def find(self, path: str) -> tuple[Location | None, re.Match[str] | None]:
+        """NGINX's order: the exact match; else the longest prefix, kept if it
+        is ``^~``; else the first regex that matches (those nested in that
+        prefix first, then the server's, in file order); else that prefix."""
+        if self.exact:
+            found = self.exact.get(path)
+            if found is not None:
+                return found, None
+        longest = None
+        for location in self.prefixes:
+            prefix = location.prefix
+            if path.startswith(prefix) and (
+                len(path) == len(prefix) or path[len(prefix)] == "/" or prefix == "/"
+            ):
+                longest = location
+                break
+        if self.simple or (longest is not None and longest.modifier == "^~"):
+            return longest, None
+        if longest is not None:
+            for location in longest.nested:
+                assert location.pattern is not None
+                match = location.pattern.search(path)
+                if match is not None:
+                    return location, match
+        for location in self.regexes:
+            assert location.pattern is not None
+            match = location.pattern.search(path)
+            if match is not None:
+                return location, match
+        return longest, None
+
+
 class Router:
     """Maps ``(listen address, Host)`` to a server block, and a path to a location."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self._table: dict[tuple[str, int], _VirtualHosts] = {}
+        self._locations: dict[int, _Locations] = {
+            id(server): _Locations(server) for server in config.servers
+        }
         for server in config.servers:
             for address in server.addresses:
                 hosts = self._table.get(address)
@@ -153,13 +223,25 @@ class Router:
             return hosts.default
         return hosts.find(split_host(host) if host else "")
 
-    @staticmethod
-    def match(server: ServerBlock, path: str) -> Location | None:
-        """The location with the longest prefix matching ``path`` on a segment boundary."""
-        for location in server.locations:
-            prefix = location.prefix
-            if path.startswith(prefix) and (
-                len(path) == len(prefix) or path[len(prefix)] == "/" or prefix == "/"
-            ):
-                return location
-        return None
+    def find(self, server: ServerBlock, path: str) -> tuple[Location | None, re.Match[str] | None]:
+        """The location for ``path`` in ``server`` by NGINX's rules, and the
+        match of its regex (captures) when a regex location won.
+
+        Prefixes end on a path-segment boundary (``/files`` is not a prefix
+        of ``/filesystem``), unlike NGINX's plain string prefixes.
+        """
+        index = self._locations.get(id(server))
+        if index is None:  # a block from outside the configuration (tests)
+            index = self._locations[id(server)] = _Locations(server)
+        return index.find(path)
+
+    def match(self, server: ServerBlock, path: str) -> Location | None:
+        """The location for ``path`` in ``server`` (``find`` without the captures)."""
+        return self.find(server, path)[0]
+
+    def named(self, server: ServerBlock, name: str) -> Location | None:
+        """The named location ``@name`` of ``server`` (``name`` includes the ``@``)."""
+        index = self._locations.get(id(server))
+        if index is None:
+            index = self._locations[id(server)] = _Locations(server)
+        return index.named.get(name)

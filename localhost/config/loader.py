@@ -582,7 +582,10 @@ DIRECTIVES: dict[str, Directive] = {
     "protocol": Directive((SERVER,), 1, 1, _protocol, syntax="protocol http|echo|MODULE:CLASS"),
 }
 
-BLOCKS: dict[str, tuple[str, ...]] = {"server": (MAIN,), "location": (SERVER,)}
+BLOCKS: dict[str, tuple[str, ...]] = {"server": (MAIN,), "location": (SERVER, LOCATION)}
+
+#: NGINX's location modifiers (``location MODIFIER PATH``).
+LOCATION_MODIFIERS = ("=", "^~", "~", "~*")
 
 
 @dataclass
@@ -763,17 +766,11 @@ class _Validator:
         names = [pair for names, _ in scope.lists.get("server_name", []) for pair in names]
         body_limit = _inherit("body_limit", DEFAULT_BODY_LIMIT, scope, main)
         error_pages = _pages(main, scope)
-        locations = []
-        seen: dict[str, Token] = {}
+        locations: list[Location] = []
+        seen: dict[tuple[str, str], Token] = {}
         for child in children:
-            location = self.location(child, scope, main)
-            if location.prefix in seen:
-                line = seen[location.prefix].line
-                message = f'duplicate location "{location.prefix}" (first at line {line})'
-                self.fail(child.args[0], message)
-            seen[location.prefix] = child.args[0]
-            locations.append(location)
-        if "/" not in seen and scope.get("root") is not None:
+            self.locations(child, scope, main, None, locations, seen)
+        if ("", "/") not in seen and scope.get("root") is not None:
             locations.append(self.make_location("/", _Scope(), scope, main, block.name.line or 0))
         locations.sort(key=lambda loc: len(loc.prefix), reverse=True)
         timeouts = Timeouts(
@@ -867,36 +864,150 @@ class _Validator:
                 )
         return protocol, protocol_class
 
-    def location(self, block: _Statement, server: _Scope, main: _Scope) -> Location:
-        if len(block.args) != 1:
-            where = block.args[1] if len(block.args) > 1 else block.name
-            self.fail(
-                where, '"location" block takes exactly one path (syntax: location PATH { ... })'
-            )
-        prefix_token = block.args[0]
-        if not prefix_token.startswith("/"):
-            self.fail(prefix_token, f'location path "{prefix_token}" must start with "/"')
-        prefix = prefix_token.rstrip("/") or "/"
-        scope, _ = self.scope(block.body or [], LOCATION)
-        own_root = scope.get("root")
+    def locations(
+        self,
+        block: _Statement,
+        server: _Scope,
+        main: _Scope,
+        parent: tuple[Location, _Scope] | None,
+        out: list[Location],
+        seen: dict[tuple[str, str], Token],
+    ) -> Location:
+        """Read one ``location`` block and the ones nested in it into ``out``
+        (nested ones first, then it); returns it.
+
+        ``location [=|^~|~|~*] PATH { }`` or ``location @NAME { }``. A nested
+        location inherits its parent's settings (its own win); a prefix or
+        exact one must lie under the parent's prefix; a regex one is asked
+        before the server's regexes when the parent's prefix matched.
+        """
+        args = block.args
+        syntax = "location [=|^~|~|~*] PATH { ... } or location @NAME { ... }"
+        if not args or len(args) > 2:
+            where = args[2] if len(args) > 2 else block.name
+            self.fail(where, f'"location" takes a path, with an optional modifier ({syntax})')
+        if len(args) == 2:
+            modifier_token, path_token = args
+            modifier = str(modifier_token)
+            if modifier not in LOCATION_MODIFIERS:
+                self.fail(
+                    modifier_token,
+                    f'unknown location modifier "{_printable(modifier)}" '
+                    f"(expected =, ^~, ~ or ~*: {syntax})",
+                )
+        else:
+            path_token = args[0]
+            modifier = ""
+            text = str(path_token)
+            # NGINX also reads "=/path" as one word.
+            if text.startswith("=") and len(text) > 1:
+                modifier = "="
+            elif text.startswith("@"):
+                modifier = "@"
+        text = str(path_token)
+        if modifier == "=" and len(args) == 1:
+            text = text[1:]
+        pattern = None
+        if modifier in ("~", "~*"):
+            try:
+                pattern = re.compile(text, re.IGNORECASE if modifier == "~*" else 0)
+            except re.error as exc:
+                column = (path_token.column or 0) + (exc.pos or 0)
+                self.fail(
+                    None,
+                    f'invalid regular expression "{_printable(text)}": {exc.msg}',
+                    path_token.line or 0,
+                    column,
+                )
+            prefix = "/"
+        elif modifier == "@":
+            if len(text) < 2 or "/" in text:
+                self.fail(
+                    path_token, f'invalid named location "{_printable(text)}" (e.g. @fallback)'
+                )
+            if parent is not None:
+                self.fail(path_token, "a named location cannot be nested in another location")
+            prefix = text
+        else:
+            if not text.startswith("/"):
+                self.fail(path_token, f'location path "{_printable(text)}" must start with "/"')
+            prefix = text if modifier == "=" else (text.rstrip("/") or "/")
+        # Plain and ^~ prefixes share one namespace, as in NGINX; the same
+        # regex may appear again at another nesting level.
+        key = (modifier if modifier not in ("", "^~") else "", text if pattern else prefix)
+        if pattern is not None and parent is not None:
+            key = (key[0], f"{parent[0].prefix} {key[1]}")
+        if key in seen:
+            line = seen[key].line
+            shown = _printable(text if pattern else prefix)
+            self.fail(path_token, f'duplicate location "{shown}" (first at line {line})')
+        seen[key] = path_token
+        own, nested_blocks = self.scope(block.body or [], LOCATION)
+        parent_location = parent[0] if parent is not None else None
+        if parent_location is not None:
+            if parent_location.modifier not in ("", "^~"):
+                self.fail(
+                    block.name,
+                    f'a location nested in "{parent_location.prefix}" (a '
+                    f"{'regex' if parent_location.pattern else 'named or exact'} location): "
+                    "only prefix locations may hold others",
+                )
+            if pattern is None and not _under(prefix, parent_location.prefix):
+                self.fail(
+                    path_token,
+                    f'location "{prefix}" is outside the location "{parent_location.prefix}" it '
+                    "is nested in",
+                )
+        scope = own if parent is None else _merged(parent[1], own)
+        own_root = own.get("root")
         session = scope.get("session")
         rootless = [name for name, row in self.directives.items() if row.rootless]
         if (
-            own_root is None
+            scope.get("root") is None
             and server.get("root") is None
             and not session
             and not any(name in scope.values for name in rootless)
         ):
             answers = " or ".join(f'"{name}"' for name in sorted(rootless))
             self.fail(
-                prefix_token,
-                f'location "{prefix}" has no "root" (required unless the server has one or the '
-                f'location has {answers} or "session on")',
+                path_token,
+                f'location "{_printable(text)}" has no "root" (required unless the server has '
+                f'one or the location has {answers} or "session on")',
             )
-        return self.make_location(prefix, scope, server, main, prefix_token.line or 0)
+        alias = modifier in ("", "^~")
+        if own_root is None and parent_location is not None and parent_location.alias:
+            # The parent's root stands for its prefix: below it, the same folder.
+            assert parent_location.root is not None
+            if alias:
+                rest = prefix[len(parent_location.prefix) :].lstrip("/")
+                scope = _merged(scope, _Scope({"root": (parent_location.root / rest, path_token)}))
+            else:
+                prefix = parent_location.prefix
+                alias = True
+        elif (own_root is None and parent_location is None) or (
+            scope.get("root") is not None and modifier not in ("", "^~")
+        ):
+            alias = False
+        location = replace(
+            self.make_location(prefix, scope, server, main, path_token.line or 0, alias=alias),
+            modifier=modifier,
+            pattern=pattern,
+        )
+        children: list[Location] = []
+        for child in nested_blocks:
+            children.append(self.locations(child, server, main, (location, scope), out, seen))
+        location = replace(location, nested=tuple(c for c in children if c.pattern is not None))
+        out.append(location)
+        return location
 
     def make_location(
-        self, prefix: str, scope: _Scope, server: _Scope, main: _Scope, line: int
+        self,
+        prefix: str,
+        scope: _Scope,
+        server: _Scope,
+        main: _Scope,
+        line: int,
+        alias: bool | None = None,
     ) -> Location:
         own_root = scope.get("root")
         scopes = (scope, server, main)
@@ -911,7 +1022,7 @@ class _Validator:
         return Location(
             prefix=prefix,
             root=own_root if own_root is not None else server.get("root"),
-            alias=own_root is not None,
+            alias=own_root is not None if alias is None else alias,
             methods=_inherit("methods", None, scope, server),
             default_file=_inherit("default_file", DEFAULT_FILE, scope, server),
             directory_listing=_inherit("directory_listing", False, scope, server),
@@ -1010,6 +1121,17 @@ def _did_you_mean(name: str, context: str, known: dict[str, tuple[str, ...]]) ->
 
 def _addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _under(path: str, prefix: str) -> bool:
+    """Whether ``path`` is ``prefix`` or below it on a segment boundary."""
+    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
+
+
+def _merged(outer: _Scope, inner: _Scope) -> _Scope:
+    """A nested block's settings: ``inner``'s, else ``outer``'s (NGINX inheritance:
+    a repeated directive set inside replaces the whole outer list)."""
+    return _Scope({**outer.values, **inner.values}, {**outer.lists, **inner.lists})
 
 
 def _inherit(name: str, default: Any, *scopes: _Scope) -> Any:

@@ -114,6 +114,18 @@ class Location:
     session: bool = False
     session_handler: bool = False
     cgi_roots: tuple[tuple[str, frozenset[str]], ...] = ()
+    #: How ``prefix`` matches (NGINX's location modifiers): ``""`` a prefix on
+    #: a segment boundary, ``"^~"`` a prefix that stops the regex search,
+    #: ``"="`` the exact path, ``"~"``/``"~*"`` the regex ``pattern``
+    #: (case-sensitive/insensitive; ``prefix`` is then its text), ``"@"`` a
+    #: named location (``prefix`` is ``@name``), reached only internally.
+    modifier: str = ""
+    pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    #: Regex locations nested in this prefix location, in file order: asked
+    #: before the server's own regex locations when this prefix matches.
+    nested: tuple[Location, ...] = field(default=(), compare=False, repr=False)
+    #: ``internal``: only internal redirects reach it (others get 404).
+    internal: bool = False
     wsgi: AppMount | None = None
     app: AppMount | None = None
     line: int = 0

@@ -36,6 +36,7 @@ A whole-response handler is a function ``fn(exchange) -> Response``;
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -90,6 +91,10 @@ class Exchange(Protocol):
     services: Services
     loop: EventLoop
     body: BinaryIO | None
+    #: The match of the location's regex, when a regex location chose it.
+    captures: re.Match[str] | None
+    #: Internal redirects so far (``internal`` locations need one).
+    redirects: int
     done: bool
     #: A streamed response's head went out (``start``): the status is decided.
     started: bool

@@ -15,6 +15,7 @@ connection; the protocol reads it directly.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from localhost.http.message import Request, Response
@@ -49,6 +50,7 @@ class Exchange:
         "services",
         "loop",
         "body",
+        "captures",
         "done",
         "redirects",
         "started",
@@ -82,6 +84,8 @@ class Exchange:
         self.services = services
         self.loop = loop
         self.body: BinaryIO | None = None
+        #: The match of the location's regex (``$1``..., named groups), if one chose it.
+        self.captures: re.Match[str] | None = None
         self.done = False
         self.redirects = 0
         self.started = False  # a streamed response's head is out

@@ -3,7 +3,8 @@
 For a request whose head is parsed (target normalised, server block chosen
 by the protocol from the local address and Host), ``Pipeline.start`` runs:
 
-1. *find location* (longest prefix, ``Router.match``);
+1. *find location* (NGINX's order: exact, longest prefix, regexes;
+   ``Router.find``, which also gives a regex's captures);
 2. *checks*, in NGINX's order: 413 when Content-Length exceeds
    ``body_limit`` (RFC 9110 §15.5.14; the server's limit when no location
    matches), 404 without a location, 405 with ``Allow`` (RFC 9110 §15.5.6)
@@ -68,7 +69,10 @@ class Pipeline:
         ``exchange.session``. Never raises: an error is an ``Answer`` handler."""
         request = exchange.request
         server = exchange.server
-        location = exchange.location = self.router.match(server, request.path)
+        location, exchange.captures = self.router.find(server, request.path)
+        if location is not None and location.internal and not exchange.redirects:
+            location = None  # reached only by an internal redirect (NGINX: 404)
+        exchange.location = location
         length = request.content_length
         if location is None:
             limit = server.body_limit

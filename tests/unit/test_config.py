@@ -304,13 +304,13 @@ ERRORS = [
         "server {\n    port 80\n    location {\n    }\n}",
         3,
         5,
-        '"location" block takes exactly one path',
+        '"location" takes a path, with an optional modifier',
     ),
     (
         "server {\n    port 80\n    location /a /b {\n    }\n}",
         3,
-        17,
-        '"location" block takes exactly one path',
+        14,
+        'unknown location modifier "/a"',
     ),
     (
         "server {\n    port 80\n    location files {\n    }\n}",

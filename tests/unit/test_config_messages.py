@@ -299,7 +299,8 @@ def test_a_misplaced_directive_says_where_it_belongs(site: Path) -> None:
     )
     exc = error(site, "location / {\n}\n")
     assert exc.message == (
-        '"location" block is not allowed in the top level (allowed only in "server" blocks)'
+        '"location" block is not allowed in the top level '
+        '(allowed only in "server" and "location" blocks)'
     )
 
 

@@ -74,7 +74,7 @@ server {
 
 
 def location_for(server: ServerBlock, path: str) -> Location | None:
-    return Router.match(server, path)
+    return Router(Config(Path("t.conf"), (server,))).match(server, path)
 
 
 @pytest.fixture

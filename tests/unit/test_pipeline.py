@@ -49,6 +49,9 @@ class FakeExchange:
         self.services = services
         self.loop: Any = services.loop
         self.body = None
+        self.captures = None
+        self.redirects = 0
+        self.started = False
         self.done = False
         self.response: Response | None = None
         self.streamed = bytearray()

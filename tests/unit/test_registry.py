@@ -82,7 +82,7 @@ def test_a_registered_handler_is_routed_to_and_in_allow(
     exchange = FakeExchange(make_request("PUT", "/toy/a", 5), config.servers[0], services)
     response = run(pipeline, exchange, b"hello")
     assert response.status == 200 and bytes(exchange.streamed) == b"hello"
-    toy_location = Router.match(config.servers[0], "/toy/a")
+    toy_location = Router(config).match(config.servers[0], "/toy/a")
     assert toy_location is not None
     assert allow_header(toy_location) == "GET, HEAD, OPTIONS, PUT"
     # Elsewhere it does not answer: PUT stays a 405 without it in Allow.
