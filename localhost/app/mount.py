@@ -299,10 +299,21 @@ def _no_file(name: str) -> Path:
     return Path.cwd() / f"<{name}: no configuration file>"
 
 
+def _catch_all(location: Location) -> bool:
+    """Whether ``location`` is a ``location /`` that every path matches
+    (a prefix one: ``location = /`` matches ``/`` alone)."""
+    return location.prefix == "/" and location.modifier in ("", "^~")
+
+
 def _implicit_root(server: ServerBlock, location: Location) -> bool:
     """Whether ``location`` is the ``location /`` a block's ``root`` implies
     (the loader makes it with the block's line and no settings of its own)."""
-    return location.prefix == "/" and location.line == server.line and not location.alias
+    return (
+        location.modifier == ""
+        and location.line == server.line
+        and not location.alias
+        and not location.nested
+    )
 
 
 def app_config(
@@ -311,8 +322,9 @@ def app_config(
     """The configuration ``App.serve`` runs.
 
     With ``from_config``: the App's file, with the App on ``/`` of every HTTP
-    block that has no ``location /`` of its own (in place of the implicit
-    one a ``root`` gives); ``workers`` None keeps ``worker_processes``.
+    block that has no prefix ``location /`` of its own (in place of the
+    implicit one a ``root`` gives; ``location = /`` is kept and the App
+    answers the other paths); ``workers`` None keeps ``worker_processes``.
     Raises ``ConfigError`` for an invalid file. Otherwise one server block
     on ``host:port`` (``""``: every address) with the App on ``/`` and the
     App's ``body_limit``; ``workers`` None is 1.
@@ -325,7 +337,7 @@ def app_config(
         servers = []
         for server in config.servers:
             if server.protocol is None:
-                own = [loc for loc in server.locations if loc.prefix == "/"]
+                own = [loc for loc in server.locations if _catch_all(loc)]
                 if not own:
                     root = Location(
                         "/",

@@ -338,6 +338,9 @@ server {
     location /plain {
         root ./www
     }
+    location = / {
+        redirect /plain/index.html
+    }
 }
 """
 
@@ -1106,6 +1109,9 @@ def test_from_config_mixes_config_locations_and_the_app(tmp_path: Path) -> None:
         assert get(server, "/hello/ann").text == "hello ann from the app"
         assert get(server, "/index.html").status_code == 404
         assert get(server, "/hello/bob", port=ports[1]).text == "hello bob from the app"
+        # "location = /" answers "/" alone; the App has the other paths.
+        exact = get(server, "/", port=ports[1], allow_redirects=False)
+        assert (exact.status_code, exact.headers["Location"]) == (301, "/plain/index.html")
     finally:
         assert server.stop() == 0, server.log()
 

@@ -327,15 +327,16 @@ def test_from_config_mounts_the_app_where_the_file_has_no_location_root(tmp_path
         "server {\n    port 8002\n    location /x { root ./www }\n}\n"
         "server {\n    port 8003\n    root ./www\n    location / { methods GET }\n}\n"
         "server {\n    port 8004\n    protocol echo\n}\n"
+        "server {\n    port 8005\n    location = / { root ./www }\n}\n"
     )
     app = App.from_config(tmp_path / "site.conf")
     config = app_config(app, "ignored", 1, None)
     assert config.worker_processes == 3
     assert app_config(app, "ignored", 1, 2).worker_processes == 2
-    first, second, third, echo = config.servers
+    first, second, third, echo, exact = config.servers
 
     def on_root(server: Any) -> Any:
-        return next(loc for loc in server.locations if loc.prefix == "/")
+        return next(loc for loc in server.locations if loc.prefix == "/" and not loc.modifier)
 
     # The implicit "location /" of a block's root is replaced by the App...
     assert on_root(first).app is not None and on_root(first).app.obj is app
@@ -345,6 +346,11 @@ def test_from_config_mounts_the_app_where_the_file_has_no_location_root(tmp_path
     # ...and a location / written in the file is kept as written.
     assert on_root(third).app is None and on_root(third).methods == frozenset({"GET"})
     assert echo.locations == ()
+    # "location = /" matches "/" alone: the App answers the other paths.
+    assert [(loc.prefix, loc.modifier, loc.app is not None) for loc in exact.locations] == [
+        ("/", "=", False),
+        ("/", "", True),
+    ]
 
 
 def test_from_config_path_is_taken_from_the_current_directory(
