@@ -7,6 +7,7 @@ Paths that take files (markers, releases) get them in the query string
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import sys
@@ -291,9 +292,20 @@ def consume(environ: dict[str, Any], start_response: StartResponse) -> Iterable[
     return [str(size).encode()]
 
 
+class NoRead(io.FileIO):
+    """A real file whose ``read`` lies: only a server that sends the
+    descriptor itself (``os.sendfile``) sends its true bytes."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b"read() was called"
+
+    def readinto(self, buffer: Any) -> int:
+        raise OSError("readinto() was called")
+
+
 def file(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     query = _query(environ)
-    handle = open(query["path"], "rb")  # noqa: SIM115 - the server closes it
+    handle = NoRead(query["path"], "rb") if "trap" in query else open(query["path"], "rb")  # noqa: SIM115
     if "skip" in query:
         handle.seek(int(query["skip"]))
     headers = [("Content-Type", "application/octet-stream")]
@@ -312,7 +324,8 @@ def stream(environ: dict[str, Any], start_response: StartResponse) -> Iterable[b
     if query.get("length"):
         headers.append(("Content-Length", str(count * len(BLOCK))))
     start_response("200 OK", headers)
-    return Closing(query["marker"], count) if "marker" in query else iter([BLOCK] * count)
+    # A new object per block: a server that queued them all would hold them all.
+    return (b"x" * len(BLOCK) for _ in range(count))
 
 
 def forever(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
