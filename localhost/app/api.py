@@ -326,8 +326,13 @@ class App:
         return app
 
     def mounted(self, location: Location) -> MountedApp:
-        """The App as served on ``location`` (its prefix stripped before routing)."""
-        return MountedApp(self, "" if location.prefix == "/" else location.prefix)
+        """The App as served on ``location``: routes match the path below the
+        location's path (``location /api``, ``^~ /api``, ``= /api``), as WSGI's
+        SCRIPT_NAME; below a regex location (``~``, ``~*``) they match the
+        whole path, since a pattern is no prefix of it."""
+        path_like = location.modifier in ("", "^~", "=") and location.prefix.startswith("/")
+        prefix = location.prefix if path_like and location.prefix != "/" else ""
+        return MountedApp(self, prefix)
 
     def serve(
         self,

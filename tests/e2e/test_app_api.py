@@ -356,6 +356,9 @@ server {
     location /admin {
         root ./static
     }
+    location ~ ^/q/ {
+        app webtest:app
+    }
 }
 """
 
@@ -962,6 +965,12 @@ def test_mounted_routes_match_below_the_prefix(mounted: tuple[Server, Path]) -> 
     assert (response.status_code, response.text) == (404, "no route for /nothing\n")
     answer = get(server, "/api/request?q=1").json()
     assert (answer["path"], answer["route_path"]) == ("/api/request", "/request")
+
+
+def test_app_on_a_regex_location_routes_the_whole_path(mounted: tuple[Server, Path]) -> None:
+    server, _ = mounted
+    assert get(server, "/q/one").text == "star one"
+    assert get(server, "/q/one/two").text == "rest one/two"
 
 
 def test_mounted_file_and_body(mounted: tuple[Server, Path]) -> None:

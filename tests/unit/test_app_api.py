@@ -17,6 +17,7 @@ from localhost.app.api import Action, App, Request, Response
 from localhost.app.mount import _open_inside, app_config, run_setup_hooks, run_teardown_hooks
 from localhost.app.routes import NotAllowed, RouteMatch
 from localhost.config import ConfigError
+from localhost.config.model import Location
 from localhost.http.message import Headers
 from localhost.http.message import Request as HTTPRequest
 from localhost.http.target import normalize_target
@@ -361,3 +362,19 @@ def test_from_config_path_is_taken_from_the_current_directory(
     assert app.config_path == tmp_path / "later.conf"
     with pytest.raises(ConfigError, match="cannot read the configuration file"):
         app_config(app, "", 1, None)
+
+
+@pytest.mark.parametrize(
+    ("location", "prefix"),
+    [
+        (Location("/"), ""),
+        (Location("/api"), "/api"),
+        (Location("/api", modifier="^~"), "/api"),
+        (Location("/api", modifier="="), "/api"),
+        (Location("^/api/", modifier="~"), ""),  # a pattern is no prefix of the path
+        (Location("\\.php$", modifier="~*"), ""),
+        (Location("@fallback", modifier="@"), ""),
+    ],
+)
+def test_mounted_prefix_by_location_kind(location: Location, prefix: str) -> None:
+    assert App().mounted(location).prefix == prefix
