@@ -71,6 +71,11 @@ HOP_BY_HOP = frozenset(
 _SPECIAL = HOP_BY_HOP | {"content-length"}
 
 
+#: What application code may raise that is its own failure: a 500, not the
+#: end of the worker (``sys.exit()`` in a view included).
+APP_ERRORS = (Exception, SystemExit)
+
+
 class AppError(Exception):
     """An application broke the interface (a bad status, a hop-by-hop field, ...)."""
 
@@ -449,7 +454,7 @@ class AppHandler(Handler):
             self.call(body)
         except ClientGone:
             pass
-        except Exception:
+        except APP_ERRORS:
             log.exception("application error in %s", self.exchange.request)
             self._post(self._internal_error)
 
@@ -474,6 +479,9 @@ class AppHandler(Handler):
                 raise AppError(f"the body has {len(body)} bytes, Content-Length says {length}")
             body = body[:length]
         self.started = True
+        if not self.threaded:
+            self._send_whole(status, fields, body, length)  # the inline hot path
+            return
         self._post(lambda: self._send_whole(status, fields, body, length))
 
     def answer_file(self, status: int, fields: list[tuple[str, str]], file: FileBody) -> None:
@@ -618,7 +626,7 @@ class AppHandler(Handler):
                 if budget <= 0:
                     self.loop.call_soon(self._pump)
                     return
-        except Exception:
+        except APP_ERRORS:
             log.exception("application error in %s", exchange.request)
             self.iterator = None
             self._close_iterable()
@@ -652,7 +660,7 @@ class AppHandler(Handler):
         if close is not None:
             try:
                 close()
-            except Exception:
+            except APP_ERRORS:
                 log.exception("application error closing the body of %s", self.exchange.request)
 
     # -- on the loop ---------------------------------------------------------

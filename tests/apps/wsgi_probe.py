@@ -196,6 +196,10 @@ def boom(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
     raise RuntimeError("probe failure in the application")
 
 
+def exit_(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    sys.exit(3)
+
+
 def env(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     shown = {k: v for k, v in environ.items() if isinstance(v, (str, bool, int))}
     shown["wsgi.version"] = list(environ["wsgi.version"])
@@ -365,6 +369,7 @@ ROUTES: dict[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]] = 
     "/bad-status": bad_status,
     "/str-body": str_body,
     "/boom": boom,
+    "/exit": exit_,
     "/env": env,
     "/errors": errors,
     "/input": read_input,

@@ -345,6 +345,14 @@ def test_exception_is_500_with_traceback_and_the_worker_serves_on(
     assert_alive(site)
 
 
+@pytest.mark.parametrize("prefix", MODES)
+def test_sys_exit_in_the_application_is_a_500(site: Server, prefix: str) -> None:
+    mark = log_mark(site)
+    assert requests.get(site.url(f"{prefix}/exit"), timeout=5).status_code == 500
+    wait_log(site, mark, "SystemExit: 3")
+    assert_alive(site)
+
+
 # -- the environ ----------------------------------------------------------------
 
 
