@@ -29,12 +29,20 @@ thread pool (they may block); ``inline=True`` runs one on the event loop
 Hooks run on the event loop and must not block:
 
 - ``connection_setup_hook(fn)``: ``fn(peer, local) -> Action`` right after a
-  connection is accepted (``Action.DROP`` closes it at once);
+  connection is accepted (``Action.DROP`` closes it at once, before any byte
+  is read; such a connection never started, so no teardown hook is called
+  for it; a hook that raises is logged and drops the connection);
 - ``pre_routing_hook(fn)``: ``fn(req) -> None | Response | Action`` before
-  routing (a ``Response`` answers, ``Action.DROP`` closes the connection);
+  routing (a ``Response`` answers, ``Action.DROP`` closes the connection; a
+  hook that raises is logged and the answer is 500);
 - ``connection_teardown_hook(fn)``: ``fn(peer, reason)`` once per connection
-  when it ends; ``reason`` is None for a clean end, else why (``"timeout"``,
-  ``"client went away"``, ``"dropped"``, ...).
+  when it ends; ``reason`` is None for a clean end (the client closed between
+  requests, a closing answer was sent, the keep-alive timeout), else why
+  (``"timeout"``, ``"client went away"``, ``"dropped"``, ``"bad request
+  (400)"``, ...). A hook that raises is logged; the others still run.
+
+OPTIONS on a routed path is answered 200 with ``Allow`` unless a route takes
+OPTIONS (RFC 9110 §9.3.7); another method gets 405 with ``Allow``.
 
 Mounted from a configuration (``location /api { app myproject.web:app }``),
 route patterns are matched below the location's prefix, as WSGI's
