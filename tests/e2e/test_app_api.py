@@ -346,6 +346,7 @@ server {
 
 MOUNT_CONFIG = """
 client_header_timeout 1s
+keepalive_timeout 1s
 server {
     host 127.0.0.1
     port {port0}
@@ -1010,6 +1011,16 @@ def test_teardown_reason_timeout(mounted: tuple[Server, Path]) -> None:
         data = read_all(sock)
     assert data.startswith(b"HTTP/1.1 408 ")
     assert wait_teardown(server, root, "127.0.0.1", port) == ["timeout"]
+
+
+def test_teardown_clean_after_keepalive_timeout(mounted: tuple[Server, Path]) -> None:
+    server, root = mounted
+    with server.connect(timeout=10) as sock:
+        port = sock.getsockname()[1]
+        sock.sendall(request_bytes("/api/user/1", close=False))
+        data = read_all(sock)  # keepalive_timeout 1s: the server closes the idle connection
+    assert split(data)[2] == b"1"
+    assert wait_teardown(server, root, "127.0.0.1", port) == ["None"]
 
 
 def test_mounted_app_directive_errors(tmp_path: Path) -> None:
