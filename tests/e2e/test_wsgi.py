@@ -150,7 +150,10 @@ def wait_log(server: Server, mark: int, text: str, limit: float = 5.0) -> str:
 
 
 def wait_file(path: Path, limit: float = 10.0) -> str:
-    assert wait_for(path.exists, limit), f"{path.name} never appeared"
+    """The text of ``path`` once it has some (the app creates, then writes it)."""
+    assert wait_for(lambda: path.exists() and path.stat().st_size > 0, limit), (
+        f"{path.name} never written"
+    )
     return path.read_text()
 
 
