@@ -33,7 +33,7 @@ import stat
 import sys
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
@@ -530,6 +530,7 @@ class Directive:
     derive: Callable[[tuple[_Scope, _Scope, _Scope]], Any] | None = None
     check: Callable[[_Validator, tuple[_Scope, _Scope, _Scope]], None] | None = None
     rootless: bool = False
+    derive_server: Callable[[tuple[_Scope, _Scope]], Any] | None = None
 
 
 #: The loader's own directives. Handlers add theirs through the registry
@@ -779,7 +780,13 @@ class _Validator:
             keepalive=_inherit("keepalive_timeout", DEFAULT_KEEPALIVE_TIMEOUT, scope, main),
             send=_inherit("send_timeout", DEFAULT_SEND_TIMEOUT, scope, main),
         )
+        server_options = {
+            name: row.derive_server((scope, main))
+            for name, row in self.directives.items()
+            if row.derive_server is not None
+        }
         server = ServerBlock(
+            options=MappingProxyType(server_options),
             addresses=tuple(addresses),
             server_names=tuple(dict.fromkeys(name for name, _ in names)),
             locations=tuple(locations),
@@ -1014,7 +1021,12 @@ class _Validator:
         for row in self.directives.values():
             if row.check is not None:
                 row.check(self, scopes)
-        derived = {name: row.derive(scopes) for name, row in self.directives.items() if row.derive}
+        derived: dict[str, Any] = {}
+        options: dict[str, Any] = {}
+        for name, row in self.directives.items():
+            if row.derive is not None:
+                value = row.derive(scopes)
+                (derived if name in _LOCATION_FIELDS else options)[name] = value
         # The session handler answers a location with its own "session on" and
         # nothing to serve: no root of its own, no CGI (the session is then
         # middleware in front of them).
@@ -1032,6 +1044,7 @@ class _Validator:
             session=_inherit("session", False, scope, server),
             session_handler=bool(scope.get("session")) and own_root is None and not cgi_entries,
             line=line,
+            options=MappingProxyType(options),
             **derived,
         )
 
@@ -1121,6 +1134,9 @@ def _did_you_mean(name: str, context: str, known: dict[str, tuple[str, ...]]) ->
 
 def _addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_LOCATION_FIELDS = frozenset(f.name for f in fields(Location))
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -1304,11 +1320,12 @@ def _directive_table() -> dict[str, Directive]:
     # Imported here: the handler modules import this one (for ``Directive``)
     # and config.model, so a module-level import would be a cycle.
     from localhost.handlers.base import directives
+    from localhost.modules.base import directives as module_directives
 
     table = dict(DIRECTIVES)
-    for name, row in directives().items():
+    for name, row in [*directives().items(), *module_directives().items()]:
         if name in table:
-            raise ValueError(f"directive {name!r} is the loader's; a handler cannot own it")
+            raise ValueError(f"directive {name!r} is already owned; a module cannot own it")
         table[name] = row
     return table
 

@@ -126,6 +126,9 @@ class Location:
     nested: tuple[Location, ...] = field(default=(), compare=False, repr=False)
     #: ``internal``: only internal redirects reach it (others get 404).
     internal: bool = False
+    #: Values of the directives of request-processing modules
+    #: (``localhost.modules``), by directive name, as their ``derive`` made them.
+    options: Mapping[str, Any] = field(default_factory=_empty, compare=False)
     wsgi: AppMount | None = None
     app: AppMount | None = None
     line: int = 0
@@ -167,6 +170,8 @@ class ServerBlock:
     #: For ``MODULE:CLASS``: the class (any zero-argument callable returning a
     #: protocol), imported when the configuration was loaded.
     protocol_class: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
+    #: Values of module directives at the server level (``Directive.derive_server``).
+    options: Mapping[str, Any] = field(default_factory=_empty, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,8 +93,12 @@ class Exchange(Protocol):
     body: BinaryIO | None
     #: The match of the location's regex, when a regex location chose it.
     captures: re.Match[str] | None
-    #: Internal redirects so far (``internal`` locations need one).
+    #: Internal redirects and rewrites so far (``internal`` locations need one).
     redirects: int
+    #: A rewrite asked the pipeline to choose the location again.
+    rewritten: bool
+    #: The location's response header filter (``localhost.modules``), if any.
+    header_filter: Any
     done: bool
     #: A streamed response's head went out (``start``): the status is decided.
     started: bool

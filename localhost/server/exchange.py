@@ -51,6 +51,8 @@ class Exchange:
         "loop",
         "body",
         "captures",
+        "header_filter",
+        "rewritten",
         "done",
         "redirects",
         "started",
@@ -86,6 +88,9 @@ class Exchange:
         self.body: BinaryIO | None = None
         #: The match of the location's regex (``$1``..., named groups), if one chose it.
         self.captures: re.Match[str] | None = None
+        #: The location's response header filter (add_header, expires), if any.
+        self.header_filter: Any = None
+        self.rewritten = False  # a rewrite asked to choose the location again
         self.done = False
         self.redirects = 0
         self.started = False  # a streamed response's head is out

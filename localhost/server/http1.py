@@ -527,6 +527,7 @@ class HTTP1Protocol(Protocol):
         )  # fmt: skip
         exchange.request = redirected
         exchange.location = None
+        exchange.header_filter = None
         exchange.body = None
         try:
             redirected.path, redirected.query = normalize_target(target)
@@ -616,6 +617,9 @@ class HTTP1Protocol(Protocol):
             and not self.host.stopping
         )
         extra = exchange.extra_headers
+        header_filter = exchange.header_filter
+        if header_filter is not None:
+            extra = header_filter(exchange, response.status, extra)
         if _DEBUG_PID:
             extra = [*extra, ("X-Worker-PID", str(os.getpid()))]
         http10 = request.version == "HTTP/1.0"
@@ -672,6 +676,9 @@ class HTTP1Protocol(Protocol):
             and (length is not None or not http10)
         )
         extra = exchange.extra_headers
+        header_filter = exchange.header_filter
+        if header_filter is not None:
+            extra = header_filter(exchange, status, extra)
         if _DEBUG_PID:
             extra = [*extra, ("X-Worker-PID", str(os.getpid()))]
         try:

@@ -22,6 +22,7 @@ computed once per location, so a request costs one dictionary lookup.
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,8 @@ from localhost.handlers.base import Answer, Handler, Route
 from localhost.handlers.base import route as build_route
 from localhost.handlers.error_pages import error_response, prefers_json, refusal_response
 from localhost.http.errors import HTTPError
+from localhost.modules.base import MAX_REWRITES, Phase, Plan, Rewrite, Step
+from localhost.modules.base import plan as build_plan
 
 if TYPE_CHECKING:
     from localhost.config.model import Location
@@ -40,11 +43,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("localhost")
 
+_LOCATION_PHASES: tuple[Phase, ...] = (Phase.REWRITE, Phase.ACCESS, Phase.PRECONTENT)
+
 
 class Pipeline:
     """The phases between a parsed head and a handler; one per worker configuration."""
 
-    __slots__ = ("router", "services", "_routes")
+    __slots__ = ("router", "services", "_routes", "_plans", "_server_plans")
 
     def __init__(self, router: Router, services: Services) -> None:
         self.router = router
@@ -52,9 +57,19 @@ class Pipeline:
         # id(location) → dispatch; the locations are held by the router's
         # configuration, which lives as long as this pipeline.
         self._routes: dict[int, Route] = {}
+        # id(location) → its module steps, id(server) → the block's own; only
+        # those that have any (most have none: the lookups are skipped).
+        self._plans: dict[int, Plan] = {}
+        self._server_plans: dict[int, Plan] = {}
         for server in services.config.servers:
+            server_plan = build_plan(server, None)
+            if server_plan.phases:
+                self._server_plans[id(server)] = server_plan
             for location in server.locations:
                 self._routes[id(location)] = build_route(location)
+                found = build_plan(server, location)
+                if found.phases or found.header_filter is not None:
+                    self._plans[id(location)] = found
 
     def route(self, location: Location) -> Route:
         """The dispatch of ``location`` (computed on first use for a location
@@ -67,8 +82,27 @@ class Pipeline:
     def start(self, exchange: Exchange) -> Handler:
         """The handler for ``exchange.request``; sets ``exchange.location`` and
         ``exchange.session``. Never raises: an error is an ``Answer`` handler."""
+        try:
+            return self._start(exchange)
+        except HTTPError as exc:
+            return Answer(exchange, self.error_response(exchange, exc))
+        except Exception:
+            request = exchange.request
+            log.exception("error starting %s %s", request.method, request.target)
+            return Answer(exchange, self.internal_error(exchange))
+
+    def _start(self, exchange: Exchange) -> Handler:
         request = exchange.request
         server = exchange.server
+        if self._server_plans:
+            server_plan = self._server_plans.get(id(server))
+            if server_plan is not None:
+                # Server-level rewrite/return: before any location (NGINX).
+                found = self._steps(exchange, server_plan.get(Phase.SERVER_REWRITE))
+                if found is not None:
+                    return found
+                exchange.rewritten = False  # the location is chosen below anyway
+                request = exchange.request
         location, exchange.captures = self.router.find(server, request.path)
         if location is not None and location.internal and not exchange.redirects:
             location = None  # reached only by an internal redirect (NGINX: 404)
@@ -83,25 +117,104 @@ class Pipeline:
         limit = location.body_limit
         if limit and length is not None and length > limit:
             return Answer(exchange, self.too_large(exchange))
+        if self._plans:
+            plan = self._plans.get(id(location))
+            if plan is not None:
+                found = self._location_phases(exchange, plan)
+                if found is not None:
+                    return found
+                location = exchange.location
+                request = exchange.request
+                if location is None:
+                    pages = self.services.error_pages
+                    return Answer(exchange, error_response(404, server.error_pages, cache=pages))
         dispatch = self._routes.get(id(location)) or self.route(location)
         candidates = dispatch.table.get(request.method)
         if candidates is None:
             return self._not_allowed(exchange, location, dispatch)
-        try:
-            if location.session:
-                exchange.session = sessions.begin(
-                    self.services.session_store(), request, location, exchange
-                )
-            for spec in candidates:
-                select = spec.select
-                if select is None or select(request, location):
-                    return spec.factory(exchange)
-        except HTTPError as exc:
-            return Answer(exchange, self.error_response(exchange, exc))
-        except Exception:
-            log.exception("error starting %s %s", request.method, request.target)
-            return Answer(exchange, self.internal_error(exchange))
+        if location.session:
+            exchange.session = sessions.begin(
+                self.services.session_store(), request, location, exchange
+            )
+        for spec in candidates:
+            select = spec.select
+            if select is None or select(request, location):
+                return spec.factory(exchange)
         return self._not_allowed(exchange, location, dispatch)
+
+    def _location_phases(self, exchange: Exchange, plan: Plan) -> Handler | None:
+        """The location's rewrite, access and try_files steps, in that order.
+
+        A rewrite that asks for it chooses the location again and starts
+        over there (``rewrite`` raises 500 past ``MAX_REWRITES``). Returns
+        an answer, or None to go on to the content handler (with
+        ``exchange.location`` None: nothing matches, 404).
+        """
+        while True:
+            exchange.header_filter = plan.header_filter
+            again = False
+            for phase in _LOCATION_PHASES:
+                found = self._steps(exchange, plan.get(phase))
+                if found is not None:
+                    return found
+                if exchange.rewritten:
+                    again = True
+                    break
+            if not again:
+                return None
+            exchange.rewritten = False
+            location = exchange.location
+            if location is None:
+                return None
+            next_plan = self._plans.get(id(location))
+            if next_plan is None:
+                exchange.header_filter = None
+                return None
+            plan = next_plan
+
+    def _steps(self, exchange: Exchange, steps: tuple[Step, ...]) -> Handler | None:
+        """Run one phase's ``steps``: an answer becomes an ``Answer`` handler, a
+        rewrite changes the request (see ``Rewrite.flag``)."""
+        changed = False
+        for step in steps:
+            result = step(exchange)
+            if result is None:
+                continue
+            if type(result) is not Rewrite:
+                return Answer(exchange, result)
+            self.rewrite(exchange, result)
+            flag = result.flag
+            if flag == "":
+                changed = True
+                continue
+            if flag == "last" or result.named is not None:
+                exchange.rewritten = True
+            return None
+        if changed and exchange.location is not None:
+            exchange.rewritten = True  # a rewritten URI looks for its location again
+        return None
+
+    def rewrite(self, exchange: Exchange, rewrite: Rewrite) -> None:
+        """Give ``exchange`` the URI of ``rewrite`` (a new ``Request``: parsed
+        heads are shared between requests) and, for ``last`` or a named
+        location, the location it now belongs to (None if none).
+
+        Raises ``HTTPError(500)`` past ``MAX_REWRITES`` rewrites (NGINX)."""
+        exchange.redirects += 1
+        if exchange.redirects > MAX_REWRITES:
+            raise HTTPError(500, "rewrite or internal redirection cycle")
+        request = exchange.request
+        changed = copy.copy(request)
+        changed.path = rewrite.path
+        if rewrite.query is not None:
+            changed.query = rewrite.query
+        exchange.request = changed
+        server = exchange.server
+        if rewrite.named is not None:
+            exchange.location = self.router.named(server, rewrite.named)
+            exchange.captures = None
+        elif rewrite.flag != "break":
+            exchange.location, exchange.captures = self.router.find(server, changed.path)
 
     def _not_allowed(self, exchange: Exchange, location: Location, dispatch: Route) -> Handler:
         response = error_response(

@@ -50,6 +50,8 @@ class FakeExchange:
         self.loop: Any = services.loop
         self.body = None
         self.captures = None
+        self.header_filter = None
+        self.rewritten = False
         self.redirects = 0
         self.started = False
         self.done = False

@@ -1,0 +1,9 @@
+"""Request-processing modules (NGINX's phases around the content handler),
+registered by name (see ``localhost.modules.base``). A new module adds its
+file and one ``register`` line below."""
+
+from __future__ import annotations
+
+from localhost.modules.base import ModuleSpec, Phase, Rewrite, Steps, register
+
+__all__ = ["ModuleSpec", "Phase", "Rewrite", "Steps", "register"]
