@@ -99,6 +99,8 @@ class Exchange(Protocol):
     rewritten: bool
     #: The location's response header filter (``localhost.modules``), if any.
     header_filter: Any
+    #: Callables run once when the exchange ends (None until a module adds one).
+    cleanups: list[Any] | None
     done: bool
     #: A streamed response's head went out (``start``): the status is decided.
     started: bool

@@ -53,6 +53,7 @@ class Exchange:
         "captures",
         "header_filter",
         "rewritten",
+        "cleanups",
         "done",
         "redirects",
         "started",
@@ -91,6 +92,9 @@ class Exchange:
         #: The location's response header filter (add_header, expires), if any.
         self.header_filter: Any = None
         self.rewritten = False  # a rewrite asked to choose the location again
+        #: Callables run once when the exchange ends, answered or not (a
+        #: module's release of what it holds for the request: limit_conn).
+        self.cleanups: list[Any] | None = None
         self.done = False
         self.redirects = 0
         self.started = False  # a streamed response's head is out

@@ -248,6 +248,8 @@ class HTTP1Protocol(Protocol):
             if exchange.started or exchange.done:
                 self._log(exchange)
             exchange.done = True
+            if exchange.cleanups is not None:
+                _run_cleanups(exchange)
         self._drop_handler("connection closed")
         self._drop_spool()
         if exchange is not None and exchange.body is not None:
@@ -731,6 +733,8 @@ class HTTP1Protocol(Protocol):
         self.exchange = None
         self.handler = None
         self._log(exchange)
+        if exchange.cleanups is not None:
+            _run_cleanups(exchange)
         if exchange.body is not None:
             _close_body(exchange)
         transport = self.transport
@@ -832,6 +836,17 @@ _NO_REQUEST = Request("-", "-", "HTTP/1.1", Headers(), "", False, None, False, F
 
 def _nothing() -> None:
     pass
+
+
+def _run_cleanups(exchange: Exchange) -> None:
+    """Run the exchange's cleanups once (a failing one is logged)."""
+    cleanups = exchange.cleanups or ()
+    exchange.cleanups = None
+    for cleanup in cleanups:
+        try:
+            cleanup()
+        except Exception:
+            log.exception("request cleanup failed")
 
 
 def _close_body(exchange: Exchange) -> None:

@@ -51,6 +51,7 @@ class FakeExchange:
         self.body = None
         self.captures = None
         self.header_filter = None
+        self.cleanups = None
         self.rewritten = False
         self.redirects = 0
         self.started = False

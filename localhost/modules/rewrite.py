@@ -1,0 +1,17 @@
+"""return, rewrite, try_files, internal (NGINX's ngx_http_rewrite_module and try_files)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from localhost.modules.base import NO_STEPS, ModuleSpec, Steps
+
+DIRECTIVES: dict[str, Any] = {}
+
+
+def build(server: Any, location: Any) -> Steps:
+    """The steps of this module for ``location`` (None: the server block's)."""
+    return NO_STEPS
+
+
+SPEC = ModuleSpec("rewrite", DIRECTIVES, build, order=10)
