@@ -73,7 +73,7 @@ _SPECIAL = HOP_BY_HOP | {"content-length"}
 
 #: What application code may raise that is its own failure: a 500, not the
 #: end of the worker (``sys.exit()`` in a view included).
-APP_ERRORS = (Exception, SystemExit)
+APP_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
 
 
 class AppError(Exception):
