@@ -3,7 +3,12 @@
 __version__ = "0.1.0"
 SERVER_SOFTWARE = f"localhost/{__version__}"
 
+from typing import TYPE_CHECKING  # noqa: E402
+
 from localhost.io.protocol import Protocol  # noqa: E402 - after the names it may import
+
+if TYPE_CHECKING:
+    from localhost.app.api import Action, App, Request, Response
 
 # The App API, imported on first use: ``from localhost import App`` should not
 # load the server's modules for a program that only needs ``Protocol``.

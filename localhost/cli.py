@@ -232,7 +232,9 @@ def _serve_app(args: argparse.Namespace) -> int:
         if args.test:
             print(f"{args.config}: the App imports")
             return 0
-        return found.serve(args.host, args.port, args.workers or 1, level, not args.no_access_log)
+        # None: an App.from_config keeps its file's worker_processes and error_log level.
+        own_level = args.log_level or ("error" if args.quiet else None)
+        return found.serve(args.host, args.port, args.workers, own_level, not args.no_access_log)
     if not callable(found):
         print(
             f"localhost: {args.config}: {type(found).__name__} object is neither a "

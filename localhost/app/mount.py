@@ -358,7 +358,10 @@ def app_config(
                     )
             servers.append(server)
         return replace(
-            config, servers=tuple(servers), worker_processes=workers or config.worker_processes
+            config,
+            servers=tuple(servers),
+            worker_processes=workers or config.worker_processes,
+            rebuild=lambda: app_config(app, host, port, workers, access_log),
         )
     log_to = STDOUT if access_log else None
     location = Location("/", app=mount, access_log=log_to, body_limit=app.body_limit)

@@ -196,3 +196,6 @@ class Config:
     error_log: str = STDOUT
     error_log_level: str = "info"
     warnings: tuple[ConfigWarning, ...] = ()
+    #: How a reload (SIGHUP) makes the new configuration when it is not just
+    #: the file read again (``App.from_config``: the file plus the App).
+    rebuild: Callable[[], Config] | None = field(default=None, compare=False, repr=False)

@@ -281,7 +281,8 @@ class Master:
     def _reload(self) -> None:
         log.info("received SIGHUP, reloading %s", self.config.path)
         try:
-            config = load(self.config.path)
+            rebuild = self.config.rebuild
+            config = rebuild() if rebuild is not None else load(self.config.path)
             sockets = bind_all(Router(config).bind_addresses(), self.sockets)
         except (ConfigError, ListenError) as exc:
             log.error("reload failed, keeping the old configuration: %s", exc)

@@ -337,7 +337,8 @@ class Worker:
         being handled finish under the old configuration.
         """
         try:
-            config = load(self.config.path)
+            rebuild = self.config.rebuild
+            config = rebuild() if rebuild is not None else load(self.config.path)
             router = Router(config)
             sockets = bind_all(router.bind_addresses(), self.sockets)
         except (ConfigError, ListenError) as exc:

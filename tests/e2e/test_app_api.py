@@ -1132,6 +1132,12 @@ def test_from_config_mixes_config_locations_and_the_app(tmp_path: Path) -> None:
         # "location = /" answers "/" alone; the App has the other paths.
         exact = get(server, "/", port=ports[1], allow_redirects=False)
         assert (exact.status_code, exact.headers["Location"]) == (301, "/plain/index.html")
+        # SIGHUP re-reads the file and keeps the App mounted (Config.rebuild).
+        mark = log_mark(server)
+        server.process.send_signal(signal.SIGHUP)
+        wait_log(server, mark, "reloaded")
+        assert get(server, "/hello/ann").text == "hello ann from the app"
+        assert get(server, "/files/a.txt").text == "file a\n"
     finally:
         assert server.stop() == 0, server.log()
 
