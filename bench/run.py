@@ -723,6 +723,7 @@ def report(data: dict, path: Path) -> None:  # type: ignore[type-arg]
 
 APPS_DIR = Path(__file__).resolve().parent / "apps"
 APPS_HEADING = "## Applications (issue 13)"
+APPS_NOTES = "### Notes"
 #: The slow reader of the memory measurement: 800 chunks of 64 KiB (50 MiB),
 #: one 64 KiB read every 10 ms, so about 8 s per server.
 STREAM_CHUNKS = 800
@@ -814,6 +815,7 @@ def app_rows(tmp: Path, group: str, only: set[str] | None) -> list[AppRow]:
                 "{port}",
                 "-w",
                 "1",
+                "--no-access-log",
             ],
         )
     if group != "flask":
@@ -955,7 +957,18 @@ def app_versions() -> dict[str, str]:
     found["wrk"] = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1]
     from localhost import __version__
 
-    found["localhost"] = __version__
+    # The servers run the working tree: its commit, and whether it had edits.
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    edited = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "localhost"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    found["localhost"] = (
+        f"{__version__} (git {commit or '?'}{', with local edits' if edited else ''})"
+    )
     return found
 
 
@@ -1085,6 +1098,9 @@ def apps_section(data: dict) -> str:  # type: ignore[type-arg]
         "",
         f"Versions: {', '.join(f'{k} {v}' for k, v in data['versions'].items())}.",
         "",
+        f"Load average (1 min) {data['load_before']:.2f} at the start and {data['load_after']:.2f} at the end "
+        "of the run: above about 1, other work shared the CPUs and the figures vary more between rounds.",
+        "",
         "Method: as above, each server in one process (or one master and one worker) pinned to CPU "
         f"{SERVER_CPU}, wrk pinned to CPU {LOAD_CPU}; `wrk -t1 -c64 -d{duration}s --latency URL/`, "
         f"keep-alive; {rounds} rounds, the order alternating between rounds; medians with "
@@ -1168,6 +1184,20 @@ def splice_section(text: str, heading: str, section: str) -> str:
     return text.rstrip("\n") + "\n\n" + section
 
 
+def with_notes(page: str, section: str) -> str:
+    """``section`` followed by the ``### Notes`` of the page's applications section, if any.
+
+    Hand-written remarks on a run end the section and outlive the next run.
+    """
+    span = _section_span(page, APPS_HEADING)
+    if span is None:
+        return section
+    notes = page.find(f"\n{APPS_NOTES}\n", span[0], span[1])
+    if notes < 0:
+        return section
+    return section.rstrip("\n") + "\n\n" + page[notes + 1 : span[1]]
+
+
 def run_apps(args: argparse.Namespace) -> int:
     """The applications section: measure, print the targets, write the section."""
     needs = [
@@ -1190,11 +1220,14 @@ def run_apps(args: argparse.Namespace) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),
         "versions": app_versions(),
-        "command": f"python bench/run.py --apps --duration {args.duration} --rounds {args.rounds}",
+        "command": f"python bench/run.py --apps --duration {args.duration} --rounds {args.rounds}"
+        + (f" --only {args.only}" if args.only else ""),
         "duration": args.duration,
         "rounds": args.rounds,
         "results": {},
         "rows": {},
+        # Other work on the machine shows in the figures; the load says how much.
+        "load_before": os.getloadavg()[0],
     }
     with tempfile.TemporaryDirectory(prefix="localhost-bench-apps-") as tmp_name:
         tmp = Path(tmp_name)
@@ -1205,10 +1238,12 @@ def run_apps(args: argparse.Namespace) -> int:
         rows = app_rows(tmp, "stream", only)
         data["stream"] = measure_streams(rows)
         data["rows"]["stream"] = [(r.key, r.label, r.skipped) for r in rows]
+    data["load_after"] = os.getloadavg()[0]
     print("\n".join(app_targets(data)))
     section = apps_section(data)
     if args.output.exists():
-        args.output.write_text(splice_section(args.output.read_text(), APPS_HEADING, section))
+        page = args.output.read_text()
+        args.output.write_text(splice_section(page, APPS_HEADING, with_notes(page, section)))
     else:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text("# Benchmarks\n\n" + section)
