@@ -789,14 +789,6 @@ def test_sighup_reimports_the_application(tmp_path: Path, workers: int) -> None:
         server.stop()
 
 
-def test_the_worker_survived_everything(site: Server) -> None:
-    assert_alive(site)
-    mark = log_mark(site)
-    assert requests.get(site.url("/env"), timeout=5).status_code == 200
-    barrier(site)
-    assert "Traceback" not in site.log()[mark:]
-
-
 def test_a_request_waiting_for_a_thread_is_dropped_when_its_client_leaves(
     site: Server, scratch: Path
 ) -> None:
@@ -814,3 +806,12 @@ def test_a_request_waiting_for_a_thread_is_dropped_when_its_client_leaves(
     after = requests.get(site.url("/one/hello"), timeout=5)
     assert after.text == "hello from wsgi"
     assert started(scratch) == ["a"]
+
+
+def test_the_worker_survived_everything(site: Server) -> None:
+    """Last in the file: every test above ran against the same worker."""
+    assert_alive(site)
+    mark = log_mark(site)
+    assert requests.get(site.url("/env"), timeout=5).status_code == 200
+    barrier(site)
+    assert "Traceback" not in site.log()[mark:]
