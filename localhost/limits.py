@@ -40,6 +40,7 @@ class Limits:
     high_water_bytes: int = 256 * KiB  # queued before a producer is paused
     low_water_bytes: int = 64 * KiB  # queued when a paused producer resumes
     max_internal_redirects: int = 5  # in a row; one more answers 500 (a cycle)
+    max_rewrites: int = 10  # rewrites and internal redirects of one request, then 500 (NGINX)
     body_spool_memory_bytes: int = 64 * KiB  # of a SPOOLed body kept in memory, then a file
 
     # -- worker process ---------------------------------------------------------

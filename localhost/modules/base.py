@@ -36,12 +36,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from localhost.limits import LIMITS
+
 if TYPE_CHECKING:
     from localhost.config.model import Location, ServerBlock
     from localhost.handlers.base import Exchange
 
 #: Internal rewrite cycles before a 500 (NGINX: 10).
-MAX_REWRITES = 10
+MAX_REWRITES = LIMITS.max_rewrites
 
 
 class Phase(enum.IntEnum):

@@ -437,7 +437,11 @@ class HTTP1Protocol(Protocol):
                 return
             if more is False and not exchange.done and self.handler is handler:
                 self.body_paused = True
-                self.transport.pause_reading()  # type: ignore[union-attr]
+                transport = self.transport
+                assert transport is not None
+                transport.pause_reading()
+                # The server paused the client: its body deadline waits too.
+                transport.set_timeout(None)
         elif policy == _SPOOL:
             self.spool.write(data)
 
@@ -550,6 +554,7 @@ class HTTP1Protocol(Protocol):
         transport = self.transport
         if transport is not None:
             transport.resume_reading()
+            transport.set_timeout(self.timeouts.client_body, self._timeout_cb)
             self.loop.call_soon(self._resume)
 
     # -- responses ----------------------------------------------------------
@@ -702,7 +707,7 @@ class HTTP1Protocol(Protocol):
         if data and not exchange.head_only:
             exchange.log_bytes += len(data)
             transport.write(chunk(data) if exchange.chunked else data)
-        return transport.get_write_buffer_size() < HIGH_WATER
+        return transport.get_write_buffer_size() < HIGH_WATER and not transport.is_closing()
 
     def finish(self, exchange: Exchange) -> None:
         """End a streamed response (called by ``Exchange.finish``)."""
