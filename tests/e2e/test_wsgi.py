@@ -815,3 +815,32 @@ def test_the_worker_survived_everything(site: Server) -> None:
     assert requests.get(site.url("/env"), timeout=5).status_code == 200
     barrier(site)
     assert "Traceback" not in site.log()[mark:]
+
+
+def test_a_body_the_server_paused_has_no_body_deadline(tmp_path: Path) -> None:
+    """The application reads slowly: while the server holds the client back
+    (the body window is full), the client's silence is not a 408."""
+    server = start_server(
+        f"""
+server {{
+    host 127.0.0.1
+    port {{port0}}
+    client_body_timeout 1s
+    location / {{
+        wsgi wsgi_probe:app
+        wsgi_path {APPS}
+        body_limit 2M
+    }}
+}}
+""",
+        tmp_path,
+    )
+    try:
+        data = os.urandom(640 * 1024)
+        # 10 blocks of 64 KiB, 700 ms apart: the window (256 KiB) stays full
+        # for well over a second at a time.
+        response = requests.post(server.url("/digest?pause=700"), data=data, timeout=40)
+        assert response.status_code == 200, response.text
+        assert response.text == f"{len(data)} {hashlib.sha256(data).hexdigest()}"
+    finally:
+        server.stop()
