@@ -387,11 +387,12 @@ class Password:
     ``ssha``, ``plain``), and what ``verify`` needs, parsed at read time:
     ``salt``, ``rounds``, ``expected`` (the checksum or digest)."""
 
-    text: bytes
+    # Hashes stay out of reprs: a configuration dump must not show them.
+    text: bytes = field(repr=False)
     scheme: str
-    salt: bytes = b""
+    salt: bytes = field(default=b"", repr=False)
     rounds: int = 0
-    expected: bytes = b""
+    expected: bytes = field(default=b"", repr=False)
 
     @property
     def slow(self) -> bool:
@@ -503,7 +504,7 @@ class Htpasswd:
     it was ``racy`` (modified within ``RACY_NS`` of being read)."""
 
     path: Path
-    users: Mapping[bytes, Password]
+    users: Mapping[bytes, Password] = field(repr=False)
     problems: tuple[tuple[int, str], ...]
     signature: tuple[int, int, int, int]
     racy: bool

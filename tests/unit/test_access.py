@@ -44,6 +44,8 @@ KNOWN_HASHES = [
     (b"$2y$04$FIDVozclV6crZneu/HvKnej3kUc9EYyj3uHdTeM9wV1vbiM08TctO", "pässwörd".encode()),
     # the bcrypt package: $2b$
     (b"$2b$05$tcfFvdVyTlAC5uIfFbo4WOxeYlcOIMY98oZrf64AQdnzZ8SKRKdxW", b"pw"),
+    # $2a$: the same computation for a short ASCII password (only the prefix differs)
+    (b"$2a$05$tcfFvdVyTlAC5uIfFbo4WOxeYlcOIMY98oZrf64AQdnzZ8SKRKdxW", b"pw"),
     # htpasswd -m, openssl passwd -apr1 (a one-character salt too), -1
     (b"$apr1$1/yYRb2U$U4YPisb/j2UbTNn3yqbIc0", b"alice pw"),
     (b"$apr1$480BlFxq$eyNVf.VCVrE0Wwk29yj5H1", b""),
@@ -578,3 +580,13 @@ def test_auth_step(tmp_path: Path) -> None:
     with pytest.raises(HTTPError) as caught:
         step(exchange)
     assert caught.value.status == 500  # NGINX: the file cannot be opened
+
+
+def test_hashes_stay_out_of_reprs(tmp_path: Path) -> None:
+    # A configuration dump (-T) or a log of options must not show password hashes.
+    path = write_users(tmp_path / "users", b"user:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/")
+    auth = BasicAuth("Staff", challenge("Staff"), read_htpasswd(path))
+    shown = repr(auth) + repr(auth.users.users)
+    assert "h9FWgUz3n9YxylKLlR5SQ" not in shown
+    assert "abcdefgh" not in shown
+    assert "apr1" in shown
