@@ -54,6 +54,10 @@ class Exchange:
         "header_filter",
         "rewritten",
         "cleanups",
+        "request_id",
+        "head_bytes",
+        "head_sent",
+        "response_headers",
         "done",
         "redirects",
         "started",
@@ -95,6 +99,12 @@ class Exchange:
         #: Callables run once when the exchange ends, answered or not (a
         #: module's release of what it holds for the request: limit_conn).
         self.cleanups: list[Any] | None = None
+        # For the variables (localhost.variables) and the logs:
+        self.request_id: str | None = None  # $request_id, made on first use
+        self.head_bytes = 0  # of the request head as received ($request_length)
+        self.head_sent = 0  # of the response head ($bytes_sent)
+        #: The response's fields as sent ($sent_http_NAME); None before the head.
+        self.response_headers: list[tuple[str, str]] | None = None
         self.done = False
         self.redirects = 0
         self.started = False  # a streamed response's head is out
@@ -104,6 +114,26 @@ class Exchange:
         self.log_status = 0
         self.log_bytes = 0
         self.start_time = start_time
+
+    @property
+    def uri(self) -> str | None:
+        """``$uri``: the request's current path (rewrites give a new request)."""
+        return None
+
+    @property
+    def sent_bytes(self) -> int:
+        """``$bytes_sent``: bytes of the response sent so far, head and body."""
+        return self.head_sent + self.log_bytes
+
+    @property
+    def connection_id(self) -> int:
+        """``$connection``: the connection's serial number in this worker."""
+        return int(getattr(self._protocol, "number", 0))
+
+    @property
+    def connection_requests(self) -> int:
+        """``$connection_requests``: requests on this connection so far, this one included."""
+        return int(getattr(self._protocol, "requests", 1))
 
     def send(self, response: Response) -> None:
         """Send ``response`` whole (its body: ``body``, ``file`` or ``parts``)."""
