@@ -25,9 +25,12 @@ apart by which location first derived each rule.
 auth_basic
 ----------
 ``auth_basic REALM|off`` and ``auth_basic_user_file FILE`` are inherited
-separately, like any single directive. The user file (htpasswd) is read and
-checked at load: a missing file, or a line in a format this module cannot
-verify, is a configuration error at the directive. Each worker then keeps
+separately, like any single directive. The realm may hold variables
+(compiled at load); one that comes out as ``off`` for a request turns
+authentication off for it, as in NGINX. The file's name is taken as
+written (no variables). The user file (htpasswd) is read and checked at
+load: a missing file, or a line in a format this module cannot verify, is a
+configuration error at the directive. Each worker then keeps
 its own copy (``UserFile``, made by ``build`` per location) and looks at the
 file again at most once a second (``stat``: device, inode, size and mtime in
 ns; a file changed within the last two seconds is read again on the next
@@ -70,7 +73,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import bcrypt
 from lark import Token
@@ -89,6 +92,7 @@ from localhost.config.loader import (
 )
 from localhost.http.errors import HTTPError
 from localhost.modules.base import NO_STEPS, ModuleSpec, Phase, Step, Steps
+from localhost.variables import Template, VariableContext, VariableError, compile_template
 
 if TYPE_CHECKING:
     from localhost.config.model import Location, ServerBlock
@@ -637,11 +641,13 @@ class UserFile:
 
 @dataclass(frozen=True, slots=True)
 class BasicAuth:
-    """A location's ``auth_basic``: the ``realm``, the ``challenge`` (the
-    ``WWW-Authenticate`` value, RFC 7617 §2) and the user file as read at load."""
+    """A location's ``auth_basic``: the ``realm`` (a compiled string), the
+    ``challenge`` (the ``WWW-Authenticate`` value, RFC 7617 §2) when the
+    realm has no variables (else None: made per request), and the user file
+    as read at load."""
 
-    realm: str
-    challenge: str
+    realm: Template
+    challenge: str | None
     users: Htpasswd
 
 
@@ -678,9 +684,16 @@ def auth_step(auth: BasicAuth) -> Step:
     §15.5.2); an unreadable user file ``HTTPError(500)`` (NGINX). Each call
     makes a new ``UserFile``: call it per worker."""
     users = UserFile(auth.users)
-    field_ = ("WWW-Authenticate", auth.challenge)
+    static = auth.challenge
+    realm = auth.realm
 
     def auth_basic(exchange: Exchange) -> None:
+        offered = static
+        if offered is None:
+            text = realm.render(cast(VariableContext, exchange))
+            if text == "off":
+                return  # NGINX: a realm that comes out as "off" turns it off
+            offered = challenge(text)
         value = exchange.request.headers.get("authorization")
         if value is not None:
             found = credentials(value)
@@ -690,20 +703,26 @@ def auth_step(auth: BasicAuth) -> Step:
                     return
                 if verdict is None:
                     raise HTTPError(500, f'auth_basic_user_file "{users.path}" cannot be read')
-        raise HTTPError(401, "no valid credentials", [field_])
+        raise HTTPError(401, "no valid credentials", [("WWW-Authenticate", offered)])
 
     return auth_basic
 
 
-def _realm(v: Validator, args: list[Token]) -> str | None:
-    """``auth_basic REALM|off``: the realm, or None for off."""
-    text = str(args[0])
+def _realm(v: Validator, args: list[Token]) -> Template | None:
+    """``auth_basic REALM|off``: the realm compiled (variables allowed), or
+    None for off."""
+    token = args[0]
+    text = str(token)
     if text == "off":
         return None
     bad = next((c for c in text if ord(c) < 0x20 or ord(c) == 0x7F), None)
     if bad is not None:
-        v.fail(args[0], f"invalid realm {quote(text)}: it cannot hold control characters")
-    return text
+        v.fail(token, f"invalid realm {quote(text)}: it cannot hold control characters")
+    try:
+        return compile_template(text, captures=True)
+    except VariableError as exc:
+        column = (token.column or 0) + exc.offset + (1 if token.type == "STRING" else 0)
+        v.fail(None, f"auth_basic {quote(text)}: {exc.message}", token.line or 0, column)
 
 
 def _user_file(v: Validator, args: list[Token]) -> Htpasswd:
@@ -769,7 +788,8 @@ def _derive_auth(scopes: tuple[Scope, Scope, Scope]) -> BasicAuth | None:
     users = inherit("auth_basic_user_file", None, *scopes)
     if realm is None or users is None:
         return None
-    return BasicAuth(realm, challenge(realm), users)
+    static = realm.static
+    return BasicAuth(realm, None if static is None else challenge(static), users)
 
 
 # -- the module ------------------------------------------------------------------------

@@ -31,6 +31,10 @@ server {
         auth_basic_user_file users
         location /private/public { auth_basic off }
     }
+    location /by-host {
+        auth_basic "Zone $host"
+        auth_basic_user_file users
+    }
     location /both {
         deny 127.0.0.0/8
         auth_basic "Both"
@@ -176,6 +180,14 @@ def test_curl_wrong_password_and_none(site: Server) -> None:
         assert status == 401
         assert f"WWW-Authenticate: {CHALLENGE}" in head.splitlines()
         assert "file in" not in body
+
+
+def test_realm_with_a_variable(site: Server) -> None:
+    response = requests.get(site.url("/by-host/a.txt"), headers={"Host": "example.test"}, timeout=5)
+    assert response.status_code == 401
+    assert (
+        response.headers["WWW-Authenticate"] == 'Basic realm="Zone example.test", charset="UTF-8"'
+    )
 
 
 def test_auth_off_in_a_nested_location(site: Server) -> None:

@@ -36,6 +36,7 @@ from localhost.modules.access import (
     parse_password,
     read_htpasswd,
 )
+from localhost.variables import compile_template
 
 # (hash as the tool wrote it, the password it was made from)
 KNOWN_HASHES = [
@@ -397,14 +398,14 @@ def test_auth_inheritance(tmp_path: Path) -> None:
         return found
 
     top = auth("/")
-    assert top is not None and top.realm == "Site" and b"a" in top.users.users
+    assert top is not None and top.realm.text == "Site" and b"a" in top.users.users
     assert auth("/off") is None
     inner = auth("/realm")
-    assert inner is not None and inner.realm == "Inner" and b"a" in inner.users.users
+    assert inner is not None and inner.realm.text == "Inner" and b"a" in inner.users.users
     other = auth("/file")
-    assert other is not None and other.realm == "Site" and b"b" in other.users.users
+    assert other is not None and other.realm.text == "Site" and b"b" in other.users.users
     again = auth("/off/on")
-    assert again is not None and again.realm == "Again"
+    assert again is not None and again.realm.text == "Again"
     assert access.build(config.servers[0], location(config, "/off")).phases == {}
 
 
@@ -418,6 +419,7 @@ def test_auth_inheritance(tmp_path: Path) -> None:
             "auth_basic_user_file des",
             "auth_basic_user_file \"des\", line 2: user 'dave': DES crypt",
         ),
+        ('auth_basic "Zone $nope"', '4:19: auth_basic "Zone $nope": unknown "nope" variable'),
     ],
 )
 def test_auth_errors(tmp_path: Path, lines: str, message: str) -> None:
@@ -565,7 +567,9 @@ def test_access_step(tmp_path: Path) -> None:
 
 def test_auth_step(tmp_path: Path) -> None:
     path = write_users(tmp_path / "users", b"user:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/")
-    step = access.auth_step(BasicAuth("Staff", challenge("Staff"), read_htpasswd(path)))
+    step = access.auth_step(
+        BasicAuth(compile_template("Staff"), challenge("Staff"), read_htpasswd(path))
+    )
     assert step(fake_exchange(authorization=basic("user:secret"))) is None
     for value in (None, basic("user:wrong"), basic("nobody:secret"), "Bearer x", "Basic %%%"):
         with pytest.raises(HTTPError) as caught:
@@ -585,8 +589,31 @@ def test_auth_step(tmp_path: Path) -> None:
 def test_hashes_stay_out_of_reprs(tmp_path: Path) -> None:
     # A configuration dump (-T) or a log of options must not show password hashes.
     path = write_users(tmp_path / "users", b"user:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/")
-    auth = BasicAuth("Staff", challenge("Staff"), read_htpasswd(path))
+    auth = BasicAuth(compile_template("Staff"), challenge("Staff"), read_htpasswd(path))
     shown = repr(auth) + repr(auth.users.users)
     assert "h9FWgUz3n9YxylKLlR5SQ" not in shown
     assert "abcdefgh" not in shown
     assert "apr1" in shown
+
+
+def test_realm_with_variables(tmp_path: Path) -> None:
+    write_users(tmp_path / "users", b"user:{PLAIN}pw")
+    config = load(
+        'server {\n port 8080\n root ./www\n auth_basic "Zone $http_x_realm"\n'
+        " auth_basic_user_file users\n location /off { auth_basic $http_x_realm }\n}\n",
+        tmp_path,
+    )
+    zone = access.auth_step(location(config, "/").options["auth_basic"])
+    exchange = fake_exchange()
+    exchange.request.headers["x-realm"] = "A"
+    with pytest.raises(HTTPError) as caught:
+        zone(exchange)
+    assert caught.value.headers == [("WWW-Authenticate", 'Basic realm="Zone A", charset="UTF-8"')]
+    # A realm that comes out as "off" turns authentication off for that request (NGINX).
+    off = access.auth_step(location(config, "/off").options["auth_basic"])
+    exchange.request.headers["x-realm"] = "off"
+    assert off(exchange) is None
+    exchange.request.headers["x-realm"] = "B"
+    with pytest.raises(HTTPError) as caught:
+        off(exchange)
+    assert caught.value.status == 401
