@@ -61,6 +61,8 @@ from localhost.config.model import (
     LOG_LEVELS,
     STDOUT,
     Config,
+    ErrorPages,
+    ErrorTarget,
     Location,
     ServerBlock,
     Timeouts,
@@ -314,15 +316,84 @@ def _names(v: _Validator, args: list[Token]) -> list[tuple[str, Token]]:
     return names
 
 
-def _error_page(v: _Validator, args: list[Token]) -> list[tuple[int, Path]]:
+def _error_page(v: _Validator, args: list[Token]) -> list[tuple[int, Any]]:
+    """``error_page CODE... [=[NEW]] TARGET``: ``[(code, Path | ErrorTarget)]``.
+
+    TARGET naming an existing file (relative to the config's folder, or
+    absolute) is that page (a ``Path``; an ``ErrorTarget`` of kind "file"
+    with ``=NEW``). Otherwise ``/...`` is a URI, ``@name`` a named location,
+    ``http://``, ``https://`` or ``$scheme...`` a redirect; any other value
+    is a relative file that is missing: a warning, the built-in page is
+    served (as NGINX, ``=NEW`` changes the status; ``=`` alone takes the
+    target's).
+    """
+    # Imported here: only this converter needs them.
+    from localhost.variables import VariableError, compile_template
+
     *codes, target = args
+    status: int | None = None
+    if codes and codes[-1].startswith("="):
+        sign = codes.pop()
+        status = 0
+        if len(sign) > 1:
+            number = _number(sign[1:]) or 0
+            if not 200 <= number <= 599 or number not in HTTPStatus._value2member_map_:
+                v.fail(
+                    sign,
+                    f"invalid status {_q(sign)} (expected = alone, or =CODE with an HTTP "
+                    "status from 200 to 599)",
+                )
+            status = number
+        if not codes:
+            v.fail(
+                sign,
+                'invalid number of values in "error_page" '
+                "(syntax: error_page CODE... [=[NEW]] TARGET)",
+            )
     numbers = []
     for code in codes:
+        if code.startswith("="):
+            v.fail(code, f"{_q(code)} goes just before the target (error_page 404 =200 /empty)")
         number = _number(code) or 0
         if not 400 <= number <= 599 or number not in HTTPStatus._value2member_map_:
             v.fail(code, f"unknown error code {_q(code)} (expected an HTTP status from 400 to 599)")
         numbers.append(number)
-    path = v.path_of(target)
+    text = str(target)
+
+    def compiled() -> Any:
+        try:
+            return compile_template(text, captures=True)
+        except VariableError as exc:
+            column = (target.column or 0) + exc.offset + (1 if target.type == "STRING" else 0)
+            v.fail(None, f"error_page {_q(text)}: {exc.message}", target.line or 0, column)
+
+    kind = ""
+    if text.startswith("@"):
+        if len(text) < 2 or "/" in text or not text.isprintable() or " " in text:
+            v.fail(target, f"invalid named location {_q(text)} (e.g. @fallback)")
+        kind = "named"
+    elif text.startswith(("http://", "https://", "$scheme")):
+        if status not in (None, 0, 301, 302, 303, 307, 308):
+            v.fail(
+                target,
+                f"error_page {_q(text)} answers with a redirect: the status after "
+                '"=" must be 301, 302, 303, 307 or 308',
+            )
+        kind = "url"
+    path = v.path_of(target) if not kind else None
+    # An existing file stays a page file, as before; any other absolute
+    # value is a URI (NGINX's meaning).
+    if (
+        path is not None
+        and text.startswith("/")
+        and ("$" in text or "?" in text or _path_problem(path, "file") is not None)
+    ):
+        kind = "uri"
+        path = None
+    if kind:
+        found = ErrorTarget(kind, text, status, compiled() if kind != "named" else None)
+        return [(number, found) for number in numbers]
+    assert path is not None
     # The file is read at request time (and may appear later): a missing one
     # only costs the custom page, so the server still starts.
     problem = _path_problem(path, "file")
@@ -334,6 +405,9 @@ def _error_page(v: _Validator, args: list[Token]) -> list[tuple[int, Path]]:
             f"error_page file {_q(target)} {problem}{_resolved_note(target, path)}; "
             "the built-in page is served instead",
         )
+    if status is not None:
+        page = ErrorTarget("file", text, status, path=path)
+        return [(number, page) for number in numbers]
     return [(number, path) for number in numbers]
 
 
@@ -1157,13 +1231,24 @@ def _inherit(name: str, default: Any, *scopes: _Scope) -> Any:
     return default
 
 
-def _pages(*scopes: _Scope) -> MappingProxyType[int, Path]:
-    """error_page settings, outer scopes first so that inner ones override per code."""
-    pages: dict[int, Path] = {}
+def _pages(*scopes: _Scope) -> ErrorPages:
+    """error_page settings, outer scopes first so that inner ones override per
+    code: an ``ErrorPages`` (the files by status, and the other targets)."""
+    files: dict[int, Path] = {}
+    targets: dict[int, ErrorTarget] = {}
     for scope in scopes:
         for entries, _ in scope.lists.get("error_page", []):
-            pages.update(entries)
-    return MappingProxyType(pages)
+            for code, target in entries:
+                if isinstance(target, ErrorTarget):
+                    targets[code] = target
+                    if target.path is not None:
+                        files[code] = target.path
+                    else:
+                        files.pop(code, None)
+                else:
+                    files[code] = target
+                    targets.pop(code, None)
+    return ErrorPages(files, targets)
 
 
 def _position(text: str, offset: int) -> tuple[int, int]:

@@ -10,7 +10,7 @@ was written in the location, its server block or the top level. The loader
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -51,6 +51,72 @@ DEFAULT_FILE = "index.html"
 
 def _empty() -> Mapping[Any, Any]:
     return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorTarget:
+    """Where ``error_page`` sends an error when the target is not just a file.
+
+    ``kind``: ``"uri"`` (an internal redirect to ``template``'s path and
+    query; the method becomes GET, except HEAD), ``"named"`` (the named
+    location ``text``, method kept), ``"url"`` (a redirect to ``template``:
+    302, or ``status`` when given), or ``"file"`` (the file ``path`` served
+    as the page, as without a target, but with ``status`` changed).
+    ``status`` is NGINX's ``=NEW``: None keeps the original status, 0 (a
+    bare ``=``) takes the status of the target's answer, else that status.
+    ``text`` is the target as written; ``template`` its compiled form
+    (``localhost.variables.Template``) for ``uri`` and ``url``.
+    """
+
+    kind: str
+    text: str
+    status: int | None = None
+    template: Any = field(default=None, compare=False, repr=False)
+    path: Path | None = None
+
+
+class ErrorPages(Mapping[int, Path]):
+    """A level's ``error_page`` settings.
+
+    As a mapping: the page *file* of each status (what
+    ``handlers.error_pages.error_response`` serves). ``targets`` holds, by
+    status, the settings that do more than serve a file (a URI, a named
+    location, a redirect, a status change: ``ErrorTarget``).
+    """
+
+    __slots__ = ("_files", "targets")
+
+    def __init__(
+        self,
+        files: Mapping[int, Path] | None = None,
+        targets: Mapping[int, ErrorTarget] | None = None,
+    ) -> None:
+        self._files: Mapping[int, Path] = MappingProxyType(dict(files or {}))
+        self.targets: Mapping[int, ErrorTarget] = MappingProxyType(dict(targets or {}))
+
+    def __getitem__(self, status: int) -> Path:
+        return self._files[status]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __bool__(self) -> bool:
+        return bool(self._files) or bool(self.targets)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ErrorPages):
+            return self._files == other._files and self.targets == other.targets
+        if isinstance(other, Mapping):
+            return dict(self._files) == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ErrorPages({dict(self._files)!r}, {dict(self.targets)!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,16 @@ kept in the worker's ``Services.error_pages`` until its size or modification
 time changes; a missing, unreadable or larger file falls back to the
 built-in page. The status code is always the original one.
 
+``error_page`` may also name a URI, a named location, a redirect, or a
+new status (``=NEW``); those targets (``ErrorPages.targets``) apply only to
+the errors the server itself makes, which are ``ErrorResponse``s (never to
+an application's or a CGI script's own 4xx/5xx, as NGINX without
+``proxy_intercept_errors``). The protocol asks ``error_target`` for the
+status of such a response; a URI or named location is then served as an
+``ErrorPageRequest``, whose answer takes the original status (NGINX's
+``err_status``) unless ``=`` says otherwise. An error while serving the
+error page is not redirected again (NGINX's ``recursive_error_pages off``).
+
 Some refusals have a reason the client should read (a ``Refusal``: "no file
 in the upload", "file name ... not allowed"). It is shown HTML-escaped in a
 ``<p class="reason">``: in the built-in page, and in a configured page where
@@ -21,19 +31,50 @@ import logging
 from collections.abc import Mapping
 from http import HTTPStatus
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
+from localhost.config.model import ErrorTarget
 from localhost.handlers.autoindex import STYLE
 from localhost.handlers.smallfiles import SmallFiles, TooLarge
 from localhost.http.errors import HTTPError
-from localhost.http.message import Response
+from localhost.http.message import Headers, Request, Response
 from localhost.http.message import reason as phrase
 from localhost.limits import LIMITS
+
+if TYPE_CHECKING:
+    from localhost.handlers.base import Exchange
+    from localhost.variables import VariableContext
 
 log = logging.getLogger("localhost")
 
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
 REASON_MARK = b"<!--reason-->"
+
+
+class ErrorResponse(Response):
+    """A ``Response`` the server made for an error (``error_response``): the
+    only kind ``error_page`` URI, named-location, redirect and status targets
+    apply to."""
+
+    __slots__ = ()
+
+
+class ErrorPageRequest(Request):
+    """The request an ``error_page`` URI or named location is served with.
+
+    ``status``: the status its answer goes out with (NGINX's ``err_status``:
+    the original error's, or ``=NEW``'s; 0 for a bare ``=``, the answer's
+    own); ``close``: whether the connection closes after it (as after the
+    original error); ``error``: the original status (for the page a failure
+    falls back to).
+    """
+
+    __slots__ = ("status", "close", "error")
+
+    status: int
+    close: bool
+    error: int
 
 
 class Refusal(HTTPError):
@@ -194,7 +235,7 @@ def error_response(
         fields = [("Content-Type", HTML)]
     if headers:
         fields.extend(headers)
-    return Response(status, fields, body)
+    return ErrorResponse(status, fields, body)
 
 
 def refusal_response(
@@ -210,3 +251,102 @@ def refusal_response(
     return error_response(
         exc.status, pages, exc.headers, reason=why, as_json=prefers_json(accept), cache=cache
     )
+
+
+# -- error_page targets other than a file ----------------------------------------
+
+#: Fields the request served as an error page drops: it has no body, and
+#: answers in full (a 304 or 206 would lose the page).
+_NOT_CARRIED = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "content-type",
+        "expect",
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "if-range",
+        "range",
+    }
+)
+
+
+def error_target(pages: Mapping[int, Path], status: int) -> ErrorTarget | None:
+    """The ``error_page`` target of ``status`` in ``pages`` (a level's
+    ``error_pages``) that is more than a file, or None."""
+    targets: Mapping[int, ErrorTarget] | None = getattr(pages, "targets", None)
+    return targets.get(status) if targets else None
+
+
+def clean_path(path: str) -> str:
+    """``path`` (decoded) with ``.``, ``..`` and empty segments resolved, as the
+    request path is; a trailing slash is kept. Raises ``HTTPError(400)`` for
+    a path that climbs above ``/`` (it comes from request data: ``$arg_x``)."""
+    if path[:1] != "/":
+        path = "/" + path
+    if "/." not in path and "//" not in path:
+        return path
+    segments: list[str] = []
+    parts = path.split("/")
+    for segment in parts[1:]:
+        if segment == "..":
+            if not segments:
+                raise HTTPError(400, f"{path} goes above the root")
+            segments.pop()
+        elif segment and segment != ".":
+            segments.append(segment)
+    trailing = parts[-1] in ("", ".", "..") and bool(segments)
+    return "/" + "/".join(segments) + ("/" if trailing else "")
+
+
+def error_page_request(
+    exchange: Exchange, target: ErrorTarget, status: int, close: bool
+) -> ErrorPageRequest:
+    """The request serving the error ``status`` of ``exchange`` at ``target``
+    (kind ``uri`` or ``named``), as NGINX's ``ngx_http_send_error_page``: a URI
+    is requested with GET (HEAD stays HEAD), its own query (none without
+    ``?``); a named location keeps the method and URI. The body is not
+    carried over, nor conditional or range fields. ``close`` is kept for the
+    answer. Raises ``HTTPError(400)`` when a rendered URI climbs above ``/``.
+    """
+    request = exchange.request
+    if target.kind == "named":
+        method, path, query, shown = request.method, request.path, request.query, request.target
+    else:
+        shown = target.template.render(cast("VariableContext", exchange))
+        raw_path, _, query = shown.partition("?")
+        path = clean_path(raw_path)
+        method = "HEAD" if request.method == "HEAD" else "GET"
+    headers = Headers([(n, v) for n, v in request.headers if n not in _NOT_CARRIED])
+    redirected = ErrorPageRequest(
+        method, shown, request.version, headers, request.host, request.keep_alive,
+        None, False, False,
+    )  # fmt: skip
+    redirected.path, redirected.query = path, query
+    redirected.status = status if target.status is None else target.status
+    redirected.close = close
+    redirected.error = status
+    return redirected
+
+
+def error_page_answer(
+    request: ErrorPageRequest, response: Response, cache: SmallFiles | None = None
+) -> Response:
+    """The answer to an error-page ``request`` as it goes out: with the
+    request's status (unless a bare ``=`` left the answer's own) and its
+    ``close``. When the error page itself failed (an ``ErrorResponse``), the
+    built-in page of that status instead, so that page and status agree."""
+    status = request.status
+    if status and response.status != status:
+        if type(response) is ErrorResponse:
+            # The page failed: the built-in page of the error being answered
+            # (of the original one when "=NEW" asked for a success).
+            response.release()
+            response = error_response(status if status >= 400 else request.error, cache=cache)
+        else:
+            response.status = status
+    if request.close:
+        response.close = True
+    return response

@@ -68,7 +68,16 @@ from typing import Protocol as TypingProtocol
 
 from localhost.accesslog import combined_line
 from localhost.config.model import ServerBlock, Timeouts
-from localhost.handlers.error_pages import error_response, refusal_response
+from localhost.handlers.error_pages import (
+    ErrorPageRequest,
+    ErrorResponse,
+    error_page_answer,
+    error_page_request,
+    error_response,
+    error_target,
+    refusal_response,
+)
+from localhost.handlers.redirect import location_value, redirect, render
 from localhost.http.errors import HTTPError
 from localhost.http.message import Headers, Request, Response
 from localhost.http.methods import IMPLEMENTED_METHODS
@@ -90,6 +99,7 @@ log = logging.getLogger("localhost")
 
 HIGH_WATER = LIMITS.high_water_bytes  # queued above this, exchange.write asks its producer to pause
 MAX_INTERNAL_REDIRECTS = LIMITS.max_internal_redirects
+MAX_REWRITES = LIMITS.max_rewrites
 SPOOL_MEMORY = LIMITS.body_spool_memory_bytes  # of a spooled body, then a temporary file
 IDLE_GRACE = LIMITS.idle_grace_seconds  # an idle connection stays open once the worker stops
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -531,20 +541,92 @@ class HTTP1Protocol(Protocol):
             "GET", target, request.version, headers, request.host, request.keep_alive,
             None, False, False,
         )  # fmt: skip
-        exchange.request = redirected
-        exchange.location = None
-        exchange.header_filter = None
-        exchange.body = None
         try:
             redirected.path, redirected.query = normalize_target(target)
         except HTTPError as exc:
+            exchange.request = redirected
             self._answer(exchange, self._error(exchange, exc))
             return
-        handler = self.handler = self.host.pipeline.start(exchange)
+        self._restart(exchange, redirected)
+
+    def _restart(self, exchange: Exchange, request: Request, named: str | None = None) -> None:
+        """Handle ``exchange`` again as ``request`` (an internal redirect): from
+        the start of the pipeline, or at the named location ``named``.
+
+        The new request has no body. When this happens before the original
+        body was read (an error found in the head, a 413), what is left of it
+        is not read: the request is handled from here (reading paused, as for
+        any handler at work), and the answer closes the connection.
+        """
+        exchange.request = request
+        exchange.location = None
+        exchange.captures = None
+        exchange.header_filter = None
+        if exchange.body is not None:
+            _close_body(exchange)
         self.policy = _IGNORE
+        if self.state < _HANDLE:
+            self.state = _HANDLE
+            self.pending = None
+            self.body_limit = 0
+            self._drop_spool()
+            transport = self.transport
+            if not self.paused and transport is not None:
+                self.paused = True
+                transport.pause_reading()
+                transport.watch_hangup(True)
+        pipeline = self.host.pipeline
+        if named is None:
+            handler = pipeline.start(exchange)
+        else:
+            from localhost.modules.rewrite import start_named
+
+            handler = start_named(pipeline, exchange, named)
+        self.handler = handler
         self._call(handler.on_head)
         if not exchange.done and self.handler is handler:
             self._call(handler.on_body_end)
+
+    def _error_page(self, exchange: Exchange, response: Response) -> Response | None:
+        """``error_page`` for the server-made error ``response`` (NGINX's
+        ``ngx_http_send_error_page``): the response to send (the same, one
+        with its status changed, a redirect), or None when the page is served
+        by an internal redirect instead (a URI, a named location), whose
+        answer takes the error's status (``ErrorPageRequest``). Not again
+        for an error of the error page itself (``recursive_error_pages
+        off``), nor past the rewrite limit."""
+        request = exchange.request
+        if (
+            type(request) is ErrorPageRequest
+            or request is _NO_REQUEST
+            or exchange.redirects >= MAX_REWRITES
+        ):
+            return response
+        location = exchange.location
+        pages = location.error_pages if location is not None else exchange.server.error_pages
+        target = error_target(pages, response.status)
+        if target is None:
+            return response
+        kind = target.kind
+        if kind == "file":
+            response.status = target.status or 200
+            return response
+        if kind == "url":
+            response.release()
+            url = location_value(render(target.template, exchange))
+            moved = redirect(url, target.status or 302)
+            moved.close = response.close
+            return moved
+        try:
+            redirected = error_page_request(exchange, target, response.status, response.close)
+        except HTTPError:
+            return response
+        response.release()
+        exchange.redirects += 1
+        exchange.done = False  # the error page's answer is still to come
+        self.handler = None  # it answered: the error page replaces its answer
+        self._restart(exchange, redirected, target.text if kind == "named" else None)
+        return None
 
     def resume_body(self, exchange: Exchange) -> None:
         """The handler takes body bytes again."""
@@ -615,8 +697,15 @@ class HTTP1Protocol(Protocol):
         if exchange is not self.exchange or transport is None:
             response.release()
             return
+        if response.status >= 400 and type(response) is ErrorResponse:
+            found = self._error_page(exchange, response)
+            if found is None:
+                return  # served by the error page's own request
+            response = found
         self.handler = None
         request = exchange.request
+        if type(request) is ErrorPageRequest:
+            response = error_page_answer(request, response, self.host.services.error_pages)
         keep_alive = exchange.keep_alive = (
             request.keep_alive
             and not response.close
@@ -668,6 +757,8 @@ class HTTP1Protocol(Protocol):
         if exchange is not self.exchange or transport is None:
             return
         request = exchange.request
+        if type(request) is ErrorPageRequest:
+            response = error_page_answer(request, response)
         http10 = request.version == "HTTP/1.0"
         status = response.status
         framing, chunked = stream_framing(status, length, http10)
