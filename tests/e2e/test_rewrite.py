@@ -49,6 +49,7 @@ server {
     location /named-eq { error_page 404 = @fallback }
     location @fallback { return 200 "fallback: $uri" }
     location /ok { error_page 404 =200 /errors/404.html }
+    location /teapot { error_page 404 =418 ./www/errors/404.html }
     location /away { error_page 404 http://example.org/missing$uri }
     location /again { error_page 404 /nothing/here }
     location /cgi-bin { root ./cgi-bin; cgi .py {python} }
@@ -208,6 +209,9 @@ def test_error_page_named_location_with_and_without_equals(server: Server) -> No
 def test_error_page_new_status_and_redirect(server: Server) -> None:
     ok = get(server, "/ok/missing")
     assert (ok.status_code, ok.text) == (200, PAGE_404)
+    # a page file (relative to the config) with a new status
+    teapot = get(server, "/teapot/x")
+    assert (teapot.status_code, teapot.text) == (418, PAGE_404)
     away = get(server, "/away/x")
     assert away.status_code == 302
     assert away.headers["Location"] == "http://example.org/missing/away/x"
