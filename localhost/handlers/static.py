@@ -14,8 +14,10 @@ import errno
 import mimetypes
 import os
 import stat
+from collections.abc import Mapping
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from localhost.config.model import Location
@@ -184,11 +186,27 @@ class FileCache:
         return Response(200, entry.headers, file=FileBody(fd, 0, entry.size), raw_fields=entry.raw)
 
 
-def _guess(ext: str) -> str:
-    guessed = mimetypes.guess_type("x" + ext, strict=False)[0] or "application/octet-stream"
-    if guessed.startswith("text/") or guessed in _TEXT_TYPES:
-        guessed += "; charset=utf-8"
-    return guessed
+#: NGINX's ``default_type``: the type of a file whose extension no table knows.
+DEFAULT_TYPE = "application/octet-stream"
+#: NGINX's ``charset_types`` default: the types ``charset NAME`` labels
+#: (``text/html`` is always one of them), and ``text/javascript``, the type
+#: ``mimetypes`` gives ``.js`` (RFC 9239), where NGINX 1.22's table has
+#: ``application/javascript``.
+CHARSET_TYPES = frozenset(
+    {
+        "text/html",
+        "text/xml",
+        "text/plain",
+        "text/vnd.wap.wml",
+        "application/javascript",
+        "text/javascript",
+        "application/rss+xml",
+    }
+)
+
+
+def _media(ext: str) -> str | None:
+    return mimetypes.guess_type("x" + ext, strict=False)[0]
 
 
 def _known_types() -> dict[str, str]:
@@ -200,19 +218,118 @@ def _known_types() -> dict[str, str]:
         mimetypes.suffix_map,
         mimetypes.encodings_map,
     )
-    return {ext: _guess(ext) for ext in {e.lower() for table in known for e in table}}
+    table: dict[str, str] = {}
+    for ext in {e.lower() for found in known for e in found}:
+        media = _media(ext)
+        if media is not None:
+            table[ext] = media
+    return table
 
 
-#: Content-Type by lower-case extension for every extension ``mimetypes`` knows,
-#: made once at import (its tables do not change afterwards).
-_CONTENT_TYPES = _known_types()
+#: Media type by lower-case extension (with its dot) for every extension
+#: ``mimetypes`` knows a type for, made once at import (its tables do not
+#: change afterwards). Extensions it knows only as an encoding (``.gz``) are
+#: not here: their files get ``default_type``.
+MEDIA_TYPES = _known_types()
+
+
+def _utf8_label(media: str) -> str:
+    # localhost's own rule when no charset directive applies: text is UTF-8.
+    if media.startswith("text/") or media in _TEXT_TYPES:
+        return media + "; charset=utf-8"
+    return media
+
+
+def _labelled(media: str, charset: str | None, charset_types: frozenset[str]) -> str:
+    if charset is None:
+        return media if "charset=" in media.lower() else _utf8_label(media)
+    if not charset or "charset=" in media.lower():
+        return media
+    bare = media.partition(";")[0].strip().lower()
+    if bare == "text/html" or bare in charset_types or "*" in charset_types:
+        return f"{media}; charset={charset}"
+    return media
+
+
+class ContentTypes:
+    """The Content-Type of a file by its name, under one location's settings.
+
+    ``table`` maps a lower-case extension with its dot (``".html"``) to the
+    whole field value, charset included; ``fallback`` is the value for any
+    other name (``default_type``, labelled likewise). Calling it costs one
+    ``splitext`` and one dictionary lookup.
+    """
+
+    __slots__ = ("table", "fallback")
+
+    def __init__(self, table: Mapping[str, str], fallback: str) -> None:
+        self.table = table
+        self.fallback = fallback
+
+    def __call__(self, name: str) -> str:
+        """The Content-Type value for the file ``name`` (a path or a file name)."""
+        known = self.table.get(os.path.splitext(name)[1].lower())
+        return known if known is not None else self.fallback
+
+    def __repr__(self) -> str:
+        return f"ContentTypes({len(self.table)} extensions, default {self.fallback!r})"
+
+
+def content_types(
+    types: Mapping[str, str] | None = None,
+    default_type: str = DEFAULT_TYPE,
+    charset: str | None = None,
+    charset_types: frozenset[str] = CHARSET_TYPES,
+) -> ContentTypes:
+    """The ``ContentTypes`` of a location's settings (NGINX's ``types``,
+    ``default_type``, ``charset`` and ``charset_types``), built at load.
+
+    ``types`` maps lower-case extensions without their dot to media types (a
+    ``types { }`` block, which replaces the built-in table as in NGINX);
+    None is the built-in table (Python's ``mimetypes``). ``charset`` None is
+    localhost's default, ``; charset=utf-8`` on every ``text/*`` type and on
+    JSON, JavaScript, XML, SVG and XHTML; ``""`` is ``charset off``; a name
+    labels ``text/html`` and the types of ``charset_types`` (``"*"``: every
+    type) that have no charset of their own. Locations with the same
+    settings share one object.
+    """
+    key = (id(types) if types is not None else 0, default_type, charset, charset_types)
+    found = _SHARED.get(key)
+    if found is not None and found[0] is types:
+        return found[1]
+    if types is None:
+        base: Mapping[str, str] = MEDIA_TYPES
+    else:
+        base = {"." + ext: media for ext, media in types.items()}
+    table = {ext: _labelled(media, charset, charset_types) for ext, media in base.items()}
+    made = ContentTypes(table, _labelled(default_type, charset, charset_types))
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()  # old configurations' tables (reloads)
+    # The table object is kept with its entry: its id stays its own.
+    _SHARED[key] = (types, made)
+    return made
+
+
+_SHARED: dict[tuple[int, str, str | None, frozenset[str]], tuple[Any, ContentTypes]] = {}
+_SHARED_MAX = 64
+
+#: The Content-Types of a location without types, default_type or charset.
+DEFAULT_CONTENT_TYPES = content_types()
 
 
 def content_type(name: str) -> str:
-    """Content-Type for a file name, from ``mimetypes``; text gets ``charset=utf-8``."""
-    ext = os.path.splitext(name)[1].lower()
-    known = _CONTENT_TYPES.get(ext)
-    return known if known is not None else _guess(ext)
+    """Content-Type for a file name, from ``mimetypes`` (``application/octet-stream``
+    when it knows none); text gets ``charset=utf-8``."""
+    return DEFAULT_CONTENT_TYPES(name)
+
+
+def location_types(location: Location) -> ContentTypes:
+    """The Content-Types of ``location``: ``options["default_type"]``, which the
+    headers module derives at load from ``types``, ``default_type``,
+    ``charset`` and ``charset_types`` (the default for a location made
+    elsewhere, e.g. by an application)."""
+    found = location.options.get("default_type")
+    return found if isinstance(found, ContentTypes) else DEFAULT_CONTENT_TYPES
 
 
 def inside(root: str, path: str) -> bool:
@@ -287,7 +404,9 @@ def _file_response(
     if status == 412:
         raise HTTPError(412, f"precondition failed for {path}")
     size = st.st_size
-    kind = content_type(path)
+    # One lookup of the location's table, built at load (only a file that
+    # is not in the open-file cache gets here: a cached one keeps its fields).
+    kind = location_types(location)(path)
     headers = [("Content-Type", kind), ("Accept-Ranges", "bytes"), *validators]
     ranges = None
     if request.method == "GET":
