@@ -33,11 +33,12 @@ from localhost.handlers.error_pages import error_response, prefers_json, refusal
 from localhost.http.errors import HTTPError
 from localhost.modules.base import MAX_REWRITES, Phase, Plan, Rewrite, Step
 from localhost.modules.base import plan as build_plan
+from localhost.modules.ratelimit import Delay, Delayed
 
 if TYPE_CHECKING:
     from localhost.config.model import Location
     from localhost.handlers.base import Exchange
-    from localhost.http.message import Response
+    from localhost.http.message import Request, Response
     from localhost.routing import Router
     from localhost.services import Services
 
@@ -128,6 +129,10 @@ class Pipeline:
                 if location is None:
                     pages = self.services.error_pages
                     return Answer(exchange, error_response(404, server.error_pages, cache=pages))
+        return self._content(exchange, location, request)
+
+    def _content(self, exchange: Exchange, location: Location, request: Request) -> Handler:
+        """The session and the content handler of ``location`` (405 when none answers)."""
         dispatch = self._routes.get(id(location)) or self.route(location)
         candidates = dispatch.table.get(request.method)
         if candidates is None:
@@ -142,26 +147,33 @@ class Pipeline:
                 return spec.factory(exchange)
         return self._not_allowed(exchange, location, dispatch)
 
-    def _location_phases(self, exchange: Exchange, plan: Plan) -> Handler | None:
-        """The location's rewrite, access and try_files steps, in that order.
+    def _location_phases(
+        self, exchange: Exchange, plan: Plan, first: int = 0, start: int = 0
+    ) -> Handler | None:
+        """The location's rewrite, access and try_files steps, in that order
+        (from step ``start`` of phase ``_LOCATION_PHASES[first]``: a delayed
+        request going on).
 
         A rewrite that asks for it chooses the location again and starts
         over there (``rewrite`` raises 500 past ``MAX_REWRITES``). Returns
         an answer, or None to go on to the content handler (with
         ``exchange.location`` None: nothing matches, 404).
         """
+        phases = _LOCATION_PHASES[first:]
         while True:
             exchange.header_filter = plan.header_filter
             again = False
-            for phase in _LOCATION_PHASES:
-                found = self._steps(exchange, plan.get(phase))
+            for phase in phases:
+                found = self._steps(exchange, plan.get(phase), start)
                 if found is not None:
                     return found
+                start = 0
                 if exchange.rewritten:
                     again = True
                     break
             if not again:
                 return None
+            phases = _LOCATION_PHASES
             exchange.rewritten = False
             location = exchange.location
             if location is None:
@@ -172,15 +184,21 @@ class Pipeline:
                 return None
             plan = next_plan
 
-    def _steps(self, exchange: Exchange, steps: tuple[Step, ...]) -> Handler | None:
-        """Run one phase's ``steps``: an answer becomes an ``Answer`` handler, a
-        rewrite changes the request (see ``Rewrite.flag``)."""
+    def _steps(self, exchange: Exchange, steps: tuple[Step, ...], start: int = 0) -> Handler | None:
+        """Run one phase's ``steps`` (from ``start``): an answer becomes an
+        ``Answer`` handler, a rewrite changes the request (see
+        ``Rewrite.flag``), a ``Delay`` (``limit_req``) a ``Delayed`` handler
+        that goes on with the steps after it once the delay has passed."""
         changed = False
-        for step in steps:
+        for step in steps[start:] if start else steps:
             result = step(exchange)
             if result is None:
                 continue
-            if type(result) is not Rewrite:
+            kind = type(result)
+            if kind is not Rewrite:
+                if kind is Delay:
+                    after = steps.index(step, start) + 1
+                    return Delayed(exchange, self, result.seconds, steps, after)
                 return Answer(exchange, result)
             self.rewrite(exchange, result)
             flag = result.flag
@@ -193,6 +211,30 @@ class Pipeline:
         if changed and exchange.location is not None:
             exchange.rewritten = True  # a rewritten URI looks for its location again
         return None
+
+    def resume(self, exchange: Exchange, steps: tuple[Step, ...], start: int) -> Handler:
+        """The handler of a request a step delayed (``Delayed``): the steps of
+        its location's phase ``steps`` from ``start``, the later phases, then
+        the content handler. Never raises: an error is an ``Answer``."""
+        try:
+            location = exchange.location
+            plan = self._plans.get(id(location)) if location is not None else None
+            if plan is not None:
+                phases = [plan.get(phase) for phase in _LOCATION_PHASES]
+                first = next(n for n, found in enumerate(phases) if found is steps)
+                handler = self._location_phases(exchange, plan, first, start)
+                if handler is not None:
+                    return handler
+                location = exchange.location
+            if location is None:
+                pages = exchange.server.error_pages
+                return Answer(exchange, error_response(404, pages, cache=self.services.error_pages))
+            return self._content(exchange, location, exchange.request)
+        except HTTPError as exc:
+            return Answer(exchange, self.error_response(exchange, exc))
+        except Exception:
+            log.exception("error resuming %s", exchange.request)
+            return Answer(exchange, self.internal_error(exchange))
 
     def rewrite(self, exchange: Exchange, rewrite: Rewrite) -> None:
         """Give ``exchange`` the URI of ``rewrite`` (a new ``Request``: parsed
