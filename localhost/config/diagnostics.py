@@ -26,12 +26,17 @@ ELLIPSIS = "..."
 
 @dataclass(frozen=True, slots=True)
 class Note:
-    """A second position that explains a diagnostic (e.g. where a block opened)."""
+    """A second position that explains a diagnostic (e.g. where a block opened).
+
+    ``path`` names the file the note is in when it is not the diagnostic's
+    own (the ``include`` that brought an included file in).
+    """
 
     line: int
     column: int
     message: str
     source: str = ""
+    path: str | None = None
 
 
 def _shown_char(char: str) -> tuple[str, str]:
@@ -85,7 +90,9 @@ def render(
     shown, caret = excerpt(source, column)
     text = f"{path}:{line}:{column}: {message}\n{GUTTER}{shown}\n{GUTTER}{caret}"
     for note in notes:
-        text += "\n" + render(path, note.line, note.column, f"note: {note.message}", note.source)
+        text += "\n" + render(
+            note.path or path, note.line, note.column, f"note: {note.message}", note.source
+        )
     return text
 
 

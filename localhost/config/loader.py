@@ -14,6 +14,17 @@ Every problem raises ``ConfigError``, whose text is
 (``diagnostics.py``). Problems that do not stop the server (an ``error_page``
 file that is missing) become ``ConfigWarning``s in ``Config.warnings``.
 
+``include GLOB`` (any context) is expanded as the validator walks: the files'
+statements stand where the include stood. Each token remembers its file
+(``_Validator.origins``, by the token's id), so that a message names the
+included file, its line and column and shows its line, with a note for each
+include on the way; a file that includes itself, directly or not, is an
+error naming the chain. NGINX's names for localhost's directives
+(``SYNONYMS``, and ``listen`` for ``host`` + ``port``) set the same value; a
+block that uses both spellings is an error. ``Overrides`` are the command
+line's values over the file's; ``explain`` also returns the ``Trace`` that
+``localhost -T`` prints (``effective.py``).
+
 Lines are counted at LF only, everywhere: the grammar does, and so does every
 excerpt (``str.splitlines`` would also break at form feed, U+2028 and others,
 and show the wrong line). A CR before the LF belongs to no value, so CRLF
@@ -23,6 +34,7 @@ files read as LF files. A UTF-8 byte-order mark at the start is skipped.
 from __future__ import annotations
 
 import difflib
+import glob
 import importlib
 import inspect
 import ipaddress
@@ -32,7 +44,7 @@ import re
 import stat
 import sys
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from http import HTTPStatus
 from importlib import resources
@@ -51,6 +63,7 @@ from localhost.config.model import (
     DEFAULT_FILE,
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_HOST,
+    DEFAULT_KEEPALIVE_REQUESTS,
     DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_SEND_TIMEOUT,
     DEFAULT_SESSION_STORE,
@@ -70,7 +83,19 @@ from localhost.config.model import (
 )
 from localhost.http.methods import IMPLEMENTED_METHODS
 
-__all__ = ["DIRECTIVES", "NGINX_EQUIVALENTS", "ConfigError", "ConfigWarning", "load", "loads"]
+__all__ = [
+    "DIRECTIVES",
+    "NGINX_EQUIVALENTS",
+    "SYNONYMS",
+    "ConfigError",
+    "ConfigWarning",
+    "Overrides",
+    "Trace",
+    "explain",
+    "explains",
+    "load",
+    "loads",
+]
 
 MAIN, SERVER, LOCATION = "top level", "server", "location"
 
@@ -81,13 +106,19 @@ BOM = "\ufeff"
 #: directory_listing'. A row goes away when localhost implements the NGINX
 #: name itself.
 NGINX_EQUIVALENTS: dict[str, str] = {
-    "listen": "host and port (host 127.0.0.1; port 8080)",
+    "return": "redirect (redirect URL answers 301 with Location: URL)",
+    "limit_except": "methods",
+}
+
+#: NGINX's names that localhost accepts for its own directives: NGINX name ->
+#: localhost name. Both spellings set one value; writing both in one block is
+#: an error. (``listen`` is the NGINX spelling of ``host`` + ``port``: see
+#: ``_Validator.addresses``.)
+SYNONYMS: dict[str, str] = {
+    "index": "default_file",
     "autoindex": "directory_listing",
     "client_max_body_size": "body_limit",
-    "index": "default_file",
-    "return": "redirect (redirect URL answers 301 with Location: URL)",
-    "alias": "root (a location's own root replaces its prefix, as alias does)",
-    "limit_except": "methods",
+    "alias": "root",
 }
 
 #: NGINX blocks that localhost does without, and where their content goes.
@@ -132,6 +163,41 @@ class _Statement:
     args: list[Token]
     body: list[_Statement] | None = None
     end: Token | None = None
+
+
+@dataclass(eq=False)
+class _Source:
+    """One file of the configuration: the main one, an included one, or the
+    command line's flags (``Overrides``).
+
+    ``path`` is the file as messages name it; ``lines`` its text split at LF;
+    ``real`` its resolved path (for include cycles); ``parent`` the file that
+    included it and ``include`` the ``include`` directive's name token there
+    (None for the main file); ``order`` counts files as they are read.
+    """
+
+    path: str
+    lines: list[str]
+    real: str = ""
+    parent: _Source | None = None
+    include: Token | None = None
+    order: int = 0
+
+    def line(self, number: int) -> str:
+        """Line ``number`` (from 1) as shown under a message, without its CR."""
+        if not 0 < number <= len(self.lines):
+            return ""
+        text = self.lines[number - 1]
+        return text[:-1] if text.endswith("\r") else text
+
+    def chain(self) -> list[_Source]:
+        """This file and the files that included it, the main file last."""
+        chain = []
+        source: _Source | None = self
+        while source is not None:
+            chain.append(source)
+            source = source.parent
+        return chain
 
 
 class _ToStatements(Transformer_NonRecursive[Token, list[_Statement]]):
@@ -423,11 +489,95 @@ def _root(v: _Validator, args: list[Token]) -> Path:
     return _directory(v, args[0])
 
 
-def _default_file(v: _Validator, args: list[Token]) -> str:
-    name = args[0]
-    if name.startswith("/") or ".." in name.split("/") or "\0" in name:
-        v.fail(name, f"invalid default_file {_q(name)} (expected a file name relative to root)")
-    return str(name)
+def _default_file(v: _Validator, args: list[Token]) -> tuple[str, ...]:
+    """``default_file NAME`` or ``index NAME...``: the names, first existing wins."""
+    for name in args:
+        if not name or name.startswith("/") or ".." in name.split("/") or "\0" in name:
+            v.fail(name, f"invalid {v.name} {_q(name)} (expected a file name relative to root)")
+    return tuple(str(name) for name in args)
+
+
+def _root_in_location(v: _Validator, args: list[Token]) -> Path:
+    """``alias PATH``: a location's ``root`` (it replaces the location's prefix)."""
+    return _directory(v, args[0])
+
+
+def _keepalive_requests(v: _Validator, args: list[Token]) -> int:
+    number = _number(args[0])
+    if number is None or number > 1_000_000_000:
+        v.fail(
+            args[0],
+            f"invalid keepalive_requests {_q(args[0])} (expected a number of requests; "
+            "0 closes every connection after its first response)",
+        )
+    return number
+
+
+#: ``listen`` parameters of NGINX that localhost does not have.
+_LISTEN_UNSUPPORTED = (
+    "ssl",
+    "http2",
+    "quic",
+    "proxy_protocol",
+    "reuseport",
+    "deferred",
+    "bind",
+    "ipv6only=",
+    "backlog=",
+    "rcvbuf=",
+    "sndbuf=",
+    "so_keepalive=",
+    "fastopen=",
+    "accept_filter=",
+    "setfib=",
+)
+
+
+def _listen(v: _Validator, args: list[Token]) -> tuple[str, int, bool, Token]:
+    """``listen [ADDRESS:]PORT [default_server]``: ``(host, port, default, token)``.
+
+    As NGINX: ``ADDRESS`` alone listens on port 80, ``PORT`` alone on every
+    address (``*``); ``[IPv6]:PORT``, ``localhost:PORT`` and ``*:PORT`` work;
+    ``default`` is the old spelling of ``default_server``.
+    """
+    token, *flags = args
+    default = False
+    for flag in flags:
+        if flag in ("default_server", "default") and not default:
+            default = True
+            continue
+        if flag in ("default_server", "default"):
+            v.fail(flag, f"{_q(flag)} is given twice")
+        known = flag.split("=", 1)[0] + ("=" if "=" in flag else "")
+        if flag in _LISTEN_UNSUPPORTED or known in _LISTEN_UNSUPPORTED:
+            v.fail(flag, f"listen parameter {_q(flag)} is not supported by localhost")
+        v.fail(flag, f"unknown listen parameter {_q(flag)} (expected default_server)")
+    text = str(token)
+    if text.startswith("unix:"):
+        v.fail(token, "UNIX-domain sockets are not supported (expected [ADDRESS:]PORT)")
+    address, port_text = "", text
+    if text.startswith("["):
+        close = text.find("]")
+        address, rest = text[: close + 1], text[close + 1 :]
+        if close < 0 or (rest and not rest.startswith(":")):
+            v.fail(token, f"invalid listen address {_q(text)} (expected [IPv6]:PORT)")
+        port_text = rest[1:] if rest else "80"
+    elif ":" in text:
+        address, _, port_text = text.rpartition(":")
+    elif _number(text) is None:
+        address, port_text = text, "80"
+    port = _number(port_text)
+    if port is None or not 1 <= port <= 65535:
+        v.fail(token, f"invalid port in {_q(text)} (expected a number from 1 to 65535)")
+    host = DEFAULT_HOST
+    if address:
+        host = _host(v, [Token.new_borrow_pos(token.type, address, token)])
+    return host, port, default, token
+
+
+def _never(v: _Validator, args: list[Token]) -> None:
+    """A directive the validator reads itself, before the table (``include``)."""
+    raise AssertionError("read by the validator")
 
 
 def _on_off(v: _Validator, args: list[Token]) -> bool:
@@ -488,7 +638,7 @@ def _store(v: _Validator, args: list[Token]) -> Path:
 
 #: What a server block with a protocol other than HTTP may contain; every other
 #: directive, and any location block, is about HTTP and is an error there.
-PROTOCOL_DIRECTIVES = frozenset({"host", "port", "protocol", "keepalive_timeout"})
+PROTOCOL_DIRECTIVES = frozenset({"host", "port", "listen", "protocol", "keepalive_timeout"})
 
 #: The asyncio.Protocol methods a transport calls; a protocol class needs them all
 #: (subclassing ``localhost.Protocol`` or ``asyncio.Protocol`` gives them defaults).
@@ -653,14 +803,124 @@ DIRECTIVES: dict[str, Directive] = {
         (MAIN, SERVER), 1, 1, _time, syntax="client_body_timeout TIME"
     ),
     "keepalive_timeout": Directive((MAIN, SERVER), 1, 1, _time, syntax="keepalive_timeout TIME"),
+    "keepalive_requests": Directive(
+        (MAIN, SERVER), 1, 1, _keepalive_requests, syntax="keepalive_requests NUMBER"
+    ),
+    # NGINX's spellings (SYNONYMS, and listen for host + port).
+    "listen": Directive(
+        (SERVER,),
+        1,
+        None,
+        _listen,
+        repeatable=True,
+        syntax="listen [ADDRESS:]PORT [default_server]",
+    ),
+    "index": Directive((SERVER, LOCATION), 1, None, _default_file, syntax="index NAME..."),
+    "autoindex": Directive((SERVER, LOCATION), 1, 1, _on_off, syntax="autoindex on|off"),
+    "client_max_body_size": Directive(
+        (MAIN, SERVER, LOCATION), 1, 1, _size, syntax="client_max_body_size SIZE"
+    ),
+    "alias": Directive((LOCATION,), 1, 1, _root_in_location, syntax="alias PATH"),
+    # Read by the validator as it walks (_Validator.expand), in any context.
+    "include": Directive((MAIN, SERVER, LOCATION), 1, 1, _never, syntax="include FILE|GLOB"),
     "send_timeout": Directive((MAIN, SERVER), 1, 1, _time, syntax="send_timeout TIME"),
     "protocol": Directive((SERVER,), 1, 1, _protocol, syntax="protocol http|echo|MODULE:CLASS"),
 }
 
-BLOCKS: dict[str, tuple[str, ...]] = {"server": (MAIN,), "location": (SERVER, LOCATION)}
+BLOCKS: dict[str, tuple[str, ...]] = {
+    "server": (MAIN,),
+    "location": (SERVER, LOCATION),
+    "types": (MAIN, SERVER, LOCATION),
+}
 
 #: NGINX's location modifiers (``location MODIFIER PATH``).
 LOCATION_MODIFIERS = ("=", "^~", "~", "~*")
+
+#: Other names a directive may not share a block with, beyond its synonym:
+#: ``listen`` is NGINX's spelling of ``host`` + ``port``.
+_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "listen": ("host", "port"),
+    "host": ("listen",),
+    "port": ("listen",),
+}
+
+#: An RFC 9110 token (a media type's type and subtype in a ``types`` block).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Settings the command line forces over the file's (``localhost --root
+    DIR --port 8000 ...``), in every server block.
+
+    ``host`` and ``port`` replace the address and port of every listen
+    address (``host``/``port``/``listen``); ``root`` replaces each server
+    block's ``root`` (a location with its own ``root`` or ``alias`` keeps
+    it); ``listing`` turns ``directory_listing`` on everywhere;
+    ``timeout_ms`` (milliseconds) sets ``client_header_timeout``,
+    ``client_body_timeout``, ``keepalive_timeout`` and ``send_timeout``.
+    A bad value is a ``ConfigError`` at ``command line:1:COLUMN``, the flag
+    and its value shown as the line.
+    """
+
+    host: str | None = None
+    port: int | None = None
+    root: str | None = None
+    listing: bool = False
+    timeout_ms: int | None = None
+
+    def tokens(self, validator: _Validator) -> dict[str, Token]:
+        """Each given value as a token of the flags' own source (for messages)."""
+        tokens: dict[str, Token] = {}
+        for name, value in (("host", self.host), ("port", self.port), ("root", self.root)):
+            if value is None:
+                continue
+            flag = f"--{name} "
+            token = tokens[name] = Token("WORD", str(value), line=1, column=len(flag) + 1)
+            validator.origins[id(token)] = _Source("command line", [flag + str(value)])
+        return tokens
+
+
+@dataclass
+class TracedLocation:
+    """A location as ``-T`` shows it: the model, the scopes it was made from
+    (its own, merged with the locations it is nested in; its server's; the
+    top level's), how deep it is nested (0: in the server block), and the
+    name token of its block (None for the implicit ``location /``)."""
+
+    location: Location
+    scopes: tuple[_Scope, _Scope, _Scope]
+    depth: int
+    token: Token | None
+
+
+@dataclass
+class TracedServer:
+    """A server block as ``-T`` shows it: the model, its scope, its block's
+    name token, and its locations in file order (a parent before the
+    locations nested in it, the implicit ``location /`` last)."""
+
+    server: ServerBlock
+    scope: _Scope
+    token: Token
+    locations: list[TracedLocation]
+
+
+@dataclass
+class Trace:
+    """What ``-T`` shows beside the model, gathered while loading (``explain``).
+
+    ``sources``: every file read, the main one first, as ``(path, text)``;
+    ``main``: the top level's scope; ``servers`` in file order;
+    ``statements``: each directive's statement by the id of its name token
+    (``scope.values[name][1]``); ``files``: the file of each token, by id.
+    """
+
+    sources: list[tuple[str, str]] = field(default_factory=list)
+    main: _Scope | None = None
+    servers: list[TracedServer] = field(default_factory=list)
+    statements: dict[int, _Statement] = field(default_factory=dict)
+    files: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -676,23 +936,78 @@ class _Scope:
 
 
 class _Validator:
-    def __init__(self, path: Path, text: str, directives: dict[str, Directive]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        text: str,
+        directives: dict[str, Directive],
+        overrides: Overrides | None = None,
+    ) -> None:
         self.path = path
         self.directives = directives
         self.base = path.parent
         # At LF only, as the grammar counts lines (see the module docstring).
-        self.lines = text.split("\n")
+        self.main = _Source(str(path), text.split("\n"), _resolved(path))
+        self.lines = self.main.lines
+        #: The file of each token (by id: tokens live as long as their
+        #: statements, which outlive the validation), and the file that
+        #: messages without a token of their own are about.
+        self.origins: dict[int, _Source] = {}
+        self.current = self.main
+        self.files = 1
+        self.sources = [self.main]
         self.warnings: list[ConfigWarning] = []
+        self.warning_order: list[tuple[int, int, int]] = []
         self.name = ""  # the directive being converted, for messages
         # The protocol directive: (host, port) -> (protocol, where it was set).
         self.listen_protocols: dict[tuple[str, int], tuple[str | None, Token]] = {}
+        # listen ... default_server: (host, port) -> where it was set.
+        self.default_servers: dict[tuple[str, int], Token] = {}
+        self.overrides = overrides or Overrides()
+        self.flags = self.overrides.tokens(self)
+        #: For -T: the statement of each directive's name token, and what each
+        #: server block and location was made from (``trace``).
+        self.statements: dict[int, _Statement] = {}
+        self.trace: Trace | None = None
+        self.traced: list[TracedLocation] = []
+        self.nesting = 0
+        self.forced: dict[str, Any] = {}
 
     def source(self, line: int) -> str:
-        """Line ``line`` (from 1) as shown under a message, without its CR."""
-        if not 0 < line <= len(self.lines):
-            return ""
-        text = self.lines[line - 1]
-        return text[:-1] if text.endswith("\r") else text
+        """Line ``line`` (from 1) of the current file as shown under a message."""
+        return self.current.line(line)
+
+    def source_of(self, token: Token) -> _Source:
+        """The file ``token`` comes from (the current one for a token made later)."""
+        return self.origins.get(id(token), self.current)
+
+    def register(self, statements: list[_Statement], source: _Source) -> None:
+        """Remember ``source`` as the file of every token in ``statements``."""
+        stack = list(statements)  # not recursive: blocks may nest thousands deep
+        while stack:
+            st = stack.pop()
+            self.origins[id(st.name)] = source
+            for arg in st.args:
+                self.origins[id(arg)] = source
+            if st.body:
+                stack.extend(st.body)
+
+    def included_from(self, source: _Source) -> tuple[Note, ...]:
+        """A note per ``include`` that brought ``source`` in, innermost first."""
+        notes = []
+        while source.parent is not None and source.include is not None:
+            token, parent = source.include, source.parent
+            notes.append(
+                Note(
+                    token.line or 0,
+                    token.column or 0,
+                    f"{_printable(source.path)} is included from here",
+                    parent.line(token.line or 0),
+                    parent.path,
+                )
+            )
+            source = parent
+        return tuple(notes)
 
     def fail(
         self,
@@ -702,19 +1017,31 @@ class _Validator:
         column: int = 0,
         notes: tuple[Note, ...] = (),
     ) -> NoReturn:
+        source = self.current if token is None else self.source_of(token)
         if token is not None:
             line, column = token.line or 0, token.column or 0
-        raise ConfigError(str(self.path), line, column, message, self.source(line), notes)
+        notes += self.included_from(source)
+        raise ConfigError(source.path, line, column, message, source.line(line), notes)
 
     def warn(self, token: Token, message: str) -> None:
+        source = self.source_of(token)
         line, column = token.line or 0, token.column or 0
-        self.warnings.append(
-            ConfigWarning(str(self.path), line, column, message, self.source(line))
-        )
+        self.warnings.append(ConfigWarning(source.path, line, column, message, source.line(line)))
+        self.warning_order.append((source.order, line, column))
 
     def note(self, token: Token, message: str) -> Note:
+        source = self.source_of(token)
         line, column = token.line or 0, token.column or 0
-        return Note(line, column, message, self.source(line))
+        path = source.path if source is not self.current else None
+        return Note(line, column, message, source.line(line), path)
+
+    def at(self, token: Token, here: Token) -> str:
+        """Where ``token`` is, for a message about ``here``: ``line 3``, or
+        ``sites/a.conf:3`` when the two are in different files."""
+        source = self.source_of(token)
+        if source is self.source_of(here):
+            return f"line {token.line}"
+        return f"{_printable(source.path)}:{token.line}"
 
     def path_of(self, token: Token) -> Path:
         if "\0" in token:
@@ -725,6 +1052,73 @@ class _Validator:
             self.fail(token, f"{self.name} {_q(token)}: cannot find the home folder it names")
         return path if path.is_absolute() else (self.base / path)
 
+    # -- include ------------------------------------------------------------
+
+    def expand(self, statements: Iterable[_Statement]) -> Iterator[_Statement]:
+        """``statements`` with every ``include`` replaced by the statements of
+        the files it names (themselves expanded), in place."""
+        for st in statements:
+            if st.name == "include" and st.body is None:
+                yield from self.expand(self.include(st))
+            else:
+                yield st
+
+    def include(self, st: _Statement) -> list[_Statement]:
+        """The statements of the files ``include GLOB`` names, in sorted order.
+
+        A relative GLOB is taken from the main file's folder (as NGINX takes it
+        from its prefix), whichever file the include is in. A GLOB with
+        wildcards may match nothing; a plain name must be an existing file.
+        """
+        including = self.current = self.source_of(st.name)
+        self.name = "include"
+        if len(st.args) != 1:
+            where = st.args[1] if len(st.args) > 1 else st.name
+            self.fail(where, 'invalid number of values in "include" (syntax: include FILE|GLOB)')
+        token = st.args[0]
+        path = self.path_of(token)
+        if any(char in token for char in "*?["):
+            written = Path(token).expanduser()
+            if written.is_absolute():
+                found = glob.glob(str(written))
+            else:
+                matches = glob.glob(str(written), root_dir=self.base)
+                found = [str(self.base / match) for match in matches]
+            files = [Path(match) for match in sorted(found)]
+        else:
+            files = [path]
+        statements: list[_Statement] = []
+        for file in files:
+            problem = _path_problem(file, "file")
+            if problem and file == path:
+                self.fail(token, f"include {_q(token)} {problem}{_resolved_note(token, file)}")
+            if problem:  # a match of the glob: its path says where it is
+                self.fail(token, f"include {_q(token)}: {_printable(str(file))} {problem}")
+            real = _resolved(file)
+            chain = including.chain()
+            if any(source.real == real for source in chain):
+                trail = " -> ".join(_printable(s.path) for s in reversed(chain))
+                self.fail(token, f"include cycle: {trail} -> {_printable(str(file))}")
+            try:
+                data = file.read_bytes()
+            except OSError as exc:
+                self.fail(token, f"include {_q(token)}: cannot read {file}: {exc.strerror or exc}")
+            self.files += 1
+            source = _Source(str(file), [], real, including, st.name, self.files)
+            self.sources.append(source)
+            self.current = source
+            text = _decode(data, source.path, self.included_from(source))
+            source.lines = text.split("\n")
+            try:
+                tree = _parser().parse(text)
+            except lark.exceptions.UnexpectedInput as exc:
+                _syntax_error(exc, text, self)
+            parsed = _ToStatements().transform(tree)
+            self.register(parsed, source)
+            statements += parsed
+            self.current = including
+        return statements
+
     # -- walking ------------------------------------------------------------
 
     def scope(
@@ -733,8 +1127,9 @@ class _Validator:
         """Collect the directives of one context; return them and its child blocks."""
         scope = _Scope()
         blocks = []
-        for st in statements:
+        for st in self.expand(statements):
             if st.body is not None:
+                self.current = self.source_of(st.name)
                 allowed = BLOCKS.get(st.name)
                 if allowed is None:
                     self.unknown(st, context)
@@ -744,10 +1139,47 @@ class _Validator:
                         f'"{st.name}" block is not allowed in {_where(context)} '
                         f"({_allowed(allowed)})",
                     )
+                if st.name == "types":
+                    self.types(st, scope)
+                    continue
                 blocks.append(st)
                 continue
             self.directive(st, context, scope)
         return scope, blocks
+
+    def types(self, block: _Statement, scope: _Scope) -> None:
+        """``types { TYPE EXTENSION...; ... }``: extension (lower case, no dot)
+        -> media type, into ``scope.values["types"]``. Several blocks in one
+        context add up (``include mime.types`` beside a block of one's own); a
+        later extension replaces an earlier one with a warning, as NGINX."""
+        if block.args:
+            self.fail(block.args[0], '"types" block takes no values')
+        entry = scope.values.get("types")
+        table: dict[str, str] = dict(entry[0]) if entry is not None else {}
+        where: dict[str, Token] = {}
+        for st in self.expand(block.body or []):
+            self.current = self.source_of(st.name)
+            media = str(st.name)
+            if st.body is not None:
+                self.fail(st.name, 'a "types" block holds "TYPE EXTENSION...;" lines, not blocks')
+            main_type, slash, sub_type = media.partition("/")
+            if not slash or not _TOKEN.fullmatch(main_type) or not _TOKEN.fullmatch(sub_type):
+                self.fail(st.name, f"invalid media type {_q(media)} (expected TYPE/SUBTYPE)")
+            if not st.args:
+                self.fail(st.name, f"no extension for {_q(media)} (syntax: TYPE EXTENSION...)")
+            for arg in st.args:
+                extension = arg.lower()
+                if not extension or "/" in extension or not extension.isprintable():
+                    self.fail(arg, f"invalid extension {_q(arg)}")
+                old = table.get(extension)
+                if old is not None and old != media:
+                    self.warn(
+                        arg,
+                        f"duplicate extension {_q(extension)}: {_q(media)} replaces {_q(old)}",
+                    )
+                table[extension] = media
+                where.setdefault(extension, arg)
+        scope.values["types"] = (MappingProxyType(table), block.name)
 
     def unknown(self, st: _Statement, context: str) -> NoReturn:
         """Fail on a name that is neither a directive nor a block, with a hint if one helps."""
@@ -766,6 +1198,7 @@ class _Validator:
         self.fail(st.name, message)
 
     def directive(self, st: _Statement, context: str, scope: _Scope) -> None:
+        self.current = self.source_of(st.name)
         name = str(st.name)
         spec = self.directives.get(name)
         if spec is None:
@@ -773,10 +1206,13 @@ class _Validator:
                 self.fail(st.name, f'"{name}" must be followed by a block in braces')
             self.unknown(st, context)
         if context not in spec.contexts:
+            hint = ""
+            if name == "alias":
+                hint = "; in a server block, root is the same"
             self.fail(
                 st.name,
                 f'"{name}" directive is not allowed in {_where(context)} '
-                f"({_allowed(spec.contexts)})",
+                f"({_allowed(spec.contexts)}{hint})",
             )
         count = len(st.args)
         if count < spec.min_args or (spec.max_args is not None and count > spec.max_args):
@@ -786,22 +1222,52 @@ class _Validator:
                 else st.name
             )
             self.fail(where, f'invalid number of values in "{name}" (syntax: {spec.syntax})')
-        if not spec.repeatable and name in scope.values:
-            first = scope.values[name][1]
-            self.fail(st.name, f'"{name}" directive is duplicate (first at line {first.line})')
+        key = SYNONYMS.get(name, name)
+        self.spelling(st.name, key, scope)
+        if not spec.repeatable and key in scope.values:
+            first = scope.values[key][1]
+            self.fail(
+                st.name, f'"{name}" directive is duplicate (first at {self.at(first, st.name)})'
+            )
         self.name = name
         value = spec.convert(self, st.args)
+        self.statements[id(st.name)] = st
         if spec.repeatable:
-            scope.lists.setdefault(name, []).append((value, st.name))
+            scope.lists.setdefault(key, []).append((value, st.name))
         else:
-            scope.values[name] = (value, st.name)
+            scope.values[key] = (value, st.name)
+
+    def spelling(self, name: Token, key: str, scope: _Scope) -> None:
+        """Fail when ``name`` is the other spelling of a setting already made in
+        this block (``index`` after ``default_file``, ``listen`` after ``port``)."""
+        others = _SPELLINGS.get(str(name), ())
+        for other in (key, *others):
+            entry = scope.values.get(other)
+            first = entry[1] if entry is not None else None
+            if first is None and scope.lists.get(other):
+                first = scope.lists[other][0][1]
+            if first is not None and str(first) != str(name):
+                self.fail(
+                    name,
+                    f'"{name}" and "{first}" set the same thing: use one spelling in a block '
+                    f'("{first}" at {self.at(first, name)})',
+                )
 
     def config(self, statements: list[_Statement]) -> Config:
+        self.forced = self.forced_values()
         main, blocks = self.scope(statements, MAIN)
+        if self.trace is not None:
+            self.trace.main = main
         servers = [self.server(block, main) for block in blocks]
         if not servers:
+            self.current = self.main
             self.fail(None, 'no "server" block (at least one is required)', 1, 1)
         self.check_names(servers)
+        if self.trace is not None:
+            self.trace.statements = self.statements
+            self.trace.sources = [(s.path, "\n".join(s.lines)) for s in self.sources]
+            self.trace.files = {key: source.path for key, source in self.origins.items()}
+        order = dict(zip(map(id, self.warnings), self.warning_order, strict=True))
         return Config(
             self.path,
             _with_cgi_roots(tuple(server for server, _ in servers)),
@@ -816,28 +1282,32 @@ class _Validator:
             pid=main.get("pid"),
             error_log=main.get("error_log", (STDOUT, "info"))[0],
             error_log_level=main.get("error_log", (STDOUT, "info"))[1],
-            warnings=tuple(sorted(self.warnings, key=lambda w: (w.line, w.column))),
+            warnings=tuple(sorted(self.warnings, key=lambda w: order[id(w)])),
         )
+
+    def forced_values(self) -> dict[str, Any]:
+        """The command line's values (``Overrides``), converted and checked."""
+        flags = self.flags
+        forced: dict[str, Any] = {}
+        self.name = "root"
+        if "root" in flags:
+            forced["root"] = (_directory(self, flags["root"]), flags["root"])
+        if "host" in flags:
+            forced["host"] = _host(self, [flags["host"]])
+        if "port" in flags:
+            forced["port"] = _ports(self, [flags["port"]])[0][0]
+        return forced
 
     def server(self, block: _Statement, main: _Scope) -> tuple[ServerBlock, list[Token]]:
         if block.args:
             self.fail(block.args[0], '"server" block takes no values')
         scope, children = self.scope(block.body or [], SERVER)
-        host = scope.get("host", DEFAULT_HOST)
-        if "port" not in scope.lists:
-            self.fail(block.name, 'server block has no "port" directive (required)')
-        addresses: dict[tuple[str, int], Token] = {}
-        for ports, _ in scope.lists["port"]:
-            for port, token in ports:
-                if (host, port) in addresses:
-                    first = addresses[(host, port)]
-                    self.fail(
-                        token,
-                        f"duplicate listen address {_addr(host, port)} in one server "
-                        f"(first at line {first.line})",
-                    )
-                addresses[(host, port)] = token
+        self.current = self.source_of(block.name)
+        addresses, defaults = self.addresses(block, scope)
         protocol, protocol_class = self.server_protocol(block, scope, children, addresses)
+        if protocol is None and "root" in self.forced:
+            scope.values["root"] = self.forced["root"]
+        traced = self.traced = []
         names = [pair for names, _ in scope.lists.get("server_name", []) for pair in names]
         body_limit = _inherit("body_limit", DEFAULT_BODY_LIMIT, scope, main)
         error_pages = _pages(main, scope)
@@ -846,7 +1316,9 @@ class _Validator:
         for child in children:
             self.locations(child, scope, main, None, locations, seen)
         if ("", "/") not in seen and scope.get("root") is not None:
-            locations.append(self.make_location("/", _Scope(), scope, main, block.name.line or 0))
+            implicit = self.make_location("/", _Scope(), scope, main, block.name.line or 0)
+            locations.append(implicit)
+            traced.append(TracedLocation(implicit, (_Scope(), scope, main), 0, None))
         locations.sort(key=lambda loc: len(loc.prefix), reverse=True)
         timeouts = Timeouts(
             client_header=_inherit("client_header_timeout", DEFAULT_HEADER_TIMEOUT, scope, main),
@@ -854,6 +1326,9 @@ class _Validator:
             keepalive=_inherit("keepalive_timeout", DEFAULT_KEEPALIVE_TIMEOUT, scope, main),
             send=_inherit("send_timeout", DEFAULT_SEND_TIMEOUT, scope, main),
         )
+        if self.overrides.timeout_ms is not None:
+            seconds = self.overrides.timeout_ms / 1000
+            timeouts = Timeouts(seconds, seconds, seconds, seconds)
         server_options = {
             name: row.derive_server((scope, main))
             for name, row in self.directives.items()
@@ -871,8 +1346,71 @@ class _Validator:
             line=block.name.line or 0,
             protocol=protocol,
             protocol_class=protocol_class,
+            keepalive_requests=_inherit(
+                "keepalive_requests", DEFAULT_KEEPALIVE_REQUESTS, scope, main
+            ),
+            default_server=frozenset(defaults),
         )
+        if self.trace is not None:
+            self.trace.servers.append(TracedServer(server, scope, block.name, traced))
         return server, [token for _, token in names]
+
+    def addresses(
+        self, block: _Statement, scope: _Scope
+    ) -> tuple[dict[tuple[str, int], Token], list[tuple[str, int]]]:
+        """A server block's listen addresses, each with the token that set it,
+        and those it is the ``default_server`` of.
+
+        ``host`` + ``port`` (one host, several ports) or NGINX's ``listen``
+        (one address each); the command line's ``--host``/``--port`` replace
+        the address and the port of every one.
+        """
+        listens = scope.lists.get("listen")
+        entries: list[tuple[str, int, bool, Token]] = []
+        if listens:
+            entries = [entry for entry, _ in listens]
+        elif "port" in scope.lists:
+            host = scope.get("host", DEFAULT_HOST)
+            entries = [
+                (host, port, False, token)
+                for ports, _ in scope.lists["port"]
+                for port, token in ports
+            ]
+        elif "port" not in self.forced:
+            self.fail(block.name, 'server block has no "port" directive (required; or "listen")')
+        forced = self.forced
+        if not entries:
+            token = self.flags["port"]
+            entries = [(scope.get("host", DEFAULT_HOST), forced["port"], False, token)]
+        if "host" in forced or "port" in forced:
+            entries = [
+                (forced.get("host", host), forced.get("port", port), default, token)
+                for host, port, default, token in entries
+            ]
+        addresses: dict[tuple[str, int], Token] = {}
+        defaults: list[tuple[str, int]] = []
+        for host, port, default, token in entries:
+            first = addresses.get((host, port))
+            if first is not None and not forced:
+                self.fail(
+                    token,
+                    f"duplicate listen address {_addr(host, port)} in one server "
+                    f"(first at {self.at(first, token)})",
+                )
+            addresses.setdefault((host, port), token)
+            if not default:
+                continue
+            other = self.default_servers.get((host, port))
+            if other is not None:
+                self.fail(
+                    token,
+                    f"a second default_server for {_addr(host, port)} "
+                    f"(the first at {self.at(other, token)})",
+                    notes=(self.note(other, "the first default_server"),),
+                )
+            self.default_servers[(host, port)] = token
+            defaults.append((host, port))
+        return addresses, defaults
 
     # -- the protocol directive ---------------------------------------------
 
@@ -963,6 +1501,10 @@ class _Validator:
         before the server's regexes when the parent's prefix matched.
         """
         args = block.args
+        self.current = self.source_of(block.name)
+        # For -T, in file order: this location before those nested in it.
+        slot, depth = len(self.traced), self.nesting
+        self.traced.append(TracedLocation(Location("/"), (server, server, main), depth, None))
         syntax = "location [=|^~|~|~*] PATH { ... } or location @NAME { ... }"
         if not args or len(args) > 2:
             where = args[2] if len(args) > 2 else block.name
@@ -1019,11 +1561,19 @@ class _Validator:
         if pattern is not None and parent is not None:
             key = (key[0], f"{parent[0].prefix} {key[1]}")
         if key in seen:
-            line = seen[key].line
+            first_at = self.at(seen[key], path_token)
             shown = _printable(text if pattern else prefix)
-            self.fail(path_token, f'duplicate location "{shown}" (first at line {line})')
+            self.fail(path_token, f'duplicate location "{shown}" (first at {first_at})')
         seen[key] = path_token
         own, nested_blocks = self.scope(block.body or [], LOCATION)
+        self.current = self.source_of(block.name)
+        root_entry = own.values.get("root")
+        if root_entry is not None and root_entry[1] == "alias" and modifier not in ("", "^~"):
+            self.fail(
+                root_entry[1],
+                '"alias" needs a prefix location (location /path or location ^~ /path); here, '
+                "use root: the whole request path is appended to it",
+            )
         parent_location = parent[0] if parent is not None else None
         if parent_location is not None:
             if parent_location.modifier not in ("", "^~"):
@@ -1075,10 +1625,13 @@ class _Validator:
             pattern=pattern,
         )
         children: list[Location] = []
+        self.nesting += 1
         for child in nested_blocks:
             children.append(self.locations(child, server, main, (location, scope), out, seen))
+        self.nesting -= 1
         location = replace(location, nested=tuple(c for c in children if c.pattern is not None))
         out.append(location)
+        self.traced[slot] = TracedLocation(location, (scope, server, main), depth, block.name)
         return location
 
     def make_location(
@@ -1105,13 +1658,17 @@ class _Validator:
         # nothing to serve: no root of its own, no CGI (the session is then
         # middleware in front of them).
         cgi_entries = scope.lists.get("cgi") or server.lists.get("cgi")
+        options["types"] = _inherit("types", None, scope, server, main)
+        default_files = _inherit("default_file", (DEFAULT_FILE,), scope, server)
+        listing = self.overrides.listing or _inherit("directory_listing", False, scope, server)
         return Location(
             prefix=prefix,
             root=own_root if own_root is not None else server.get("root"),
             alias=own_root is not None if alias is None else alias,
             methods=_inherit("methods", None, scope, server),
-            default_file=_inherit("default_file", DEFAULT_FILE, scope, server),
-            directory_listing=_inherit("directory_listing", False, scope, server),
+            default_file=default_files[0],
+            default_files=default_files,
+            directory_listing=listing,
             body_limit=_inherit("body_limit", DEFAULT_BODY_LIMIT, scope, server, main),
             error_pages=_pages(main, server, scope),
             access_log=_inherit("access_log", STDOUT, scope, server, main),
@@ -1135,7 +1692,7 @@ class _Validator:
                         self.fail(
                             name_token,
                             f'duplicate server_name "{name}" on {_addr(host, port)} '
-                            f"(first at line {first.line})",
+                            f"(first at {self.at(first, name_token)})",
                         )
                     owners.setdefault(key, name_token)
 
@@ -1415,25 +1972,12 @@ def _directive_table() -> dict[str, Directive]:
     return table
 
 
-def load(path: str | Path) -> Config:
-    """Parse and validate the configuration file at ``path`` (UTF-8, an
-    optional byte-order mark, LF or CRLF line ends).
-
-    Relative paths inside the file are taken relative to the file's folder.
-    Raises ``ConfigError`` (``PATH:LINE:COLUMN: message``) for every problem,
-    including a file that cannot be read (line 0). Problems that do not stop
-    the server are in the result's ``warnings``.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            str(path), 0, 0, f"cannot read the configuration file: {exc.strerror or exc}"
-        ) from None
+def _decode(data: bytes, path: str, notes: tuple[Note, ...] = ()) -> str:
+    """The text of a configuration file's bytes: UTF-8, a leading byte-order
+    mark skipped. Raises ``ConfigError`` at the first invalid byte."""
     data = data.removeprefix(BOM.encode())
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         before = data[: exc.start]
         line = before.count(b"\n") + 1
@@ -1441,20 +1985,67 @@ def load(path: str | Path) -> Config:
         column = len(before[start:].decode("utf-8", "replace")) + 1
         source = data[start:].split(b"\n", 1)[0].removesuffix(b"\r").decode("utf-8", "replace")
         message = f"invalid UTF-8 (byte 0x{data[exc.start]:02x})"
-        raise ConfigError(str(path), line, column, message, source) from None
-    return loads(text, path)
+        raise ConfigError(path, line, column, message, source, notes) from None
 
 
-def loads(text: str, path: str | Path = "<string>") -> Config:
+def _read(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            str(path), 0, 0, f"cannot read the configuration file: {exc.strerror or exc}"
+        ) from None
+    return _decode(data, str(path))
+
+
+def load(path: str | Path, overrides: Overrides | None = None) -> Config:
+    """Parse and validate the configuration file at ``path`` (UTF-8, an
+    optional byte-order mark, LF or CRLF line ends), with the command line's
+    ``overrides`` applied.
+
+    Relative paths inside the file, and in the files it includes, are taken
+    relative to the file's folder. Raises ``ConfigError``
+    (``PATH:LINE:COLUMN: message``, naming the included file when the
+    problem is in one) for every problem, including a file that cannot be
+    read (line 0). Problems that do not stop the server are in the result's
+    ``warnings``.
+    """
+    path = Path(path)
+    return loads(_read(path), path, overrides)
+
+
+def loads(text: str, path: str | Path = "<string>", overrides: Overrides | None = None) -> Config:
     """Parse and validate configuration ``text`` as if read from ``path``.
 
     A leading byte-order mark (U+FEFF) is skipped. Raises ``ConfigError``.
     """
+    return _validate(text, Path(path), overrides, None)
+
+
+def explain(path: str | Path, overrides: Overrides | None = None) -> tuple[Config, Trace]:
+    """``load`` plus what ``-T`` shows beside the model (``Trace``): every
+    file read, and the scopes each server block and location was made from."""
+    path = Path(path)
+    trace = Trace()
+    return _validate(_read(path), path, overrides, trace), trace
+
+
+def explains(
+    text: str, path: str | Path = "<string>", overrides: Overrides | None = None
+) -> tuple[Config, Trace]:
+    """``explain`` of ``text`` as if read from ``path``."""
+    trace = Trace()
+    return _validate(text, Path(path), overrides, trace), trace
+
+
+def _validate(text: str, path: Path, overrides: Overrides | None, trace: Trace | None) -> Config:
     text = text.removeprefix(BOM)
-    validator = _Validator(Path(path), text, _directive_table())
+    validator = _Validator(path, text, _directive_table(), overrides)
+    validator.trace = trace
     try:
         tree = _parser().parse(text)
     except lark.exceptions.UnexpectedInput as exc:
         _syntax_error(exc, text, validator)
     statements = _ToStatements().transform(tree)
+    validator.register(statements, validator.main)
     return validator.config(statements)

@@ -47,6 +47,7 @@ DEFAULT_WSGI_QUEUE = 1024  # requests waiting for an application thread, then 50
 MAX_WSGI_THREADS = 1024
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_FILE = "index.html"
+DEFAULT_KEEPALIVE_REQUESTS = 1000  # NGINX's default (since 1.19.10)
 
 
 def _empty() -> Mapping[Any, Any]:
@@ -170,6 +171,9 @@ class Location:
     alias: bool = False
     methods: frozenset[str] | None = None
     default_file: str | None = DEFAULT_FILE
+    #: ``index``/``default_file``: the names tried in order for a directory
+    #: request, the first existing file wins (``default_file`` is the first).
+    default_files: tuple[str, ...] = (DEFAULT_FILE,)
     directory_listing: bool = False
     cgi: Mapping[str, str] = field(default_factory=_empty)
     redirect: str | None = None
@@ -238,6 +242,12 @@ class ServerBlock:
     protocol_class: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
     #: Values of module directives at the server level (``Directive.derive_server``).
     options: Mapping[str, Any] = field(default_factory=_empty, compare=False)
+    #: ``keepalive_requests``: responses on one connection, the last of them
+    #: with ``Connection: close`` (0: every response closes).
+    keepalive_requests: int = DEFAULT_KEEPALIVE_REQUESTS
+    #: The addresses this block is the default of (``listen ... default_server``):
+    #: it answers requests whose Host no block of the address names.
+    default_server: frozenset[tuple[str, int]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -452,8 +452,9 @@ def serve(
     """GET/HEAD of a file or directory under ``location``'s root.
 
     A directory without its trailing slash gets 301 to the slash form; then
-    ``default_file``, else a listing when ``directory_listing`` is on (with
-    the listing header fragments of ``headers``), else 403. Raises
+    the first existing of ``default_files`` (``index``), else a listing when
+    ``directory_listing`` is on (with the listing header fragments of
+    ``headers``), else 403. Raises
     ``HTTPError`` (403, 404) for the error cases.
     """
     if files.entries:
@@ -476,8 +477,8 @@ def serve(
         if request.query:
             target += "?" + request.query
         return redirect(target)
-    if location.default_file:
-        index = os.path.realpath(os.path.join(path, location.default_file))
+    for name in location.default_files:
+        index = os.path.realpath(os.path.join(path, name))
         if inside(root, index) and os.path.isfile(index):
             return _open_file(index, request, location, files)
     if location.directory_listing:

@@ -173,6 +173,7 @@ class HTTP1Protocol(Protocol):
         "in_process",
         "teardown",
         "close_reason",
+        "requests",
         "_timeout_cb",
     )
 
@@ -206,6 +207,7 @@ class HTTP1Protocol(Protocol):
         #: An App's connection_teardown_hooks for this connection (set by the worker).
         self.teardown: tuple[Any, ...] = ()
         self.close_reason: str | None = None  # why it ended, when not cleanly
+        self.requests = 0  # request heads so far (keepalive_requests, $connection_requests)
         self._timeout_cb = self._on_timeout
 
     # -- transport callbacks --------------------------------------------------
@@ -365,6 +367,7 @@ class HTTP1Protocol(Protocol):
 
     def _on_head(self, request: Request) -> None:
         self.state = _BODY
+        self.requests += 1
         if not request.path:  # a remembered request has them already
             try:
                 request.path, request.query = normalize_target(request.target)
@@ -711,6 +714,7 @@ class HTTP1Protocol(Protocol):
             and not response.close
             and not self.body_left
             and not self.host.stopping
+            and self.requests < self.server.keepalive_requests
         )
         extra = exchange.extra_headers
         header_filter = exchange.header_filter
@@ -771,6 +775,7 @@ class HTTP1Protocol(Protocol):
             and not response.close
             and not self.body_left
             and not self.host.stopping
+            and self.requests < self.server.keepalive_requests
             and (length is not None or not http10)
         )
         extra = exchange.extra_headers
