@@ -76,8 +76,8 @@ MODEL_DIRECTIVES = frozenset(
 )
 
 #: Directives that make one list together: the innermost level that sets any
-#: of them gives them all (NGINX's access rules).
-GROUPS = (("allow", "deny"),)
+#: of them gives them all (NGINX's access rules; the rewrite module's program).
+GROUPS = (("allow", "deny"), ("rewrite", "return"))
 
 _UNITS = (("h", 3600), ("m", 60), ("s", 1))
 _SIZES = (("g", 1024**3), ("m", 1024**2), ("k", 1024))
@@ -131,8 +131,12 @@ class _Renderer:
 
     def where(self, token: Any) -> str:
         """``FILE:LINE`` of a token the trace knows."""
+        return "{}:{}".format(*self.position(token)[:2])
+
+    def position(self, token: Any) -> tuple[str, int, int]:
+        """The file, line and column of a token the trace knows."""
         path = self.trace.files.get(id(token), str(self.config.path))
-        return f"{os.path.abspath(path)}:{token.line}"
+        return os.path.abspath(path), token.line or 0, token.column or 0
 
     def statement(self, token: Any) -> _Statement | None:
         return self.trace.statements.get(id(token))
@@ -156,22 +160,29 @@ class _Renderer:
         """The directives of the table that apply in ``context`` and are not
         shown from the model, each from the innermost of ``levels`` that sets
         it (``(scope, label)``, innermost first; the label, when not empty,
-        says where an inherited one comes from)."""
+        says where an inherited one comes from).
+
+        A directive with a server phase of its own (``derive_server``: the
+        server block's rewrites, try_files) is not inherited: it shows in the
+        server block, and a location shows only its own.
+        """
         done: set[str] = set()
         for name, row in self.table.items():
             if name in MODEL_DIRECTIVES or name in done or context not in row.contexts:
                 continue
             if context == MAIN and (SERVER in row.contexts or LOCATION in row.contexts):
                 continue
-            if context == SERVER and LOCATION in row.contexts and row.derive_server is None:
-                continue
             group = next((g for g in GROUPS if name in g), (name,))
+            rows = [self.table[member] for member in group if member in self.table]
+            server_phase = any(r.derive_server is not None for r in rows)
+            if context == SERVER and LOCATION in row.contexts and not server_phase:
+                continue
             done.update(group)
-            usable = levels[:1] if own_only or row.derive_server is not None else levels
+            usable = levels[:1] if own_only or server_phase else levels
             for scope, label in usable:
                 tokens = sorted(
                     (t for member in group for t in self.entries(scope, member)),
-                    key=lambda t: (self.where(t), t.column or 0),
+                    key=self.position,
                 )
                 if tokens:
                     for token in tokens:
@@ -235,6 +246,9 @@ class _Renderer:
         out.append(_line(1, ["keepalive_timeout", time_text(timeouts.keepalive)]))
         out.append(_line(1, ["send_timeout", time_text(timeouts.send)]))
         out.append(_line(1, ["keepalive_requests", str(server.keepalive_requests)]))
+        root = scope.get("root")
+        if root is not None:
+            out.append(_line(1, ["root", _path(root)]))
         self.types(1, scope, [])
         self.others(1, SERVER, [(scope, ""), (main, "the top level")])
         open_depths: list[int] = []  # the locations whose "}" is still to come
@@ -264,10 +278,10 @@ class _Renderer:
         )
         self.out.append(f"{indent}{head} {{  # {where}")
         inner = depth + 1
-        self.out.append(INDENT * inner + f"# answered by: {self.handlers(location)}")
+        self.out.append(INDENT * inner + f"# handlers: {self.handlers(location)}")
         if location.internal:
             self.out.append(_line(inner, ["internal"]))
-        self.root(inner, location)
+        self.root(inner, traced)
         self.out.append(_line(inner, ["index", *(quoted(n) for n in location.default_files)]))
         listing = "on" if location.directory_listing else "off"
         self.out.append(_line(inner, ["directory_listing", listing]))
@@ -283,15 +297,24 @@ class _Renderer:
             self.types(inner, own, outer)
         self.others(inner, LOCATION, [(own, ""), *outer])
 
-    def root(self, depth: int, location: Location) -> None:
-        if location.root is None:
-            self.out.append(INDENT * depth + "# no root")
-            return
+    def root(self, depth: int, traced: TracedLocation) -> None:
+        """The location's root, and what becomes of the request path.
+
+        Only a root the block sets itself is a directive here; an inherited
+        one is a comment, so that the dump reads back the same (``root``
+        written in a prefix location replaces the prefix).
+        """
+        location = traced.location
         if location.alias:
             why = f'replaces the prefix "{location.prefix}" (NGINX\'s alias)'
         else:
             why = "the request path is appended to it (NGINX's root)"
-        self.out.append(_line(depth, ["root", _path(location.root)], why))
+        if location.root is None:
+            self.out.append(INDENT * depth + "# no root")
+        elif "root" in traced.own.values:
+            self.out.append(_line(depth, ["root", _path(location.root)], why))
+        else:
+            self.out.append(INDENT * depth + f"# root {_path(location.root)}: inherited; {why}")
 
     def error_pages(self, depth: int, location: Location) -> None:
         pages = location.error_pages

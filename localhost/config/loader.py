@@ -892,6 +892,9 @@ class TracedLocation:
     scopes: tuple[_Scope, _Scope, _Scope]
     depth: int
     token: Token | None
+    #: What the block itself sets (``scopes[0]`` includes what it inherits
+    #: from the locations it is nested in).
+    own: _Scope = field(default_factory=lambda: _Scope())
 
 
 @dataclass
@@ -1631,7 +1634,7 @@ class _Validator:
         self.nesting -= 1
         location = replace(location, nested=tuple(c for c in children if c.pattern is not None))
         out.append(location)
-        self.traced[slot] = TracedLocation(location, (scope, server, main), depth, block.name)
+        self.traced[slot] = TracedLocation(location, (scope, server, main), depth, block.name, own)
         return location
 
     def make_location(

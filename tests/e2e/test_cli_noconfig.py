@@ -90,7 +90,7 @@ def test_the_defaults_are_127_0_0_1_port_8080_and_no_listing(site: Path) -> None
     result = run_cli(["-T", "--root", "www"], site)
     assert result.returncode == 0, result.stderr
     assert "    listen 127.0.0.1:8080;\n" in result.stdout
-    assert f"        root {site}/www;" in result.stdout
+    assert f"    root {site}/www;" in result.stdout
     assert "        directory_listing off;\n" in result.stdout
     assert "# no configuration file" in result.stdout
     assert result.stderr == "command line: syntax is ok\n"
@@ -234,14 +234,15 @@ def test_dash_capital_t_prints_the_effective_configuration(site: Path) -> None:
         "    keepalive_timeout 75s;",
         "    keepalive_requests 1000;",
         f"    location /sub {{  # {site}/sites/a.conf:5",
-        "        # answered by: GET HEAD -> static; OPTIONS -> options",
+        "        # handlers: GET HEAD -> static; OPTIONS -> options",
         f'        root {site}/www/sub;  # replaces the prefix "/sub" (NGINX\'s alias)',
         "        index index.html;",
         "        directory_listing on;",
         "        body_limit 10k;",
         f"        error_page 404 {site}/www/index.html;  # a file",
+        f"    root {site}/www;",
         "    location / {  # implicit: the server's root at /",
-        f"        root {site}/www;  # the request path is appended to it (NGINX's root)",
+        f"        # root {site}/www: inherited; the request path is appended to it (NGINX's root)",
         "        directory_listing off;",
         "        body_limit 1m;",
     ]:

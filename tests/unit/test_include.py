@@ -11,6 +11,7 @@ import pytest
 from localhost.config import ConfigError, load
 from localhost.config.effective import render
 from localhost.config.loader import explain
+from localhost.config.model import ServerBlock
 
 
 @pytest.fixture
@@ -260,4 +261,55 @@ def test_the_effective_configuration_shows_every_file_and_the_expanded_blocks(
     effective = text[text.index("# The effective configuration") :]
     assert f"server {{  # {site}/sites/a.conf:1" in effective
     assert "    listen 127.0.0.1:8080;" in effective
-    assert f"        root {site}/www;" in effective
+    assert f"    root {site}/www;" in effective  # the server block's
+    assert f"        # root {site}/www: inherited; the request path is appended" in effective
+
+
+def test_the_effective_configuration_reads_back_as_the_same_configuration(site: Path) -> None:
+    (site / "www" / "docs").mkdir()
+    (site / "www" / "404.html").write_text("missing\n")
+    write(site, "snippets/types.conf", "types {\n    text/html html\n    text/css css\n}\n")
+    main = write(
+        site,
+        "main.conf",
+        "include snippets/types.conf\nkeepalive_requests 50\n"
+        "server {\n    listen 127.0.0.1:8080 default_server\n    server_name a.test\n"
+        "    root ./www\n    error_page 404 ./www/404.html\n    client_max_body_size 10m\n"
+        "    location /docs {\n        alias ./www/docs\n        autoindex on\n"
+        "        index a.html b.html\n        location /docs/deep { methods GET }\n"
+        "        location ~ \\.txt$ { default_file x }\n    }\n"
+        "    location = /exact { }\n"
+        "    location /other { types { text/plain txt } }\n}\n",
+    )
+    config, trace = explain(main)
+    text = render(config, trace)
+    dump = write(site, "dump.conf", text[text.index("# The effective configuration") :])
+
+    def shape(servers: tuple[ServerBlock, ...]) -> list[object]:
+        return [
+            (
+                s.addresses,
+                s.default_server,
+                s.server_names,
+                s.timeouts,
+                s.keepalive_requests,
+                [
+                    (
+                        loc.prefix,
+                        loc.modifier,
+                        loc.root,
+                        loc.alias,
+                        loc.default_files,
+                        loc.directory_listing,
+                        loc.methods,
+                        loc.body_limit,
+                        dict(loc.error_pages),
+                        loc.options["types"],
+                    )
+                    for loc in s.locations
+                ],
+            )
+            for s in servers
+        ]
+
+    assert shape(load(dump).servers) == shape(config.servers)
