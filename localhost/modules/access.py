@@ -107,9 +107,6 @@ CHECK_INTERVAL = 1.0
 RACY_NS = 2_000_000_000
 #: Successful slow verifications remembered per ``UserFile``.
 VERIFIED_CACHE_SIZE = 256
-#: bcrypt reads at most this many bytes of a password (htpasswd and crypt()
-#: ignore the rest; the ``bcrypt`` package refuses longer ones).
-BCRYPT_MAX_PASSWORD = 72
 #: A bcrypt cost from which load warns that checks block the worker.
 BCRYPT_SLOW_COST = 12
 
@@ -300,7 +297,14 @@ def _crypt64(digest: bytes, groups: Iterable[tuple[int, ...]]) -> bytes:
     return bytes(out)
 
 
-_MD5_ORDER = ((0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5), (11,))
+_MD5_ORDER: tuple[tuple[int, ...], ...] = (
+    (0, 6, 12),
+    (1, 7, 13),
+    (2, 8, 14),
+    (3, 9, 15),
+    (4, 10, 5),
+    (11,),
+)
 
 
 def md5_crypt(password: bytes, salt: bytes, magic: bytes = b"$apr1$") -> bytes:
@@ -331,11 +335,11 @@ def md5_crypt(password: bytes, salt: bytes, magic: bytes = b"$apr1$") -> bytes:
     return _crypt64(final, _MD5_ORDER)
 
 
-_SHA256_ORDER = (
+_SHA256_ORDER: tuple[tuple[int, ...], ...] = (
     (0, 10, 20), (21, 1, 11), (12, 22, 2), (3, 13, 23), (24, 4, 14),
     (15, 25, 5), (6, 16, 26), (27, 7, 17), (18, 28, 8), (9, 19, 29), (31, 30),
 )  # fmt: skip
-_SHA512_ORDER = (
+_SHA512_ORDER: tuple[tuple[int, ...], ...] = (
     (0, 21, 42), (22, 43, 1), (44, 2, 23), (3, 24, 45), (25, 46, 4), (47, 5, 26),
     (6, 27, 48), (28, 49, 7), (50, 8, 29), (9, 30, 51), (31, 52, 10), (53, 11, 32),
     (12, 33, 54), (34, 55, 13), (56, 14, 35), (15, 36, 57), (37, 58, 16), (59, 17, 38),
@@ -410,7 +414,9 @@ class Password:
 
 def _verify_bcrypt(stored: Password, password: bytes) -> bool:
     try:
-        return bcrypt.checkpw(password[:BCRYPT_MAX_PASSWORD], stored.text)
+        # bcrypt reads 72 bytes of a password: htpasswd and crypt() ignore the
+        # rest, the bcrypt package (5.x) refuses longer ones.
+        return bcrypt.checkpw(password[:72], stored.text)
     except ValueError:
         return False
 
@@ -794,11 +800,9 @@ def _derive_auth(scopes: tuple[Scope, Scope, Scope]) -> BasicAuth | None:
 
 # -- the module ------------------------------------------------------------------------
 
-_LEVELS = (MAIN, SERVER, LOCATION)
-
 DIRECTIVES: dict[str, Any] = {
     "allow": Directive(
-        _LEVELS,
+        (MAIN, SERVER, LOCATION),
         1,
         1,
         _rule,
@@ -806,9 +810,11 @@ DIRECTIVES: dict[str, Any] = {
         syntax="allow ADDRESS|CIDR|all",
         derive=_derive_rules,
     ),
-    "deny": Directive(_LEVELS, 1, 1, _rule, repeatable=True, syntax="deny ADDRESS|CIDR|all"),
+    "deny": Directive(
+        (MAIN, SERVER, LOCATION), 1, 1, _rule, repeatable=True, syntax="deny ADDRESS|CIDR|all"
+    ),
     "auth_basic": Directive(
-        _LEVELS,
+        (MAIN, SERVER, LOCATION),
         1,
         1,
         _realm,
@@ -817,7 +823,7 @@ DIRECTIVES: dict[str, Any] = {
         check=_check_auth,
     ),
     "auth_basic_user_file": Directive(
-        _LEVELS, 1, 1, _user_file, syntax="auth_basic_user_file FILE"
+        (MAIN, SERVER, LOCATION), 1, 1, _user_file, syntax="auth_basic_user_file FILE"
     ),
 }
 
