@@ -619,10 +619,20 @@ def _error_log(v: _Validator, args: list[Token]) -> tuple[str, str]:
     return _log_path(v, args[0], "stderr"), level
 
 
-def _access_log(v: _Validator, args: list[Token]) -> str | None:
-    if args[0] == "off":
-        return None
-    return _log_path(v, args[0], "stdout")
+def _access_log(v: _Validator, args: list[Token]) -> Any:
+    # The logs module reads the line (its FORMAT, buffer=, if=); imported
+    # here because it imports this module.
+    from localhost.modules.logs import access_log_line
+
+    return access_log_line(v, args, lambda token: _log_path(v, token, "stdout"))
+
+
+def _access_logs(v: _Validator, *scopes: _Scope) -> Any:
+    """``access_log`` of a location or server block from its levels,
+    innermost first (``localhost.modules.logs.access_logs``)."""
+    from localhost.modules.logs import access_logs
+
+    return access_logs(v, *scopes)
 
 
 def _store(v: _Validator, args: list[Token]) -> Path:
@@ -794,7 +804,12 @@ DIRECTIVES: dict[str, Directive] = {
     "pid": Directive((MAIN,), 1, 1, _file, syntax="pid PATH"),
     "error_log": Directive((MAIN,), 1, 2, _error_log, syntax="error_log PATH|stderr [LEVEL]"),
     "access_log": Directive(
-        (MAIN, SERVER, LOCATION), 1, 1, _access_log, syntax="access_log PATH|off"
+        (MAIN, SERVER, LOCATION),
+        1,
+        None,
+        _access_log,
+        repeatable=True,
+        syntax="access_log PATH|stdout|off [FORMAT [buffer=SIZE] [flush=TIME] [if=CONDITION]]",
     ),
     "client_header_timeout": Directive(
         (MAIN, SERVER), 1, 1, _time, syntax="client_header_timeout TIME"
@@ -1345,7 +1360,7 @@ class _Validator:
             timeouts=timeouts,
             body_limit=body_limit,
             error_pages=error_pages,
-            access_log=_inherit("access_log", STDOUT, scope, main),
+            access_log=_access_logs(self, scope, main),
             line=block.name.line or 0,
             protocol=protocol,
             protocol_class=protocol_class,
@@ -1674,7 +1689,7 @@ class _Validator:
             directory_listing=listing,
             body_limit=_inherit("body_limit", DEFAULT_BODY_LIMIT, scope, server, main),
             error_pages=_pages(main, server, scope),
-            access_log=_inherit("access_log", STDOUT, scope, server, main),
+            access_log=_access_logs(self, scope, server, main),
             session=_inherit("session", False, scope, server),
             session_handler=bool(scope.get("session")) and own_root is None and not cgi_entries,
             line=line,

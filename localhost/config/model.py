@@ -14,9 +14,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localhost.config.diagnostics import ConfigWarning
+
+if TYPE_CHECKING:
+    from localhost.accesslog import AccessLogTarget
 
 
 def server_name_regex(name: str) -> re.Pattern[str]:
@@ -180,7 +183,9 @@ class Location:
     body_limit: int = DEFAULT_BODY_LIMIT
     error_pages: Mapping[int, Path] = field(default_factory=_empty)
     cgi_timeout: float = DEFAULT_CGI_TIMEOUT
-    access_log: str | None = STDOUT
+    #: None (off), a path or ``STDOUT`` (one log in the combined format), or
+    #: the ``access_log`` lines that apply (``localhost.accesslog``).
+    access_log: str | tuple[AccessLogTarget, ...] | None = STDOUT
     session: bool = False
     session_handler: bool = False
     cgi_roots: tuple[tuple[str, frozenset[str]], ...] = ()
@@ -232,7 +237,9 @@ class ServerBlock:
     timeouts: Timeouts = Timeouts()
     body_limit: int = DEFAULT_BODY_LIMIT
     error_pages: Mapping[int, Path] = field(default_factory=_empty)
-    access_log: str | None = STDOUT
+    #: None (off), a path or ``STDOUT`` (one log in the combined format), or
+    #: the ``access_log`` lines that apply (``localhost.accesslog``).
+    access_log: str | tuple[AccessLogTarget, ...] | None = STDOUT
     line: int = 0
     # -- the protocol directive (None = HTTP/1.1) --
     #: ``"echo"`` (RFC 862) or ``"MODULE:CLASS"`` as written; None for HTTP.

@@ -66,7 +66,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
-from localhost.accesslog import combined_line
+from localhost.accesslog import combined_line, write_access_logs
 from localhost.config.model import ServerBlock, Timeouts
 from localhost.handlers.error_pages import (
     ErrorPageRequest,
@@ -864,11 +864,14 @@ class HTTP1Protocol(Protocol):
             self._process()
 
     def _log(self, exchange: Exchange) -> None:
-        """One access log line for the request just answered (if its log is on)."""
+        """The access log lines for the request just answered (if its log is on),
+        in the location where its processing ended."""
         owner = exchange.location if exchange.location is not None else exchange.server
         target = owner.access_log
-        if target is not None:
-            request = exchange.request
+        if target is None:
+            return
+        request = exchange.request
+        if isinstance(target, str):  # one log in the combined format: nearly every request
             line = combined_line(
                 self.peer[0],
                 None if request is _NO_REQUEST else request,
@@ -877,6 +880,9 @@ class HTTP1Protocol(Protocol):
                 time.monotonic() - exchange.start_time,
             )
             self.host.services.access_logs.get(target).write(line)
+        else:
+            bare = request is _NO_REQUEST
+            write_access_logs(target, exchange, bare, self.host.services.access_logs)
 
     # -- deadlines and the end ---------------------------------------------
 
