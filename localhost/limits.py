@@ -82,6 +82,12 @@ class Limits:
     app_import_check_seconds: float = 60.0  # the master's check that an application imports
     app_shutdown_wait_seconds: float = 1.0  # for application threads at a worker's exit
 
+    # -- access (modules/access.py) ---------------------------------------------
+    auth_file_check_seconds: float = 1.0  # between looks at an auth_basic_user_file
+    auth_file_racy_seconds: float = 2.0  # a user file changed this recently is read again
+    auth_verified_cache_entries: int = 256  # successful slow password checks kept per user file
+    auth_bcrypt_warn_cost: int = 12  # bcrypt cost from which loading warns (checks block the loop)
+
     # -- uploads (handlers/upload.py) -------------------------------------------
     upload_max_files: int = 100  # file parts in one request
     upload_max_part_header_bytes: int = 8 * KiB  # one part's header section

@@ -91,6 +91,7 @@ from localhost.config.loader import (
     resolved_note,
 )
 from localhost.http.errors import HTTPError
+from localhost.limits import LIMITS
 from localhost.modules.base import NO_STEPS, ModuleSpec, Phase, Step, Steps
 from localhost.variables import Template, VariableContext, VariableError, compile_template
 
@@ -101,14 +102,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("localhost")
 
 #: Seconds between two looks at a user file (per worker and location).
-CHECK_INTERVAL = 1.0
+CHECK_INTERVAL = LIMITS.auth_file_check_seconds
 #: A file modified less than this many ns before it was read is read again
 #: on the next look (a change within the same mtime tick has the same stat).
-RACY_NS = 2_000_000_000
+RACY_NS = int(LIMITS.auth_file_racy_seconds * 1e9)
 #: Successful slow verifications remembered per ``UserFile``.
-VERIFIED_CACHE_SIZE = 256
+VERIFIED_CACHE_SIZE = LIMITS.auth_verified_cache_entries
 #: A bcrypt cost from which load warns that checks block the worker.
-BCRYPT_SLOW_COST = 12
+BCRYPT_SLOW_COST = LIMITS.auth_bcrypt_warn_cost
 
 # -- allow / deny ---------------------------------------------------------------
 
