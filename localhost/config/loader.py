@@ -106,7 +106,6 @@ BOM = "\ufeff"
 #: directory_listing'. A row goes away when localhost implements the NGINX
 #: name itself.
 NGINX_EQUIVALENTS: dict[str, str] = {
-    "return": "redirect (redirect URL answers 301 with Location: URL)",
     "limit_except": "methods",
 }
 
@@ -1633,9 +1632,9 @@ class _Validator:
             else:
                 prefix = parent_location.prefix
                 alias = True
-        elif (own_root is None and parent_location is None) or (
-            scope.get("root") is not None and modifier not in ("", "^~")
-        ):
+        elif own_root is None or modifier not in ("", "^~"):
+            # The server's root (no location up the chain has one of its own),
+            # or an =/regex location's root: the whole path is appended.
             alias = False
         location = replace(
             self.make_location(prefix, scope, server, main, path_token.line or 0, alias=alias),

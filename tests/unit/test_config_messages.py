@@ -232,7 +232,6 @@ NGINX = [
     ("autoindex on", "directory_listing"),
     ("client_max_body_size 10m", "body_limit"),
     ("index index.html", "default_file"),
-    ("return 301 https://example.com/", "redirect"),
     ("alias /srv/files", "root"),
 ]
 

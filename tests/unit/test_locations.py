@@ -167,3 +167,22 @@ def test_location_errors(tmp_path: Path, body: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         loads(text.replace("ROOT", str(tmp_path)), tmp_path / "t.conf")
     assert message in info.value.message
+
+
+def test_nested_prefix_without_any_root_uses_the_servers(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+server {{
+    port 8080
+    root {root}
+    location /app {{
+        default_file app
+        location /app/assets {{ default_file assets }}
+    }}
+}}
+""",
+    )
+    inner = Router(config).match(config.servers[0], "/app/assets/app.js")
+    assert inner is not None and inner.default_file == "assets"
+    assert inner.root == tmp_path and not inner.alias  # /app/assets/app.js under the root
