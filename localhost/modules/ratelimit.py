@@ -13,11 +13,11 @@ mapped ``MAP_SHARED``), which the workers inherit, so that every worker
 counts in the same table, as NGINX's shared memory zones do. A POSIX record
 lock on the zone's file (``fcntl.lockf``, held for a few microseconds per
 request) serialises the workers; the kernel drops it with a process that
-dies holding it. ``SIZE`` bounds a zone: one state per ``STATE_BYTES`` (64)
-bytes of it, NGINX's own figure (``1m`` keeps 16384 states); a zone below
-32k is refused, as NGINX refuses one below 8 pages.
+dies holding it. ``SIZE`` bounds a zone: one state per 64 bytes of it, NGINX's
+own figure (``1m`` keeps 16384 states); a zone below 32k is refused, as
+NGINX refuses one below 8 pages.
 
-The table is open addressing over a window of ``PROBE`` slots from the
+The table is open addressing over a window of 16 slots from the
 key's hash (63 bits of Python's keyed string hash; two keys sharing one are
 counted together, which at 2**-63 per pair never matters). A ``limit_req``
 key that finds its window full takes the place of a state that has leaked
@@ -72,10 +72,12 @@ import logging
 import mmap
 import os
 import re
+import sys
 import tempfile
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, NoReturn, cast
 
 from lark import Token
@@ -105,35 +107,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("localhost")
 
-#: Zone bytes per state (NGINX: "one megabyte zone can keep about 16
-#: thousand 64-byte states").
-STATE_BYTES = 64
-#: The smallest zone (NGINX: 8 pages of 4 KiB).
-MIN_ZONE_BYTES = 32 * 1024
-#: The largest zone (its memory is touched only as states are used).
-MAX_ZONE_BYTES = 1024**3
-#: Slots a key may occupy, from its hash on (the probe window).
-PROBE = 16
-#: Longer keys are not limited (NGINX's limits).
-MAX_REQ_KEY = 65535
-MAX_CONN_KEY = 255
-#: The default answer to a refused request (NGINX).
-DEFAULT_STATUS = 503
-#: ``nodelay``: NGINX's ``NGX_MAX_INT_T_VALUE / 1000``, a delay no excess reaches.
-NODELAY = 2**62
-#: ``limit_req_log_level`` and ``limit_conn_log_level`` values.
-LOG_LEVEL_NAMES = ("info", "notice", "warn", "error")
+#: The default answer to a refused request (NGINX's).
+DEFAULT_STATUS = int(HTTPStatus.SERVICE_UNAVAILABLE)
+#: ``nodelay`` as a ``delay`` in milli-requests: NGINX's ``NGX_MAX_INT_T_VALUE
+#: / 1000`` requests, which no excess reaches.
+NODELAY = sys.maxsize // 1000 * 1000
 # The wait's level, one below the refusal's (NGINX: info stays info).
 _DELAY_LEVEL = {"info": "info", "notice": "info", "warn": "notice", "error": "warn"}
+#: ``limit_req_log_level`` and ``limit_conn_log_level`` values.
+LOG_LEVEL_NAMES = tuple(_DELAY_LEVEL)
 
 SPOOL_MEMORY = LIMITS.body_spool_memory_bytes  # of a delayed request's spooled body
-
-_MASK = 2**63 - 1
 
 # Lookup results (NGINX's return codes).
 OK, AGAIN, BUSY, ERROR = 0, 1, 2, 3
 # What limit_requests decides.
 PASS, DELAY, REJECT = 0, 1, 2
+
+
+def zone_states(size: int) -> int:
+    """The states a zone of ``size`` bytes keeps: one per 64 bytes, NGINX's
+    figure ("one megabyte zone can keep about 16 thousand 64-byte states")."""
+    return size // 64
 
 
 def key_hash(key: str) -> int:
@@ -144,7 +139,7 @@ def key_hash(key: str) -> int:
     can reach a zone is a fork of the one that made it (the zone's memory
     has no name), so they all hash alike; a client cannot choose keys that
     collide without knowing it."""
-    return (hash(key) & _MASK) or 1
+    return (hash(key) & sys.maxsize) or 1
 
 
 def size_text(size: int) -> str:
@@ -167,18 +162,18 @@ class SharedTable:
     int64 hash, in shared memory that forked processes inherit.
 
     ``keys[slot]`` is the slot's hash (0: free), ``rows[slot * width + i]``
-    its fields; a key lives in the ``PROBE`` slots from ``hash % capacity``
-    (the table has ``PROBE`` spare slots at its end, so that a window never
-    wraps). ``lock``/``unlock`` exclude the other processes (not threads:
+    its fields; a key lives in the ``probe`` slots from ``hash % capacity``
+    (its window; the table has ``probe`` spare slots at its end, so that a
+    window never wraps). ``lock``/``unlock`` exclude the other processes (not threads:
     only the event loop's thread uses a table).
     """
 
-    __slots__ = ("capacity", "width", "keys", "rows", "_fd", "__weakref__")
+    __slots__ = ("capacity", "width", "probe", "keys", "rows", "_fd", "__weakref__")
 
-    def __init__(self, capacity: int, width: int, name: str) -> None:
+    def __init__(self, capacity: int, width: int, name: str, probe: int = 16) -> None:
         if capacity < 1:
             raise ValueError("a table needs a slot")
-        slots = capacity + PROBE
+        slots = capacity + probe
         size = slots * (1 + width) * 8
         fd = os.memfd_create(name)  # close-on-exec: CGI children do not get it
         try:
@@ -190,6 +185,7 @@ class SharedTable:
         words = memoryview(region).cast("q")
         self.capacity = capacity
         self.width = width
+        self.probe = probe
         self.keys = words[:slots]
         self.rows = words[slots:]
         self._fd = fd
@@ -205,7 +201,7 @@ class SharedTable:
     def window(self, h: int) -> tuple[int, list[int]]:
         """The first slot of ``h``'s window and the hashes in the window."""
         base = h % self.capacity
-        return base, self.keys[base : base + PROBE].tolist()
+        return base, self.keys[base : base + self.probe].tolist()
 
     def find(self, h: int) -> int:
         """The slot holding ``h``, or -1."""
@@ -229,7 +225,7 @@ class ReqZone:
         self.key = key
         self.rate = rate
         self.rate_text = rate_text
-        self.table = SharedTable(size // STATE_BYTES, 2, f"limit_req_zone {name}")
+        self.table = SharedTable(zone_states(size), 2, f"limit_req_zone {name}")
 
     def _leak(self, slot: int, now: int) -> tuple[int, int]:
         """The excess after one more request at ``now``, and ms since ``last``."""
@@ -254,7 +250,7 @@ class ReqZone:
             rate = self.rate
             best = base
             best_score: tuple[bool, int] = (True, 0)
-            for slot in range(base, base + PROBE):
+            for slot in range(base, base + table.probe):
                 last = rows[slot * 2 + 1]
                 drained = rows[slot * 2] - rate * max(now - last, 0) // 1000 <= 0
                 score = (not drained, last)
@@ -322,7 +318,7 @@ class ConnZone:
         self.name = name
         self.size = size
         self.key = key
-        self.table = SharedTable(size // STATE_BYTES, 1, f"limit_conn_zone {name}")
+        self.table = SharedTable(zone_states(size), 1, f"limit_conn_zone {name}")
 
     def acquire(self, h: int, limit: int) -> int:
         """Count one more request for key hash ``h``: ``OK``; ``BUSY`` when it
@@ -529,7 +525,7 @@ def limit_req_step(config: LimitReq) -> Step:
         cleanups = exchange.cleanups
         if cleanups is not None and _limited_req in cleanups:
             return None
-        hashes = _hashes(templates, exchange, MAX_REQ_KEY)
+        hashes = _hashes(templates, exchange, 65535)  # NGINX's longest limit_req key
         if not any(hashes):
             return None  # NGINX: declined, and asked again after a redirect
         _mark(exchange, _limited_req)
@@ -581,7 +577,7 @@ def limit_conn_step(config: LimitConn) -> Step:
         cleanups = exchange.cleanups
         if cleanups is not None and _limited_conn in cleanups:
             return
-        hashes = _hashes(templates, exchange, MAX_CONN_KEY)
+        hashes = _hashes(templates, exchange, 255)  # NGINX's longest limit_conn key
         held: list[tuple[ConnZone, int]] = []
         marked = False
         for limit, h in zip(limits, hashes, strict=True):
@@ -792,7 +788,6 @@ class Delayed(Handler):
 
 # -- configuration ------------------------------------------------------------------
 
-_LEVELS = (MAIN, SERVER, LOCATION)
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+\Z")
 _SIZE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -830,10 +825,8 @@ def _zone_parameter(v: Validator, token: Token) -> tuple[str, int]:
             f"{v.name}: invalid zone size {_q(amount)} (bytes, or a number with k, m or g)",
         )
     size = int(digits) * unit
-    if size < MIN_ZONE_BYTES:
+    if size < 8 * 4096:  # NGINX: at least 8 pages
         v.fail(token, f'{v.name}: zone "{name}" is too small ({size} bytes; at least 32k)')
-    if size > MAX_ZONE_BYTES:
-        v.fail(token, f'{v.name}: zone "{name}" is too large ({size} bytes; at most 1g)')
     return name, size
 
 
@@ -928,7 +921,7 @@ def _req(v: Validator, args: list[Token]) -> _ReqRef:
         elif text.startswith("delay=") or text == "nodelay":
             if delay is not None:
                 v.fail(token, 'limit_req: "nodelay" and "delay=" exclude each other; give one')
-            delay = NODELAY // 1000 if text == "nodelay" else _positive(v, token, text[6:], "delay")
+            delay = NODELAY if text == "nodelay" else _positive(v, token, text[6:], "delay") * 1000
         else:
             v.fail(
                 token,
@@ -937,7 +930,7 @@ def _req(v: Validator, args: list[Token]) -> _ReqRef:
             )
     if name is None:
         v.fail(args[0], 'limit_req must have the "zone" parameter (zone=NAME)')
-    return _ReqRef(name, where, burst * 1000, (delay or 0) * 1000)
+    return _ReqRef(name, where, burst * 1000, delay or 0)
 
 
 def _conn(v: Validator, args: list[Token]) -> _ConnRef:
@@ -1089,7 +1082,7 @@ DIRECTIVES: Mapping[str, Any] = {
         syntax="limit_req_zone KEY zone=NAME:SIZE rate=RATE",
     ),
     "limit_req": Directive(
-        _LEVELS,
+        (MAIN, SERVER, LOCATION),
         1,
         3,
         _req,
@@ -1098,16 +1091,24 @@ DIRECTIVES: Mapping[str, Any] = {
         derive=_derive_req,
         check=_check_req,
     ),
-    "limit_req_status": Directive(_LEVELS, 1, 1, _status, syntax="limit_req_status CODE"),
-    "limit_req_log_level": Directive(
-        _LEVELS, 1, 1, _log_level, syntax="limit_req_log_level info|notice|warn|error"
+    "limit_req_status": Directive(
+        (MAIN, SERVER, LOCATION), 1, 1, _status, syntax="limit_req_status CODE"
     ),
-    "limit_req_dry_run": Directive(_LEVELS, 1, 1, _on_off, syntax="limit_req_dry_run on|off"),
+    "limit_req_log_level": Directive(
+        (MAIN, SERVER, LOCATION),
+        1,
+        1,
+        _log_level,
+        syntax="limit_req_log_level info|notice|warn|error",
+    ),
+    "limit_req_dry_run": Directive(
+        (MAIN, SERVER, LOCATION), 1, 1, _on_off, syntax="limit_req_dry_run on|off"
+    ),
     "limit_conn_zone": Directive(
         (MAIN,), 2, 2, _conn_zone, repeatable=True, syntax="limit_conn_zone KEY zone=NAME:SIZE"
     ),
     "limit_conn": Directive(
-        _LEVELS,
+        (MAIN, SERVER, LOCATION),
         2,
         2,
         _conn,
@@ -1116,11 +1117,19 @@ DIRECTIVES: Mapping[str, Any] = {
         derive=_derive_conn,
         check=_check_conn,
     ),
-    "limit_conn_status": Directive(_LEVELS, 1, 1, _status, syntax="limit_conn_status CODE"),
-    "limit_conn_log_level": Directive(
-        _LEVELS, 1, 1, _log_level, syntax="limit_conn_log_level info|notice|warn|error"
+    "limit_conn_status": Directive(
+        (MAIN, SERVER, LOCATION), 1, 1, _status, syntax="limit_conn_status CODE"
     ),
-    "limit_conn_dry_run": Directive(_LEVELS, 1, 1, _on_off, syntax="limit_conn_dry_run on|off"),
+    "limit_conn_log_level": Directive(
+        (MAIN, SERVER, LOCATION),
+        1,
+        1,
+        _log_level,
+        syntax="limit_conn_log_level info|notice|warn|error",
+    ),
+    "limit_conn_dry_run": Directive(
+        (MAIN, SERVER, LOCATION), 1, 1, _on_off, syntax="limit_conn_dry_run on|off"
+    ),
 }
 
 

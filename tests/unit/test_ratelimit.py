@@ -31,7 +31,6 @@ from localhost.modules.ratelimit import (
     ERROR,
     OK,
     PASS,
-    PROBE,
     REJECT,
     ConnZone,
     Delay,
@@ -46,6 +45,7 @@ from localhost.modules.ratelimit import (
 from localhost.variables import compile_template
 
 KEY = compile_template("$binary_remote_addr")
+PROBE = 8  # slots in the windows of the small tables below
 MEGABYTE = 1024 * 1024
 
 
@@ -190,7 +190,7 @@ def test_zone_size_gives_one_state_per_64_bytes() -> None:
 
 def test_a_full_window_evicts_a_drained_state_first() -> None:
     zone = req_zone(rate=1000)
-    zone.table = SharedTable(1, 2, "test")  # one window: PROBE keys
+    zone.table = SharedTable(1, 2, "test", probe=PROBE)  # one window: PROBE keys
     for n in range(1, PROBE):  # 5 requests in excess at 0 ms: 1 left at 4000 ms
         for _ in range(6):
             zone.lookup(key_hash(f"k{n}"), 0, 100_000, account=True)
@@ -204,7 +204,7 @@ def test_a_full_window_evicts_a_drained_state_first() -> None:
 
 def test_a_full_window_evicts_the_least_recent_when_none_drained() -> None:
     zone = req_zone(rate=1)  # leaks one milli-request per second: nothing drains
-    zone.table = SharedTable(1, 2, "test")
+    zone.table = SharedTable(1, 2, "test", probe=PROBE)
     for n in range(PROBE):
         zone.lookup(key_hash(f"k{n}"), 100 + n, 100_000, account=True)
         zone.lookup(key_hash(f"k{n}"), 200 + n, 100_000, account=True)
@@ -230,7 +230,7 @@ def test_conn_zone_counts_and_releases() -> None:
 
 def test_conn_zone_without_room_refuses() -> None:
     zone = ConnZone("c", 32 * 1024, KEY)
-    zone.table = SharedTable(1, 1, "test")
+    zone.table = SharedTable(1, 1, "test", probe=PROBE)
     for n in range(PROBE):
         assert zone.acquire(key_hash(f"k{n}"), 1) == OK
     assert zone.acquire(key_hash("one too many"), 1) == ERROR
@@ -312,7 +312,7 @@ def test_limit_req_parameters(tmp_path: Path) -> None:
         "location /b { limit_req zone=one burst=12 delay=8; limit_req zone=site }\n",
     )
     (a,) = location(config, "/a").options["limit_req"].limits
-    assert (a.burst, a.delay) == (20_000, ratelimit.NODELAY // 1000 * 1000)
+    assert (a.burst, a.delay) == (20_000, ratelimit.NODELAY)
     first, second = location(config, "/b").options["limit_req"].limits
     assert (first.zone.name, first.burst, first.delay) == ("one", 12_000, 8000)
     assert (second.zone.name, second.burst, second.delay) == ("site", 0, 0)
