@@ -72,14 +72,14 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--host",
-        help="the address to listen on (default 127.0.0.1 without a file; with one, "
-        "replaces every server block's address)",
+        help="the address to listen on with --root or MODULE:APP (default 127.0.0.1); with "
+        "a file, replaces every server block's address",
     )
     parser.add_argument(
         "--port",
         type=int,
-        help="the port to listen on (default 8080 without a file; with one, replaces "
-        "every server block's ports)",
+        help="the port to listen on with --root or MODULE:APP (default 8080); with a file, "
+        "replaces every server block's ports",
     )
     parser.add_argument(
         "--root",

@@ -313,3 +313,25 @@ def test_the_effective_configuration_reads_back_as_the_same_configuration(site: 
         ]
 
     assert shape(load(dump).servers) == shape(config.servers)
+
+
+def test_nginx_mime_types_file_included_at_the_top_level(site: Path) -> None:
+    # NGINX's usual layout: "include mime.types" where that file is a types block.
+    write(site, "mime.types", "types {\n    text/html  html htm shtml;\n    image/png  png;\n}\n")
+    write(site, "extra.types", "application/x-demo demo;\n")
+    main = write(
+        site,
+        "main.conf",
+        "include mime.types\nserver {\n    port 80\n    root ./www\n"
+        "    location /x {\n        types { include extra.types; }\n    }\n}\n",
+    )
+    (server,) = load(main).servers
+    root = next(loc for loc in server.locations if loc.prefix == "/")
+    x = next(loc for loc in server.locations if loc.prefix == "/x")
+    assert dict(root.options["types"]) == {
+        "html": "text/html",
+        "htm": "text/html",
+        "shtml": "text/html",
+        "png": "image/png",
+    }
+    assert dict(x.options["types"]) == {"demo": "application/x-demo"}
