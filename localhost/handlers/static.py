@@ -17,7 +17,6 @@ import stat
 from collections.abc import Mapping
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from localhost.config.model import Location
@@ -293,25 +292,26 @@ def content_types(
     type) that have no charset of their own. Locations with the same
     settings share one object.
     """
-    key = (id(types) if types is not None else 0, default_type, charset, charset_types)
+    # Keyed by content: a reload with the same settings finds its tables.
+    table_key = None if types is None else frozenset(types.items())
+    key = (table_key, default_type, charset, charset_types)
     found = _SHARED.get(key)
-    if found is not None and found[0] is types:
-        return found[1]
+    if found is not None:
+        return found
     if types is None:
         base: Mapping[str, str] = MEDIA_TYPES
     else:
         base = {"." + ext: media for ext, media in types.items()}
     table = {ext: _labelled(media, charset, charset_types) for ext, media in base.items()}
-    made = ContentTypes(table, _labelled(default_type, charset, charset_types))
-    if len(_SHARED) >= _SHARED_MAX:
-        _SHARED.clear()  # old configurations' tables (reloads)
-    # The table object is kept with its entry: its id stays its own.
-    _SHARED[key] = (types, made)
+    made = _SHARED[key] = ContentTypes(table, _labelled(default_type, charset, charset_types))
     return made
 
 
-_SHARED: dict[tuple[int, str, str | None, frozenset[str]], tuple[Any, ContentTypes]] = {}
-_SHARED_MAX = 64
+# Every table made, by its settings: one per distinct set of settings ever
+# loaded (a handful; a reload with the same settings adds none).
+_SHARED: dict[
+    tuple[frozenset[tuple[str, str]] | None, str, str | None, frozenset[str]], ContentTypes
+] = {}
 
 #: The Content-Types of a location without types, default_type or charset.
 DEFAULT_CONTENT_TYPES = content_types()

@@ -104,20 +104,17 @@ if TYPE_CHECKING:
 SAFE_STATUSES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
 #: ``expires epoch``: NGINX's Expires value (one second after the epoch).
 EPOCH_EXPIRES = "Thu, 01 Jan 1970 00:00:01 GMT"
-#: ``expires max``: NGINX's Expires value and max-age (ten years of 365 days).
+#: ``expires max``: NGINX's Expires value and Cache-Control (ten years of 365 days).
 MAX_EXPIRES = "Thu, 31 Dec 2037 23:55:55 GMT"
-MAX_AGE_MAX = 315_360_000
-#: The largest TIME ``expires`` takes, in seconds (a 32-bit max-age).
-MAX_SECONDS = 2**31 - 1
-#: Seconds in a day: the latest ``@TIME``.
-DAY = 86_400
+MAX_CACHE_CONTROL = "max-age=315360000"
 
-# NGINX's time units, largest first: each may appear once, in this order.
+# NGINX's time units in seconds, largest first: each may appear once, in
+# this order (a year is 365 days, a month 30).
 _TIME_UNITS: dict[str, tuple[int, int]] = {
     unit: (rank, scale)
     for rank, (unit, scale) in enumerate(
-        (("y", 365 * DAY), ("M", 30 * DAY), ("w", 7 * DAY), ("d", DAY), ("h", 3600), ("m", 60))
-        + (("s", 1),)
+        (("y", 31_536_000), ("M", 2_592_000), ("w", 604_800), ("d", 86_400), ("h", 3600))
+        + (("m", 60), ("s", 1))
     )
 }
 # An RFC 9110 token (§5.6.2): a field name, a charset, a media type's parts.
@@ -133,14 +130,15 @@ Fields = tuple[tuple[str, str], ...]
 # -- expires -------------------------------------------------------------------
 
 
-def parse_time(text: str) -> int | None:
+def parse_time(text: str, most: int = 2**31 - 1) -> int | None:
     """Seconds of an NGINX time (``ngx_parse_time`` in seconds): numbers with
     units ``y`` (365 days), ``M`` (30 days), ``w``, ``d``, ``h``, ``m``, ``s``,
     each at most once and largest first, optionally separated by spaces; a
     last number without a unit is seconds (``1h30m``, ``1d 12h``, ``90``).
 
     Returns None for anything else (``ms``, fractions, a sign, an empty
-    string) or a total above ``MAX_SECONDS``.
+    string) or a total above ``most`` (by default 2^31 - 1: 68 years, the
+    largest max-age a 32-bit cache holds, RFC 9111 §1.2.2).
     """
     total = value = 0
     digits = valid = False
@@ -160,7 +158,7 @@ def parse_time(text: str) -> int | None:
             return None
         rank = unit[0]
         total += value * unit[1]
-        if total > MAX_SECONDS:
+        if total > most:
             return None
         value = 0
         digits = False
@@ -170,7 +168,7 @@ def parse_time(text: str) -> int | None:
     if not valid:
         return None
     total += value
-    return total if total <= MAX_SECONDS else None
+    return total if total <= most else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +218,7 @@ def expires_fields(expires: Expires, now: float, last_modified: float | None = N
     if kind == "epoch":
         return (("Expires", EPOCH_EXPIRES), ("Cache-Control", "no-cache"))
     if kind == "max":
-        return (("Expires", MAX_EXPIRES), ("Cache-Control", f"max-age={MAX_AGE_MAX}"))
+        return (("Expires", MAX_EXPIRES), ("Cache-Control", MAX_CACHE_CONTROL))
     seconds = expires.seconds
     second = int(now)
     if seconds == 0 and kind != "daily":
@@ -268,7 +266,7 @@ def _expires(v: Validator, args: list[Token]) -> Expires:
             f"invalid time {quote(token)} in expires (expected e.g. 30d, 1h30m, -1, @15h30m, "
             "epoch, max or off; units y M w d h m s; at most 68 years)",
         )
-    if kind == "daily" and seconds > DAY:
+    if kind == "daily" and seconds > 86_400:
         v.fail(token, f"the time of day {quote(token)} is more than 24h")
     return Expires(kind, sign * seconds)
 
@@ -395,6 +393,7 @@ def make_filter(headers: Sequence[AddHeader], expires: Expires | None) -> Header
 
     entries = tuple(headers)
     source = _expires_source(expires) if expires is not None else None
+    needs_status = any("status" in entry.value.names for entry in entries)
 
     def header_filter(
         exchange: Exchange, status: int, fields: list[tuple[str, str]]
@@ -403,6 +402,10 @@ def make_filter(headers: Sequence[AddHeader], expires: Expires | None) -> Header
         out = list(fields)
         # The server's exchange is what variables read (handlers see less of it).
         context = cast(VariableContext, exchange)
+        if needs_status:
+            # $status is the response's from its head on (NGINX); the server
+            # records it for the log once the head is written, after this.
+            cast(Any, exchange).log_status = status
         if source is not None and safe:
             own = context.response_headers
             if own is None or not _own_caching(own):
@@ -476,11 +479,9 @@ def _derive_types(scopes: tuple[Scope, Scope, Scope]) -> ContentTypes:
 
 # -- the module ---------------------------------------------------------------------
 
-_LEVELS = (MAIN, SERVER, LOCATION)
-
 DIRECTIVES: dict[str, Any] = {
     "add_header": Directive(
-        _LEVELS,
+        (MAIN, SERVER, LOCATION),
         2,
         3,
         _add_header,
@@ -489,7 +490,7 @@ DIRECTIVES: dict[str, Any] = {
         derive=_derive_add_header,
     ),
     "expires": Directive(
-        _LEVELS,
+        (MAIN, SERVER, LOCATION),
         1,
         2,
         _expires,
@@ -499,11 +500,16 @@ DIRECTIVES: dict[str, Any] = {
     # Its derived value is the location's whole ContentTypes (with types,
     # charset and charset_types), read by the static handler.
     "default_type": Directive(
-        _LEVELS, 1, 1, _default_type, syntax="default_type TYPE/SUBTYPE", derive=_derive_types
+        (MAIN, SERVER, LOCATION),
+        1,
+        1,
+        _default_type,
+        syntax="default_type TYPE/SUBTYPE",
+        derive=_derive_types,
     ),
-    "charset": Directive(_LEVELS, 1, 1, _charset, syntax="charset NAME|off"),
+    "charset": Directive((MAIN, SERVER, LOCATION), 1, 1, _charset, syntax="charset NAME|off"),
     "charset_types": Directive(
-        _LEVELS, 1, None, _charset_types, syntax="charset_types TYPE/SUBTYPE...|*"
+        (MAIN, SERVER, LOCATION), 1, None, _charset_types, syntax="charset_types TYPE/SUBTYPE...|*"
     ),
 }
 

@@ -27,14 +27,12 @@ server {
         expires 1h
         add_header X-Path $uri
         add_header X-Method "got $request_method" always
+        add_header X-Status "s=$status" always
     }
     location /nocache { expires -1 }
     location /forever {
         expires max
-        location /forever/not {
-            root ./www/forever/not
-            expires off
-        }
+        location /forever/not { expires off }
     }
     location /downloads { default_type text/plain }
     location /latin { charset iso-8859-1 }
@@ -64,6 +62,23 @@ FILES = {
     "www/raw/page.html": "<p>raw</p>\n",
     "other/index.html": "<h1>other</h1>\n",
 }
+
+
+# Its own server: the types block is read by the loader (the include and
+# synonyms part of the configuration language).
+TYPES_CONFIG = """
+server {
+    host 127.0.0.1
+    port {port0}
+    root ./www
+    location /typed {
+        types {
+            text/x-custom custom
+        }
+        default_type application/x-unlisted
+    }
+}
+"""
 
 
 def write_files(root: Path, files: dict[str, str]) -> None:
@@ -125,6 +140,7 @@ def test_a_location_list_replaces_the_server_list_and_renders_variables(site: Se
     assert response.text == "cached a\n"
     assert response.headers["X-Path"] == "/cached/a.txt"
     assert response.headers["X-Method"] == "got GET"
+    assert response.headers["X-Status"] == "s=200"
     assert "X-Server" not in response.headers
     assert "X-Always" not in response.headers
     head = requests.head(site.url("/cached/a.txt"), timeout=10)
@@ -144,7 +160,7 @@ def test_fields_follow_the_response_own_in_configuration_order(site: Server) -> 
             data += chunk
     lines = data.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
     names = [line.split(":", 1)[0] for line in lines[1:]]
-    added = ["Expires", "Cache-Control", "X-Path", "X-Method"]
+    added = ["Expires", "Cache-Control", "X-Path", "X-Method", "X-Status"]
     assert [name for name in names if name in added] == added
     assert names.index("Content-Length") < names.index("Expires")
     assert names.count("X-Path") == 1
@@ -154,6 +170,7 @@ def test_errors_in_a_location_get_its_always_fields_only(site: Server) -> None:
     response = get(site, "/cached/missing.txt")
     assert response.status_code == 404
     assert response.headers["X-Method"] == "got GET"
+    assert response.headers["X-Status"] == "s=404"
     assert "X-Path" not in response.headers
     assert "Expires" not in response.headers
     assert "Cache-Control" not in response.headers
@@ -221,6 +238,19 @@ def test_charset_on_html(site: Server) -> None:
     assert get(site, "/latin/style.css").headers["Content-Type"] == "text/css"
     assert get(site, "/raw/page.html").headers["Content-Type"] == "text/html"
     assert get(site, "/").headers["Content-Type"] == "text/html; charset=utf-8"
+
+
+def test_a_types_block_replaces_the_table(tmp_path: Path) -> None:
+    write_files(tmp_path, {"www/typed/a.custom": "custom\n", "www/typed/page.html": "<p>t</p>\n"})
+    server = start_server(TYPES_CONFIG, tmp_path)
+    try:
+        custom = get(server, "/typed/a.custom")
+        assert custom.text == "custom\n"
+        assert custom.headers["Content-Type"] == "text/x-custom; charset=utf-8"
+        page = get(server, "/typed/page.html")
+        assert page.headers["Content-Type"] == "application/x-unlisted"
+    finally:
+        server.stop()
 
 
 def test_a_range_carries_the_location_type(site: Server) -> None:

@@ -250,6 +250,14 @@ def test_expires_time_follows_the_clock() -> None:
     assert fields["Cache-Control"] == "max-age=60"
 
 
+def test_status_is_the_response_status() -> None:
+    header_filter = make_filter([entry("X-Status", "s=$status", always=True)], None)
+    assert header_filter is not None
+    exchange = context(None, log_status=0)
+    assert header_filter(exchange, 404, []) == [("X-Status", "s=404")]
+    assert header_filter(exchange, 201, []) == [("X-Status", "s=201")]
+
+
 def test_a_variable_value_loses_line_breaks() -> None:
     header_filter = make_filter([entry("X-Uri", "u=$uri")], None)
     assert header_filter is not None
