@@ -189,6 +189,10 @@ class Router:
                     hosts.default = server
                 for name in server.server_names:
                     hosts.add(name, server)
+        # listen ... default_server: that block is its address's default (NGINX).
+        for server in config.servers:
+            for address in server.default_server:
+                self._table[address].default = server
 
     def bind_addresses(self) -> list[tuple[str, int, bool]]:
         """The ``(host, port, shared)`` addresses to listen on.

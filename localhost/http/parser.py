@@ -316,9 +316,11 @@ class RequestParser:
     beyond setting ``path`` and ``query`` (which are the same every time).
     """
 
-    __slots__ = ("_buf", "_state", "_reader", "_length", "_scanned", "_memo")
+    __slots__ = ("_buf", "_state", "_reader", "_length", "_scanned", "_memo", "head_size")
 
     def __init__(self, memo: dict[bytes, Request] | None = None) -> None:
+        #: Bytes of the latest request head as received, empty lines before it excluded.
+        self.head_size = 0
         self._memo = memo
         self._buf = bytearray()
         self._state = _HEAD
@@ -382,6 +384,7 @@ class RequestParser:
             self._scanned = max(0, len(buf) - 2)
             return NEED_DATA
         head = bytes(buf[: end + 1])
+        self.head_size = end + skip  # bytes of this head as received ($request_length)
         del buf[: end + skip]
         self._scanned = 0
         memo = self._memo

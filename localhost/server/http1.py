@@ -174,6 +174,7 @@ class HTTP1Protocol(Protocol):
         "teardown",
         "close_reason",
         "requests",
+        "number",
         "_timeout_cb",
     )
 
@@ -208,6 +209,7 @@ class HTTP1Protocol(Protocol):
         self.teardown: tuple[Any, ...] = ()
         self.close_reason: str | None = None  # why it ended, when not cleanly
         self.requests = 0  # request heads so far (keepalive_requests, $connection_requests)
+        self.number = 0  # the connection's serial number in the worker ($connection)
         self._timeout_cb = self._on_timeout
 
     # -- transport callbacks --------------------------------------------------
@@ -380,6 +382,7 @@ class HTTP1Protocol(Protocol):
         exchange = self.exchange = Exchange(
             self, request, server, host.services, self.loop, self.loop.now
         )
+        exchange.head_bytes = self.parser.head_size
         has_body = self.body_left = request.chunked or bool(request.content_length)
         self.pending = None
         if request.path == "*":
@@ -719,6 +722,7 @@ class HTTP1Protocol(Protocol):
         extra = exchange.extra_headers
         header_filter = exchange.header_filter
         if header_filter is not None:
+            exchange.response_headers = response.headers  # what the filter may look at
             extra = header_filter(exchange, response.status, extra)
         if _DEBUG_PID:
             extra = [*extra, ("X-Worker-PID", str(os.getpid()))]
@@ -732,6 +736,8 @@ class HTTP1Protocol(Protocol):
             keep_alive = exchange.keep_alive = False
             head = response_head(response, False, http10, None, None)
         status = exchange.log_status = response.status
+        exchange.head_sent = len(head)
+        exchange.response_headers = [*response.headers, *extra] if extra else response.headers
         if request.method == "HEAD":
             response.release()
             transport.write(head)
@@ -781,6 +787,7 @@ class HTTP1Protocol(Protocol):
         extra = exchange.extra_headers
         header_filter = exchange.header_filter
         if header_filter is not None:
+            exchange.response_headers = response.headers  # what the filter may look at
             extra = header_filter(exchange, status, extra)
         if _DEBUG_PID:
             extra = [*extra, ("X-Worker-PID", str(os.getpid()))]
@@ -793,6 +800,8 @@ class HTTP1Protocol(Protocol):
             self._answer(exchange, self._internal_error(exchange))
             return
         exchange.log_status = status
+        exchange.head_sent = len(head)
+        exchange.response_headers = [*response.headers, *extra] if extra else response.headers
         transport.write(head)
 
     def write(self, exchange: Exchange, data: bytes) -> bool:

@@ -139,6 +139,7 @@ class Worker:
         # id(server block) → an App's connection hooks on its addresses.
         self.hooks = connection_hooks(config, self.services.applications)
         self._refused = 0
+        self.accepted = 0  # connections so far: their serial numbers ($connection)
         self._signals_installed = False
         if self.sockets:
             self._make_listeners()
@@ -236,6 +237,8 @@ class Worker:
             try:
                 if factory is None:
                     http = HTTP1Protocol(self, server)
+                    self.accepted += 1
+                    http.number = self.accepted
                     if hooks is not None:
                         http.teardown = hooks[1]
                     transport = SocketTransport(

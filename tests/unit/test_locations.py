@@ -186,3 +186,29 @@ server {{
     inner = Router(config).match(config.servers[0], "/app/assets/app.js")
     assert inner is not None and inner.default_file == "assets"
     assert inner.root == tmp_path and not inner.alias  # /app/assets/app.js under the root
+
+
+def test_listen_default_server_picks_the_address_default(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+server {{
+    listen 127.0.0.1:8080
+    server_name a.test
+    root {root}
+}}
+server {{
+    listen 127.0.0.1:8080 default_server
+    server_name b.test
+    root {root}
+}}
+server {{
+    listen 127.0.0.1:8080
+    server_name c.test
+    root {root}
+}}
+""",
+    )
+    router = Router(config)
+    assert router.select(("127.0.0.1", 8080), "unknown.test") is config.servers[1]
+    assert router.select(("127.0.0.1", 8080), "c.test") is config.servers[2]
