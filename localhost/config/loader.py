@@ -978,6 +978,9 @@ class _Validator:
         self.name = ""  # the directive being converted, for messages
         # The protocol directive: (host, port) -> (protocol, where it was set).
         self.listen_protocols: dict[tuple[str, int], tuple[str | None, Token]] = {}
+        #: Named groups of the regex of the location being read: its strings
+        #: (return, rewrite, try_files, add_header...) may use them as $NAME.
+        self.location_names: frozenset[str] = frozenset()
         # listen ... default_server: (host, port) -> where it was set.
         self.default_servers: dict[tuple[str, int], Token] = {}
         self.overrides = overrides or Overrides()
@@ -1550,7 +1553,9 @@ class _Validator:
         pattern = None
         if modifier in ("~", "~*"):
             try:
-                pattern = re.compile(text, re.IGNORECASE if modifier == "~*" else 0)
+                from localhost.modules.rewrite import python_regex  # NGINX's (?<name>...)
+
+                pattern = re.compile(python_regex(text), re.IGNORECASE if modifier == "~*" else 0)
             except re.error as exc:
                 column = (path_token.column or 0) + (exc.pos or 0)
                 self.fail(
@@ -1582,7 +1587,11 @@ class _Validator:
             shown = _printable(text if pattern else prefix)
             self.fail(path_token, f'duplicate location "{shown}" (first at {first_at})')
         seen[key] = path_token
+        outer_names = self.location_names
+        if pattern is not None:
+            self.location_names = frozenset(name.lower() for name in pattern.groupindex)
         own, nested_blocks = self.scope(block.body or [], LOCATION)
+        self.location_names = outer_names
         self.current = self.source_of(block.name)
         root_entry = own.values.get("root")
         if root_entry is not None and root_entry[1] == "alias" and modifier not in ("", "^~"):

@@ -108,7 +108,7 @@ def compile_value(v: Validator, token: Token, what: str) -> Template:
     """``token`` compiled as a string with variables (``$1``..``$9`` allowed);
     an unknown variable fails at its column, ``what`` naming the value."""
     try:
-        return compile_template(str(token), captures=True)
+        return compile_template(str(token), captures=True, named=v.location_names)
     except VariableError as exc:
         column = (token.column or 0) + exc.offset + (1 if token.type == "STRING" else 0)
         v.fail(None, f"{what} {quoted(token)}: {exc.message}", token.line or 0, column)

@@ -213,7 +213,7 @@ def _template(
     v: Validator, token: Token, text: str, offset: int, named: frozenset[str]
 ) -> Template:
     try:
-        return compile_template(text, captures=True, named=named)
+        return compile_template(text, captures=True, named=named | v.location_names)
     except VariableError as exc:
         column = (token.column or 0) + offset + exc.offset + (1 if token.type == "STRING" else 0)
         v.fail(None, f"rewrite {quote(token)}: {exc.message}", token.line or 0, column)
@@ -267,7 +267,7 @@ def _try_files(v: Validator, args: list[Token]) -> TryFiles:
         if directory:
             name = name[:-1]
         try:
-            files.append((compile_template(name, captures=True), directory))
+            files.append((compile_template(name, captures=True, named=v.location_names), directory))
         except VariableError as exc:
             column = (token.column or 0) + exc.offset + (1 if token.type == "STRING" else 0)
             v.fail(None, f"try_files {quote(token)}: {exc.message}", token.line or 0, column)

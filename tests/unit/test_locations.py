@@ -212,3 +212,31 @@ server {{
     router = Router(config)
     assert router.select(("127.0.0.1", 8080), "unknown.test") is config.servers[1]
     assert router.select(("127.0.0.1", 8080), "c.test") is config.servers[2]
+
+
+def test_a_location_regexs_named_groups_are_variables_in_its_strings(tmp_path: Path) -> None:
+    # NGINX's (?<name>...) spelling; $name in return, try_files and redirect strings.
+    config = load(
+        tmp_path,
+        """
+server {{
+    port 8080
+    root {root}
+    location ~ ^/u/(?<name>\\w+)$ {{
+        return 200 "hi $name"
+    }}
+    location ~ ^/f/(?<file>\\w+)$ {{
+        try_files /$file.txt =404
+    }}
+}}
+""",
+    )
+    location, match = Router(config).find(config.servers[0], "/u/ada")
+    assert location is not None and match is not None and match.group("name") == "ada"
+    with pytest.raises(ConfigError) as info:
+        load(
+            tmp_path,
+            "server {{\n    port 8080\n    root {root}\n"
+            "    location ~ ^/u/(?<name>\\w+)$ {{ return 200 $nmae }}\n}}\n",
+        )
+    assert "$nmae" in info.value.message or "nmae" in info.value.message
