@@ -88,6 +88,9 @@ class Limits:
     auth_verified_cache_entries: int = 256  # successful slow password checks kept per user file
     auth_bcrypt_warn_cost: int = 12  # bcrypt cost from which loading warns (checks block the loop)
 
+    # -- rate limits (modules/ratelimit.py) -------------------------------------
+    ratelimit_probe_slots: int = 16  # slots a limit key may take in its zone's table
+
     # -- uploads (handlers/upload.py) -------------------------------------------
     upload_max_files: int = 100  # file parts in one request
     upload_max_part_header_bytes: int = 8 * KiB  # one part's header section
