@@ -170,7 +170,9 @@ class SharedTable:
 
     __slots__ = ("capacity", "width", "probe", "keys", "rows", "_fd", "__weakref__")
 
-    def __init__(self, capacity: int, width: int, name: str, probe: int = LIMITS.ratelimit_probe_slots) -> None:
+    def __init__(
+        self, capacity: int, width: int, name: str, probe: int = LIMITS.ratelimit_probe_slots
+    ) -> None:
         if capacity < 1:
             raise ValueError("a table needs a slot")
         slots = capacity + probe
