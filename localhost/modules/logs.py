@@ -52,7 +52,7 @@ LOG_FORMAT_SYNTAX = "log_format NAME [escape=default|json|none] STRING..."
 ACCESS_LOG_SYNTAX = "access_log PATH|stdout|off [FORMAT [buffer=SIZE] [flush=TIME] [if=CONDITION]]"
 
 _SIZE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
-_PARAMETERS = ("buffer", "flush", "if", "gzip")
+_PARAMETERS = frozenset({"buffer", "flush", "if", "gzip"})
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import Server, start_server
+from tests.conftest import Server, recv_until, start_server
 from tests.proc import wait_for
 
 CONFIG = """
 log_format main '$remote_addr "$request" $status $body_bytes_sent ' '"$http_user_agent" $arg_tag $request_method $uri'
+log_format vars '$connection|$connection_requests|$request_length|$bytes_sent|$body_bytes_sent|$sent_http_content_type|$request_id|$arg_tag'
 log_format js escape=json '{"uri":"$request_uri","ua":"$http_user_agent","status":$status,"ref":"$http_referer"}'
 access_log ./top.log
 server {
@@ -28,6 +29,7 @@ server {
     location / { }
     location /quiet { access_log off }
     location /cond { access_log ./cond.log main if=$arg_log }
+    location /vars { access_log ./vars.log vars }
 }
 """
 
@@ -38,6 +40,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (root / "www" / "cond").mkdir(parents=True)
     (root / "www" / "index.html").write_text("<h1>home</h1>\n")
     (root / "www" / "cond" / "a.txt").write_text("a\n")
+    (root / "www" / "vars").mkdir()
+    (root / "www" / "vars" / "v.txt").write_text("twelve bytes")
     running = start_server(CONFIG, root)
     yield running
     running.stop()
@@ -112,3 +116,26 @@ def test_access_log_off_and_if_conditions(server: Server) -> None:
     main = (folder / "main.log").read_text()
     # /quiet logs nothing; /cond has its own level, so main.log has none of it.
     assert "quiet1" not in main and "cond-" not in main
+
+
+def test_connection_and_size_variables(server: Server) -> None:
+    heads = [
+        f"GET /vars/v.txt?tag=vars{n} HTTP/1.1\r\nHost: x\r\nX-Pad: {'p' * n}\r\n\r\n".encode()
+        for n in (1, 2)
+    ]
+    answers = []
+    with server.connect() as sock:  # one connection, two requests
+        for head in heads:
+            sock.sendall(head)
+            answers.append(recv_until(sock, b"twelve bytes"))
+    records = [logged(server.config.parent / "vars.log", f"|vars{n}")[0].split("|") for n in (1, 2)]
+    for head, answer, record in zip(heads, answers, records, strict=True):
+        connection, requests_on_it, request_length, bytes_sent, body, kind, request_id, _ = record
+        assert int(request_length) == len(head)
+        assert int(bytes_sent) == len(answer)
+        assert body == "12"
+        assert kind.startswith("text/plain")
+        assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+    assert records[0][0] == records[1][0]  # the same $connection
+    assert [record[1] for record in records] == ["1", "2"]
+    assert records[0][6] != records[1][6]  # a $request_id per request
