@@ -225,11 +225,36 @@ class _ToStatements(Transformer_NonRecursive[Token, list[_Statement]]):
 _PARSER: lark.Lark | None = None
 
 
+class _Continuation:
+    """Lark post-lexer: newlines before a quoted string continue the directive.
+
+    No statement starts with a quoted string, so a line that does is the
+    rest of the directive above it, as in NGINX's usual multi-line
+    ``log_format main '$remote_addr ...'`` / ``'$status ...';``.
+    """
+
+    always_accept = ()
+
+    def process(self, stream: Iterable[Token]) -> Iterable[Token]:
+        held: list[Token] = []
+        for token in stream:
+            if token.type == "_NL":
+                held.append(token)
+                continue
+            if held and token.type != "STRING":
+                yield from held
+            held = []
+            yield token
+        yield from held
+
+
 def _parser() -> lark.Lark:
     global _PARSER
     if _PARSER is None:
         grammar = resources.files("localhost.config").joinpath("grammar.lark").read_text()
-        _PARSER = lark.Lark(grammar, parser="lalr", propagate_positions=True)
+        _PARSER = lark.Lark(
+            grammar, parser="lalr", propagate_positions=True, postlex=_Continuation()
+        )
     return _PARSER
 
 

@@ -355,3 +355,17 @@ def test_one_file_has_one_buffer_size(tmp_path: Path) -> None:
 def test_log_format_is_top_level_only(tmp_path: Path) -> None:
     caught = error(tmp_path, site(tmp_path, server="    log_format x '$uri'"))
     assert "not allowed in" in caught.message and caught.line == 5
+
+
+def test_nginxs_multi_line_log_format_reads_as_one_directive(tmp_path: Path) -> None:
+    # A line that starts with a quoted string continues the directive above it.
+    text = (
+        "log_format main '$remote_addr - $remote_user [$time_local] \"$request\" '\n"
+        "                '$status $body_bytes_sent'   # comment\n"
+        "\n"
+        "                '\"$http_user_agent\"';\n"
+        "server {\n    port 8080\n    root " + str(tmp_path) + "\n"
+        "    access_log " + str(tmp_path / "a.log") + " main\n}\n"
+    )
+    config = loads(text, tmp_path / "t.conf")
+    assert config.servers
