@@ -114,7 +114,9 @@ def test_log_level_debug_shows_debug_lines(server_factory, tmp_path: Path) -> No
     text = "error_log stderr error\n" + CONFIG
     server: Server = server_factory(text, args=["--log-level", "debug"])
     reset_mid_download(server)
-    assert wait_for(lambda: "[DEBUG]" in server.log() and "send failed" in server.log()), server.log()
+    assert wait_for(lambda: "[DEBUG]" in server.log() and "send failed" in server.log()), (
+        server.log()
+    )
     assert "listening on" in server.log()  # info is above debug
 
 

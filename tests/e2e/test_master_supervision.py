@@ -90,8 +90,10 @@ def test_the_master_writes_its_info_lines_within_a_second(tmp_path: Path) -> Non
         workers = wait_children(server.process.pid, 2)
         error_log = tmp_path / "error.log"
         assert wait_for(
-            lambda: error_log.exists()
-            and all(f"started worker {pid}" in error_log.read_text() for pid in workers),
+            lambda: (
+                error_log.exists()
+                and all(f"started worker {pid}" in error_log.read_text() for pid in workers)
+            ),
             3.0,
         )
     finally:

@@ -183,9 +183,7 @@ def test_a_spooled_body_is_handed_over_and_closed_when_the_request_ends(host: Ho
     Spooler.bodies.clear()
     install(host, "/test/spool", Spooler)
     transport, _ = host.connect()
-    transport.feed(
-        b"POST /test/spool HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world"
-    )
+    transport.feed(b"POST /test/spool HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
     ((head, body),) = responses(transport.take())
     assert head.startswith(b"HTTP/1.1 200 ") and body == b"hello world"
     (spool,) = Spooler.bodies
@@ -206,8 +204,7 @@ def test_expect_100_continue_then_body(host: Host) -> None:
     install(host, "/test/echo", Recorder)
     transport, _ = host.connect()
     transport.feed(
-        b"POST /test/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
-        b"Expect: 100-continue\r\n\r\n"
+        b"POST /test/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
     )
     assert transport.take() == CONTINUE
     transport.feed(b"abcd")
@@ -215,8 +212,7 @@ def test_expect_100_continue_then_body(host: Host) -> None:
     assert head.startswith(b"HTTP/1.1 200 ") and body == b"abcd"
     # Refused by Content-Length: the final status at once, without 100.
     transport.feed(
-        b"POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
-        b"Expect: 100-continue\r\n\r\n"
+        b"POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n"
     )
     data = transport.take()
     assert data.startswith(b"HTTP/1.1 413 ") and CONTINUE not in data
