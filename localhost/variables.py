@@ -381,8 +381,10 @@ def _server_protocol(ctx: VariableContext) -> str:
     return ctx.request.version
 
 
-def _request_line(ctx: VariableContext) -> str:
+def _request_line(ctx: VariableContext) -> str | None:
     request = ctx.request
+    if request.method == "-":  # no request line was read (a malformed or timed-out head)
+        return None
     return f"{request.method} {request.target} {request.version}"
 
 
@@ -476,7 +478,7 @@ def _remote_user(ctx: VariableContext) -> str | None:
     except (binascii.Error, ValueError):
         return None
     user, colon, _ = decoded.partition(b":")
-    return user.decode("latin-1") if colon else None
+    return user.decode("latin-1") if colon and user else None
 
 
 # name -> (getter, text): ``text`` marks values that are Unicode text rather
