@@ -2002,6 +2002,7 @@ printable = _printable
 path_problem = _path_problem
 resolved_note = _resolved_note
 time_value = _time
+on_off = _on_off
 inherit = _inherit
 
 

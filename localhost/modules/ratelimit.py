@@ -91,6 +91,7 @@ from localhost.config.loader import (
     Scope,
     Validator,
     inherit,
+    on_off,
 )
 from localhost.config.loader import quote as _q
 from localhost.handlers.base import BodyPolicy, Handler
@@ -959,13 +960,6 @@ def _log_level(v: Validator, args: list[Token]) -> str:
     return text
 
 
-def _on_off(v: Validator, args: list[Token]) -> bool:
-    text = str(args[0])
-    if text not in ("on", "off"):
-        v.fail(args[0], f'{v.name}: expected "on" or "off", not {_q(text)}')
-    return text == "on"
-
-
 _DIRECTIVE: dict[type, str] = {ReqZone: "limit_req_zone", ConnZone: "limit_conn_zone"}
 
 
@@ -1104,7 +1098,7 @@ DIRECTIVES: Mapping[str, Any] = {
         syntax="limit_req_log_level info|notice|warn|error",
     ),
     "limit_req_dry_run": Directive(
-        (MAIN, SERVER, LOCATION), 1, 1, _on_off, syntax="limit_req_dry_run on|off"
+        (MAIN, SERVER, LOCATION), 1, 1, on_off, syntax="limit_req_dry_run on|off"
     ),
     "limit_conn_zone": Directive(
         (MAIN,), 2, 2, _conn_zone, repeatable=True, syntax="limit_conn_zone KEY zone=NAME:SIZE"
@@ -1130,7 +1124,7 @@ DIRECTIVES: Mapping[str, Any] = {
         syntax="limit_conn_log_level info|notice|warn|error",
     ),
     "limit_conn_dry_run": Directive(
-        (MAIN, SERVER, LOCATION), 1, 1, _on_off, syntax="limit_conn_dry_run on|off"
+        (MAIN, SERVER, LOCATION), 1, 1, on_off, syntax="limit_conn_dry_run on|off"
     ),
 }
 
