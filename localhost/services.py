@@ -20,7 +20,7 @@ from localhost.handlers.cgi import CGIPool
 from localhost.handlers.smallfiles import SmallFiles
 from localhost.handlers.static import FileCache
 from localhost.limits import LIMITS, Limits
-from localhost.sessions import SessionStore
+from localhost.sessions import Store, open_store
 
 if TYPE_CHECKING:
     from localhost.config.model import Config
@@ -54,15 +54,15 @@ class Services:
         self.listing_headers = SmallFiles(limits.listing_header_max_bytes)
         self.cgi = CGIPool(limits)
         self.access_logs = AccessLogs()
-        self._sessions: SessionStore | None = None
+        self._sessions: Store | None = None
         #: The configuration's applications (``wsgi``, ``app``), imported now.
         self.applications = Applications()
         self.applications.load(config, config.worker_processes)
 
-    def session_store(self) -> SessionStore:
+    def session_store(self) -> Store:
         """The session store of the configuration, opened on first use."""
         if self._sessions is None:
-            self._sessions = SessionStore(self.config.session_store, self.config.session_timeout)
+            self._sessions = open_store(self.config.session_store, self.config.session_timeout)
         return self._sessions
 
     def reload(self, config: Config) -> None:

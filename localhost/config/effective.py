@@ -217,7 +217,9 @@ class _Renderer:
         out.append(_line(0, ["error_log", log, config.error_log_level]))
         if config.pid is not None:
             out.append(_line(0, ["pid", _path(config.pid)]))
-        out.append(_line(0, ["session_store", _path(config.session_store)]))
+        store = config.session_store
+        shown = quoted(store) if isinstance(store, str) else _path(store)
+        out.append(_line(0, ["session_store", shown]))
         out.append(_line(0, ["session_timeout", time_text(config.session_timeout)]))
         main = self.trace.main
         if main is not None:

@@ -51,6 +51,7 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import lark
 from lark import Token
@@ -82,6 +83,7 @@ from localhost.config.model import (
     server_name_regex,
 )
 from localhost.http.methods import IMPLEMENTED_METHODS
+from localhost.sessions import is_redis_url
 
 __all__ = [
     "DIRECTIVES",
@@ -659,8 +661,28 @@ def _access_logs(v: _Validator, *scopes: _Scope) -> Any:
     return access_logs(v, *scopes)
 
 
-def _store(v: _Validator, args: list[Token]) -> Path:
-    return _new_file(v, args[0])
+def _store(v: _Validator, args: list[Token]) -> Path | str:
+    """``session_store PATH`` (a SQLite file) or a Redis URL: ``redis://HOST[:PORT][/DB]``,
+    ``rediss://`` (TLS) or ``unix:///PATH[?db=DB]``, checked here and needing the
+    ``redis`` package (the ``redis`` extra)."""
+    token = args[0]
+    if not is_redis_url(token):
+        return _new_file(v, token)
+    try:
+        from redis.connection import parse_url
+    except ImportError:
+        extra = "pip install 'localhost[redis]'"
+        v.fail(token, f"session_store {_q(token)} needs the redis package: {extra}")
+    try:
+        parts = parse_url(str(token))  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        v.fail(token, f"invalid Redis URL {_q(token)}: {_printable(str(exc))}")
+    database = urlsplit(str(token)).path.lstrip("/") if not token.startswith("unix:") else ""
+    if database and not database.isdigit():
+        v.fail(token, f"invalid Redis URL {_q(token)}: the database must be a number")
+    if "host" not in parts and "path" not in parts:
+        v.fail(token, f"invalid Redis URL {_q(token)}: no host or socket path")
+    return str(token)
 
 
 # -- the protocol directive (non-HTTP server blocks) ---------------------------
@@ -817,7 +839,7 @@ DIRECTIVES: dict[str, Directive] = {
         (SERVER, LOCATION), 1, 1, _on_off, syntax="directory_listing on|off"
     ),
     "session": Directive((SERVER, LOCATION), 1, 1, _on_off, syntax="session on|off"),
-    "session_store": Directive((MAIN,), 1, 1, _store, syntax="session_store PATH"),
+    "session_store": Directive((MAIN,), 1, 1, _store, syntax="session_store PATH|URL"),
     "session_timeout": Directive((MAIN,), 1, 1, _time, syntax="session_timeout TIME"),
     "worker_connections": Directive((MAIN,), 1, 1, _count, syntax="worker_connections NUMBER"),
     "worker_processes": Directive((MAIN,), 1, 1, _processes, syntax="worker_processes NUMBER|auto"),

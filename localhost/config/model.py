@@ -269,7 +269,7 @@ class Config:
 
     path: Path
     servers: tuple[ServerBlock, ...]
-    session_store: Path = Path(DEFAULT_SESSION_STORE)
+    session_store: Path | str = Path(DEFAULT_SESSION_STORE)  # str: a Redis URL
     session_timeout: float = DEFAULT_SESSION_TIMEOUT
     worker_connections: int = DEFAULT_WORKER_CONNECTIONS
     worker_processes: int = 1

@@ -18,11 +18,19 @@ from localhost.config.model import Location
 from localhost.handlers.base import Exchange, HandlerSpec, function_handler
 from localhost.http.errors import HTTPError
 from localhost.http.message import Request, Response
+from localhost.sessions import StoreUnavailable
 
 if TYPE_CHECKING:
-    from localhost.sessions import SessionStore
+    from localhost.sessions import Store
 
 COOKIE = "LOCALHOST_SESSION"
+#: Seconds a client is told to wait when the session store is down (Retry-After).
+RETRY_AFTER = "1"
+
+
+def unavailable(exc: StoreUnavailable) -> HTTPError:
+    """The 503 of a session location whose store cannot answer (RFC 9110 §15.6.4)."""
+    return HTTPError(503, str(exc), [("Retry-After", RETRY_AFTER)])
 
 
 def cookie_value(request: Request) -> str | None:
@@ -54,13 +62,19 @@ def set_cookie(session_id: str, max_age: int) -> str:
     return morsel.OutputString()
 
 
-def begin(
-    store: SessionStore, request: Request, location: Location, exchange: Exchange
-) -> str | None:
+def begin(store: Store, request: Request, location: Location, exchange: Exchange) -> str | None:
     """The id of the request's session, creating one (and its cookie) when needed.
 
-    A DELETE to the session handler never creates a session.
+    A DELETE to the session handler never creates a session. Raises
+    ``HTTPError(503)`` when the store cannot answer (Redis down).
     """
+    try:
+        return _begin(store, request, location, exchange)
+    except StoreUnavailable as exc:
+        raise unavailable(exc) from None
+
+
+def _begin(store: Store, request: Request, location: Location, exchange: Exchange) -> str | None:
     sent = cookie_value(request)
     if sent is not None and store.get(sent) is not None:
         return sent
@@ -78,8 +92,16 @@ def _iso(seconds: float) -> str:
 def handle(exchange: Exchange) -> Response:
     """GET/HEAD: the session as JSON, counting the visit; DELETE: end it (204).
 
-    Raises ``HTTPError(405)`` for other methods.
+    Raises ``HTTPError(405)`` for other methods, ``HTTPError(503)`` when the
+    store cannot answer.
     """
+    try:
+        return _handle(exchange)
+    except StoreUnavailable as exc:
+        raise unavailable(exc) from None
+
+
+def _handle(exchange: Exchange) -> Response:
     request = exchange.request
     store = exchange.services.session_store()
     session_id = exchange.session
