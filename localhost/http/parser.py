@@ -340,6 +340,14 @@ class RequestParser:
         """Bytes received and not yet turned into events."""
         return len(self._buf)
 
+    def take_buffered(self) -> bytes:
+        """Remove and return the bytes received after the last complete message:
+        what the client sent after a request that switched protocols
+        (RFC 9110 §7.8, e.g. WebSocket frames right behind the handshake)."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
     @property
     def in_head(self) -> bool:
         """Whether the parser is between messages or inside a request head."""

@@ -16,6 +16,7 @@ connection; the protocol reads it directly.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from localhost.http.message import Request, Response
@@ -189,6 +190,21 @@ class Exchange:
         if self.done or self.started:
             return
         self._protocol.internal_redirect(self, target)
+
+    def upgrade(self, response: Response, protocol: Callable[[], Any]) -> bool:
+        """Switch the connection to another protocol (RFC 9110 §7.8, a 101).
+
+        ``response`` is the 101 (its fields: Upgrade, Connection, and the new
+        protocol's own, e.g. Sec-WebSocket-Accept); once it is queued the
+        connection belongs to ``protocol()``, which gets ``connection_made``
+        with the transport and then, through ``data_received``, any bytes the
+        client sent after the request. The exchange is logged (status 101)
+        and ends. False (nothing sent) when the exchange is over, its head is
+        out, or the request still has a body to come.
+        """
+        if self.done or self.started:
+            return False
+        return self._protocol.upgrade(self, response, protocol)
 
     def resume_body(self) -> None:
         """Deliver the body again after the handler's ``on_body`` returned False."""

@@ -8,7 +8,10 @@ States: ``HEAD`` (waiting for or reading a request head) → the pipeline
 picks a handler → ``BODY`` (reading the body, if any) → ``HANDLE`` (the body
 is read or not needed; the handler is producing the response) → ``WRITE``
 (the whole response is queued) → ``IDLE`` (keep-alive) or ``LINGER`` (the
-transport closes, draining what the client still sends) → ``CLOSED``.
+transport closes, draining what the client still sends) → ``CLOSED``. A
+handler that answers 101 (``Exchange.upgrade``) ends in ``UPGRADED``: the
+transport then belongs to the new protocol (WebSocket), with the bytes the
+client sent after the request.
 
 Reading is paused while a handler works (``HANDLE``: the transport watches
 for a hang-up instead) and while a response waits for its client, so a
@@ -62,6 +65,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
@@ -121,9 +125,10 @@ class State(IntEnum):
     IDLE = 5
     LINGER = 6
     CLOSED = 7
+    UPGRADED = 8  # the connection went to another protocol (a 101)
 
 
-_HEAD, _BODY, _HANDLE, _WRITE, _IDLE, _LINGER, _CLOSED = (
+_HEAD, _BODY, _HANDLE, _WRITE, _IDLE, _LINGER, _CLOSED, _UPGRADED = (
     State.HEAD,
     State.BODY,
     State.HANDLE,
@@ -131,6 +136,7 @@ _HEAD, _BODY, _HANDLE, _WRITE, _IDLE, _LINGER, _CLOSED = (
     State.IDLE,
     State.LINGER,
     State.CLOSED,
+    State.UPGRADED,
 )
 
 
@@ -836,6 +842,41 @@ class HTTP1Protocol(Protocol):
         self.handler = None  # the handler gave up by itself
         if self.transport is not None:
             self.transport.abort()
+
+    def upgrade(self, exchange: Exchange, response: Response, protocol: Callable[[], Any]) -> bool:
+        """Answer ``exchange`` with the 101 ``response`` and hand the connection
+        to ``protocol()`` (called by ``Exchange.upgrade``; RFC 9110 §7.8)."""
+        transport = self.transport
+        if exchange is not self.exchange or transport is None or self.body_left:
+            return False
+        try:
+            head = response_head(response, True, False, None, exchange.extra_headers)
+        except ValueError as exc:
+            log.error("%s: %s", exchange.request, exc)
+            return False
+        exchange.done = True
+        exchange.log_status = response.status
+        exchange.head_sent = len(head)
+        exchange.response_headers = response.headers
+        self.exchange = None
+        self.handler = None
+        self.state = _UPGRADED
+        transport.set_timeout(None)
+        transport.write(head)
+        self._log(exchange)
+        if exchange.cleanups is not None:
+            _run_cleanups(exchange)
+        if self.paused or self.body_paused:
+            self.paused = self.body_paused = False
+            transport.resume_reading()
+            transport.watch_hangup(False)
+        rest = self.parser.take_buffered()
+        successor = protocol()
+        transport.set_protocol(successor)
+        successor.connection_made(transport)
+        if rest and not transport.is_closing():
+            successor.data_received(rest)
+        return True
 
     def _response_done(self) -> None:
         exchange = self.exchange
