@@ -2024,6 +2024,7 @@ printable = _printable
 path_problem = _path_problem
 resolved_note = _resolved_note
 time_value = _time
+size_value = _size
 on_off = _on_off
 inherit = _inherit
 
