@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from localhost.app.routes import RouteTree
+from localhost.app.websocket import Group, WebSocketRoute, check_target
 from localhost.config.model import DEFAULT_BODY_LIMIT
 
 if TYPE_CHECKING:
@@ -274,6 +275,10 @@ class App:
         self.pre_routing_hooks: list[Callable[[Request], Any]] = []
         self.teardown_hooks: list[Callable[[tuple[str, int], str | None], Any]] = []
         self.config_path: Path | None = None
+        #: WebSocket endpoints (``websocket``); None until one is added, so
+        #: that an App without any pays nothing per request.
+        self.websocket_routes: RouteTree[WebSocketRoute] | None = None
+        self.groups: dict[str, Group] = {}
 
     def route(
         self, method: str, pattern: str, *, inline: bool = False
@@ -291,6 +296,39 @@ class App:
             return fn
 
         return decorate
+
+    def websocket(
+        self, pattern: str, *, subprotocols: Iterable[str] = (), threaded: bool = False
+    ) -> Callable[[Any], Any]:
+        """Decorate a WebSocket endpoint on ``pattern`` (RFC 6455; see
+        ``localhost.app.websocket``).
+
+        Event style (default): a class; one instance per connection gets
+        ``on_connect(ws, *params)``, ``on_message(ws, message)``,
+        ``on_writable(ws)``, ``on_close(ws, code, reason)`` on the loop.
+        ``threaded=True``: a function ``fn(ws, *params)`` run in a pool thread
+        for the socket's life (blocking ``for message in ws`` and ``send``).
+        ``subprotocols``: those spoken, in preference order, negotiated with
+        the client's ``Sec-WebSocket-Protocol``. A plain request to the
+        pattern gets 426. Raises ``ValueError`` for a bad pattern or target.
+        """
+
+        def decorate(target: Any) -> Any:
+            check_target(target, threaded)
+            if self.websocket_routes is None:
+                self.websocket_routes = RouteTree[WebSocketRoute]()
+            route = WebSocketRoute(target, tuple(subprotocols), threaded, pattern)
+            self.websocket_routes.add("GET", pattern, route)
+            return target
+
+        return decorate
+
+    def group(self, name: str) -> Group:
+        """The worker's group of sockets called ``name`` (made on first use)."""
+        found = self.groups.get(name)
+        if found is None:
+            found = self.groups[name] = Group(name)
+        return found
 
     def fallback(self, fn: Handler | None = None, *, inline: bool = False) -> Any:
         """Decorate ``fn(req)`` as the answer when no route matches (else 404)."""

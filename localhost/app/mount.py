@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from lark import Token
 
+from localhost.app import websocket
 from localhost.app.api import Action, App, MountedApp, Request, Response, Route
 from localhost.app.routes import NotAllowed
 from localhost.app.runner import AppError, AppHandler, head_fields
@@ -89,8 +90,17 @@ class AppRouteHandler(AppHandler):
             self.threaded = False
             self.answer(result)
             return BodyPolicy.IGNORE
+        sockets = app.websocket_routes
+        if sockets is not None and websocket.start(
+            exchange, sockets, app.groups, route_path, self.mounted.pool
+        ):
+            return BodyPolicy.IGNORE  # switched to WebSocket (101)
         found = app.routes.match(exchange.request.method, route_path)
         if found is None:
+            if sockets is not None:
+                refusal = websocket.not_upgraded(sockets, route_path)
+                if refusal is not None:
+                    raise refusal  # 426: the path is a WebSocket endpoint
             route = app.fallback_route
             if route is None:
                 raise HTTPError(404, f"no route for {route_path}")

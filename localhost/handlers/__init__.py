@@ -1,6 +1,7 @@
 """Content handlers, registered by name (see ``localhost.handlers.base``).
 
-The order of the registry is each spec's ``priority``: redirect (100), a
+The order of the registry is each spec's ``priority``: redirect (100),
+``websocket_exec`` (120), a
 WSGI application (150), an App (160), CGI (200), OPTIONS (300), the session handler (400),
 upload (500), DELETE (600), static files and listings (900). A new handler
 adds its module and one line below.
@@ -8,7 +9,16 @@ adds its module and one line below.
 
 from __future__ import annotations
 
-from localhost.handlers import cgi, delete, options, redirect, session, static, upload
+from localhost.handlers import (
+    cgi,
+    delete,
+    options,
+    redirect,
+    session,
+    static,
+    upload,
+    websocket,
+)
 from localhost.handlers.base import (
     BodyPolicy,
     Exchange,
@@ -21,6 +31,7 @@ from localhost.handlers.base import (
 )
 
 register(redirect.SPEC)
+register(websocket.SPEC)
 register(cgi.SPEC)
 register(options.SPEC)
 register(session.SPEC)

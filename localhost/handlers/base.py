@@ -127,6 +127,11 @@ class Exchange(Protocol):
     def resume_body(self) -> None:
         """Read the body again after ``on_body`` returned False."""
 
+    def upgrade(self, response: Response, protocol: Callable[[], Any]) -> bool:
+        """Answer 101 and hand the connection to ``protocol()`` (WebSocket);
+        False when it is too late (RFC 9110 §7.8)."""
+        return False
+
 
 class Handler:
     """Base of every handler, with the default callbacks; one object per request."""

@@ -1,0 +1,512 @@
+"""WebSocket (RFC 6455) over a transport: the opening handshake and the connection.
+
+The opening handshake is ours (``accept``): it checks the client's request
+(RFC 6455 §4.2.1), the Origin against ``websocket_origins``, negotiates the
+subprotocol and, with ``websocket_deflate on``, permessage-deflate (RFC 7692),
+and builds the 101 response. ``Exchange.upgrade`` then hands the HTTP/1.1
+connection's transport to a ``WebSocket``, which is both the protocol on the
+transport and the object applications hold (``ws``). Framing, masking, UTF-8
+checks and the deflate extension are the ``wsproto`` library's.
+
+A ``WebSocket`` calls its *endpoint* (see ``Endpoint``) on the loop:
+``on_connect(ws)``, ``on_message(ws, message)`` with a whole message (``str``
+for text, ``bytes`` for binary), ``on_writable(ws)`` when the queue of
+outgoing bytes drained below the low-water mark after ``send`` said False,
+and ``on_close(ws, code, reason)`` exactly once at the end (``code`` is what
+the peer sent, 1005 for a close frame without a code, 1006 when the
+connection ended without a close frame).
+
+Limits (``Settings``): a message over ``max_message`` bytes closes with 1009;
+``idle_timeout`` seconds without a frame from the client (a pong counts) close
+the connection with 1011, a ping going out at half of it. Frames the RFC
+forbids close with 1002, invalid UTF-8 in a text message with 1007. Graceful
+stop closes with 1001. Sending never blocks: ``send`` queues and returns False
+above ``HIGH_WATER`` bytes queued; a client that lets more than ``HARD_LIMIT``
+bytes pile up is disconnected, so a slow reader cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from typing import Protocol as TypingProtocol
+
+from wsproto import ConnectionType
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    Pong,
+    TextMessage,
+)
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.handshake import server_extensions_handshake
+from wsproto.utilities import LocalProtocolError
+
+from localhost.http.errors import HTTPError
+from localhost.http.message import Request, Response
+from localhost.io import Protocol, Transport
+
+if TYPE_CHECKING:
+    from localhost.io.loop import EventLoop
+
+log = logging.getLogger("localhost")
+
+#: RFC 6455 §1.3: the GUID appended to Sec-WebSocket-Key.
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: Bytes queued for the client above which ``send`` returns False.
+HIGH_WATER = 256 * 1024
+#: Bytes queued below which ``on_writable`` is called again.
+LOW_WATER = 64 * 1024
+#: Bytes queued beyond which the client is disconnected (it does not read).
+HARD_LIMIT = 16 * 1024 * 1024
+
+# Close codes (RFC 6455 §7.4.1).
+NORMAL = 1000
+GOING_AWAY = 1001
+PROTOCOL_ERROR = 1002
+NO_STATUS = 1005
+ABNORMAL = 1006
+TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """A location's WebSocket directives: ``max_message`` bytes,
+    ``idle_timeout`` seconds, ``origins`` (None: the request's own host only;
+    ``("*",)``: any), ``deflate`` (permessage-deflate offered)."""
+
+    max_message: int = 1024 * 1024
+    idle_timeout: float = 60.0
+    origins: tuple[str, ...] | None = None
+    deflate: bool = False
+
+
+DEFAULT_SETTINGS = Settings()
+
+
+class Endpoint(TypingProtocol):
+    """What a ``WebSocket`` calls (every method is optional)."""
+
+    def on_connect(self, ws: WebSocket) -> None: ...
+    def on_message(self, ws: WebSocket, message: str | bytes) -> None: ...
+    def on_writable(self, ws: WebSocket) -> None: ...
+    def on_close(self, ws: WebSocket, code: int, reason: str) -> None: ...
+
+
+def _tokens(request: Request, name: str) -> list[str]:
+    """The comma-separated tokens of every ``name`` field, lower-cased."""
+    return [
+        part.strip().lower()
+        for value in request.headers.get_all(name)
+        for part in value.split(",")
+        if part.strip()
+    ]
+
+
+def is_websocket(request: Request) -> bool:
+    """Whether ``request`` asks for a WebSocket (an ``Upgrade: websocket`` field)."""
+    upgrade = request.headers.get("upgrade")
+    return upgrade is not None and "websocket" in _tokens(request, "upgrade")
+
+
+def upgrade_required() -> HTTPError:
+    """426 for a plain request to a WebSocket endpoint (RFC 9110 §15.5.22)."""
+    return HTTPError(
+        426,
+        "this resource is a WebSocket endpoint",
+        [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13")],
+    )
+
+
+@dataclass(slots=True)
+class Accepted:
+    """An accepted opening handshake: the 101 ``response``, the negotiated
+    ``subprotocol`` (None: none) and the ``extensions`` to run."""
+
+    response: Response
+    subprotocol: str | None
+    extensions: list[Extension]
+
+
+def accept_key(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2)."""
+    digest = hashlib.sha1(key.encode("ascii") + _GUID).digest()  # noqa: S324 - the RFC's hash
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _origin_allowed(request: Request, settings: Settings, scheme: str) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser: Origin protects browsers' users (RFC 6455 §10.2)
+    origin = origin.strip().lower().rstrip("/")
+    allowed = settings.origins
+    if allowed is None:
+        host = (request.host or "").lower()
+        if not host:
+            return False
+        # The page's own site, over either scheme (a page on https may open wss).
+        return origin in (f"http://{host}", f"https://{host}") or origin == f"{scheme}://{host}"
+    return "*" in allowed or origin in allowed
+
+
+def accept(
+    request: Request,
+    settings: Settings = DEFAULT_SETTINGS,
+    subprotocols: Iterable[str] = (),
+    scheme: str = "http",
+) -> Accepted:
+    """Check the opening handshake in ``request`` and build the 101 answer.
+
+    Raises ``HTTPError``: 405 for a method other than GET, 400 for a missing
+    or malformed field (Upgrade, Connection, Sec-WebSocket-Key) or a request
+    with a body, 426 with ``Sec-WebSocket-Version: 13`` for another version
+    (RFC 6455 §4.4), 403 for an Origin that is not allowed.
+    """
+    if request.method != "GET":
+        raise HTTPError(405, "a WebSocket handshake is a GET", [("Allow", "GET")])
+    if request.version != "HTTP/1.1":
+        raise HTTPError(400, "a WebSocket handshake needs HTTP/1.1")
+    if request.has_body:
+        raise HTTPError(400, "a WebSocket handshake has no body")
+    if "websocket" not in _tokens(request, "upgrade"):
+        raise HTTPError(400, 'the Upgrade field does not name "websocket"')
+    if "upgrade" not in _tokens(request, "connection"):
+        raise HTTPError(400, 'the Connection field does not name "upgrade"')
+    versions = request.headers.get_all("sec-websocket-version")
+    if versions != ["13"]:
+        raise HTTPError(426, "unsupported WebSocket version", [("Sec-WebSocket-Version", "13")])
+    keys = request.headers.get_all("sec-websocket-key")
+    key = keys[0].strip() if len(keys) == 1 else ""
+    try:
+        valid = len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        valid = False
+    if not valid:
+        raise HTTPError(400, "missing or malformed Sec-WebSocket-Key")
+    if not _origin_allowed(request, settings, scheme):
+        raise HTTPError(403, "WebSocket origin not allowed")
+    headers = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", accept_key(key)),
+    ]
+    chosen = None
+    offered = [
+        part.strip()
+        for value in request.headers.get_all("sec-websocket-protocol")
+        for part in value.split(",")
+        if part.strip()
+    ]
+    if offered:
+        ours = list(subprotocols)
+        # The server's preference among those the client offers.
+        chosen = next((name for name in ours if name in offered), None)
+        if chosen is not None:
+            headers.append(("Sec-WebSocket-Protocol", chosen))
+    extensions: list[Extension] = []
+    if settings.deflate:
+        requested = [
+            part.strip()
+            for value in request.headers.get_all("sec-websocket-extensions")
+            for part in value.split(",")
+            if part.strip()
+        ]
+        if requested:
+            deflate = PerMessageDeflate()
+            agreed = server_extensions_handshake(requested, [deflate])
+            if agreed is not None:
+                headers.append(("Sec-WebSocket-Extensions", agreed.decode("ascii")))
+                extensions.append(deflate)
+    return Accepted(Response(101, headers), chosen, extensions)
+
+
+def _nothing(*_args: Any) -> None:
+    return None
+
+
+class WebSocket(Protocol):
+    """One WebSocket connection: the protocol on its transport and the ``ws``
+    object of the application.
+
+    Attributes for applications: ``request`` (the handshake's ``Request``),
+    ``params`` (the route's parameters), ``subprotocol``, ``close_code`` and
+    ``close_reason`` (what the peer's close frame said; None before),
+    ``closed`` (no more messages can be sent), ``remote_address``.
+    """
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        endpoint: Any,
+        request: Request,
+        accepted: Accepted,
+        settings: Settings = DEFAULT_SETTINGS,
+        params: dict[str, str] | None = None,
+        peer: tuple[str, int] = ("", 0),
+    ) -> None:
+        super().__init__()
+        self.loop = loop
+        self.request = request
+        self.params = params if params is not None else {}
+        self.subprotocol = accepted.subprotocol
+        self.remote_address = peer
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.closed = False
+        self.settings = settings
+        self._connection = Connection(ConnectionType.SERVER, accepted.extensions)
+        self._endpoint = endpoint
+        self._on_message: Callable[[WebSocket, str | bytes], Any] = getattr(
+            endpoint, "on_message", _nothing
+        )
+        self._parts: list[Any] = []
+        self._size = 0
+        self._blocked = False  # send() said False; on_writable when drained
+        self._ended = False  # on_close was called
+        self._last_seen = 0.0
+        self._pinged = False
+        self._close_after_send = False
+
+    # -- the application's API ----------------------------------------------
+
+    def send(self, message: str | bytes) -> bool:
+        """Queue a text (``str``) or binary (``bytes``) message. Never blocks.
+
+        Returns False when the queue to the client is above ``HIGH_WATER``
+        bytes (``on_writable`` follows when it drains) or the socket is
+        closed (the message is then dropped).
+        """
+        if self.closed:
+            return False
+        event = (
+            TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
+        )
+        return self._write(event)
+
+    def ping(self, data: bytes = b"") -> None:
+        """Send a ping (the client answers with a pong)."""
+        if not self.closed:
+            self._write(Ping(payload=data))
+
+    def close(self, code: int = NORMAL, reason: str = "") -> None:
+        """Start the closing handshake with ``code`` and ``reason`` (RFC 6455
+        §7.1.2); the connection ends when the client answers, or at once if
+        the client is gone."""
+        if self.closed:
+            return
+        self.closed = True
+        transport = self.transport
+        if transport is None or self._connection.state is not ConnectionState.OPEN:
+            return
+        self._write(CloseConnection(code=code, reason=reason))
+        # A client that never answers the close is dropped at the idle deadline.
+        self._arm(min(self.settings.idle_timeout, 5.0))
+
+    # -- protocol callbacks ---------------------------------------------------
+
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
+        self._last_seen = self.loop.now
+        self._arm(self.settings.idle_timeout / 2)
+        self._call("on_connect")
+
+    def data_received(self, data: bytes) -> None:
+        connection = self._connection
+        if connection.state is ConnectionState.CLOSED:
+            return
+        self._last_seen = self.loop.now
+        self._pinged = False
+        connection.receive_data(bytes(data))
+        for event in connection.events():
+            if isinstance(event, Message):
+                if self._message(event) is False:
+                    return
+            elif isinstance(event, Ping):
+                self._write(event.response())
+            elif isinstance(event, Pong):
+                pass  # activity only
+            elif isinstance(event, CloseConnection):
+                self._peer_closed(event)
+                return
+
+    def eof_received(self) -> bool | None:
+        self._end(ABNORMAL, "")
+        return None  # the transport closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._end(ABNORMAL, "")
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self._blocked = True
+
+    def resume_writing(self) -> None:
+        if self._blocked:
+            self._blocked = False
+            if not self.closed:
+                self._call("on_writable")
+
+    def is_idle(self) -> bool:
+        return False
+
+    def shutdown(self) -> None:
+        """Graceful stop: close with 1001 (going away)."""
+        self.close(GOING_AWAY, "server shutting down")
+        if self.transport is not None and self._connection.state is not ConnectionState.OPEN:
+            self._arm(1.0)
+
+    # -- inside -----------------------------------------------------------------
+
+    def _message(self, event: Message[Any]) -> bool:
+        parts = self._parts
+        parts.append(event.data)
+        self._size += len(event.data)
+        if self._size > self.settings.max_message:
+            self._parts = []
+            self._size = 0
+            self._fail(TOO_BIG, "message too big")
+            return False
+        if not event.message_finished:
+            return True
+        message: str | bytes
+        if len(parts) == 1:
+            message = parts[0]
+        elif isinstance(event, TextMessage):
+            message = "".join(parts)
+        else:
+            message = b"".join(parts)
+        self._parts = []
+        self._size = 0
+        if isinstance(message, bytearray):
+            message = bytes(message)
+        try:
+            self._on_message(self, message)
+        except Exception:
+            log.exception("WebSocket %s: on_message failed", self.request.path)
+            self._fail(INTERNAL_ERROR, "")
+            return False
+        return True
+
+    def _peer_closed(self, event: CloseConnection) -> None:
+        connection = self._connection
+        transport = self.transport
+        if connection.state is ConnectionState.REMOTE_CLOSING:
+            # The client starts the closing handshake: echo its code.
+            self.close_code, self.close_reason = event.code, event.reason or ""
+            self.closed = True
+            self._write(event.response())
+        elif connection.state is ConnectionState.CLOSED:
+            # The answer to our close.
+            self.close_code, self.close_reason = event.code, event.reason or ""
+        else:
+            # wsproto found a protocol error (1002, 1007, 1009): fail the connection.
+            self._fail(event.code, event.reason or "")
+            return
+        self._end(event.code, event.reason or "")
+        if transport is not None:
+            transport.close()  # once the close frame is out
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Close at once with ``code`` (RFC 6455 §7.1.7): no more reading."""
+        transport = self.transport
+        was_closed = self.closed
+        self.closed = True
+        if not was_closed and self._connection.state is ConnectionState.OPEN:
+            self._write(CloseConnection(code=code, reason=reason[:120]))
+        self._end(code, reason)
+        if transport is not None:
+            transport.close()
+
+    def _write(self, event: Any) -> bool:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        try:
+            data = self._connection.send(event)
+        except LocalProtocolError:
+            return False
+        transport.write(data)
+        queued = transport.get_write_buffer_size()
+        if queued > HIGH_WATER:
+            if queued > HARD_LIMIT:
+                log.warning(
+                    "WebSocket %s from %s: client does not read (%d bytes queued); closed",
+                    self.request.path,
+                    self.remote_address[0],
+                    queued,
+                )
+                self.closed = True
+                self._end(ABNORMAL, "")
+                transport.abort()
+                return False
+            self._blocked = True
+            return False
+        return True
+
+    def _end(self, code: int, reason: str) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self.closed = True
+        on_close = getattr(self._endpoint, "on_close", None)
+        if on_close is not None:
+            try:
+                on_close(self, code, reason)
+            except Exception:
+                log.exception("WebSocket %s: on_close failed", self.request.path)
+
+    def _call(self, name: str) -> None:
+        method = getattr(self._endpoint, name, None)
+        if method is None:
+            return
+        try:
+            method(self)
+        except Exception:
+            log.exception("WebSocket %s: %s failed", self.request.path, name)
+            self._fail(INTERNAL_ERROR, "")
+
+    def _arm(self, seconds: float) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.set_timeout(seconds, self._on_timer)
+
+    def _on_timer(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if self._connection.state is not ConnectionState.OPEN:
+            # The closing handshake took too long.
+            self._end(ABNORMAL, "")
+            transport.abort()
+            return
+        idle = self.settings.idle_timeout
+        quiet = self.loop.now - self._last_seen
+        if quiet >= idle - 0.001:
+            log.info(
+                "WebSocket %s from %s: idle for %.0f s; closed",
+                self.request.path,
+                self.remote_address[0],
+                quiet,
+            )
+            self._fail(INTERNAL_ERROR, "idle timeout")
+            return
+        if quiet >= idle / 2 - 0.001 and not self._pinged:
+            self._pinged = True
+            self._write(Ping(payload=b"localhost"))
+            self._arm(idle - quiet)
+            return
+        self._arm(max(idle / 2 - quiet, 0.01) if not self._pinged else idle - quiet)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<WebSocket {self.request.path} {self.remote_address[0]} {state}>"
