@@ -196,3 +196,42 @@ def test_cgi_environment_fits_the_window(page: Page, demo: Server, screenshots: 
     page.goto(demo.url("/cgi-bin/env.py/extra/path?x=1"))  # the link on the home page
     assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH
     page.screenshot(path=str(screenshots / "env.png"))
+
+
+def test_chat_between_two_pages(browser: Browser, demo: Server, screenshots: Path) -> None:
+    # Two browser windows in one room of the demo's chat (WebSocket, App API).
+    contexts = [browser.new_context(viewport={"width": WIDTH, "height": 800}) for _ in range(2)]
+    try:
+        alice, bob = (context.new_page() for context in contexts)
+        errors: list[str] = []
+        for page, name in ((alice, "alice"), (bob, "bob")):
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(demo.url(f"/chat.html?room=test-room&name={name}"))
+            page.get_by_role("button", name="Join").click()
+            expect(page.locator("#status")).to_contain_text("Connected to #test-room")
+        expect(alice.locator("#messages")).to_contain_text("bob joined")
+        alice.get_by_label("Message").fill("hello <b>bob</b>")
+        alice.get_by_role("button", name="Send").click()
+        expect(bob.locator("#messages li").last).to_have_text("alice: hello <b>bob</b>")
+        bob.get_by_label("Message").fill("hi alice")
+        bob.keyboard.press("Enter")
+        expect(alice.locator("#messages li").last).to_have_text("bob: hi alice")
+        assert bob.locator("#messages b").count() == 0  # text, never markup
+        alice.screenshot(path=str(screenshots / "chat.png"))
+        bob.close()
+        expect(alice.locator("#messages li").last).to_have_text("server: bob left")
+        assert errors == []
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def test_clock_page_over_websocket_exec(page: Page, demo: Server) -> None:
+    page.goto(demo.url("/clock.html"))
+    expect(page.locator("#status")).to_have_text("Connected.")
+    expect(page.locator("#time")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
+    first = page.locator("#time").text_content()
+    expect(page.locator("#time")).not_to_have_text(first or "", timeout=5000)  # it ticks
+    page.get_by_label("Send a line").fill("ping")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#replies li")).to_have_text(["echo ping"])

@@ -41,12 +41,14 @@ NAVIGATION = {
     "/cgi-bin/env.py",
     "/cgi-bin/form.py",
     "/cgi-bin/counter.py",
+    "/chat.html",
+    "/clock.html",
 }
 
 
 def copy_demo(root: Path) -> None:
-    """The demo tree as a checkout has it: config.conf, www/, www-other/, cgi-bin/, uploads/."""
-    for folder in ("www", "www-other", "cgi-bin"):
+    """The demo tree as a checkout has it: config.conf, www/, www-other/, cgi-bin/, apps/, uploads/."""
+    for folder in ("www", "www-other", "cgi-bin", "apps"):
         shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     (root / "uploads").mkdir()
     for name in (".gitkeep", ".header.html"):
