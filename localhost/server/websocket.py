@@ -232,6 +232,25 @@ def _nothing(*_args: Any) -> None:
     return None
 
 
+def _decoder_idle(connection: Connection) -> bool:
+    """Whether wsproto holds no partial frame or message (so bytes may bypass it).
+
+    It reads wsproto's private state (pinned to wsproto 1.x); if that state
+    is not where it is expected, the answer is False: everything goes
+    through wsproto, which is always correct, only slower.
+    """
+    try:
+        proto = connection._proto
+        decoder = proto._frame_decoder
+        return (
+            decoder.header is None
+            and not len(decoder.buffer)
+            and proto._message_decoder.opcode is None
+        )
+    except AttributeError:
+        return False
+
+
 class WebSocket(Protocol):
     """One WebSocket connection: the protocol on its transport and the ``ws``
     object of the application.
@@ -263,6 +282,8 @@ class WebSocket(Protocol):
         self.closed = False
         self.settings = settings
         self._connection = Connection(ConnectionType.SERVER, accepted.extensions)
+        #: No extension: whole data frames are read and written without wsproto.
+        self._fast = not accepted.extensions
         self._endpoint = endpoint
         self._on_message: Callable[[WebSocket, str | bytes], Any] = getattr(
             endpoint, "on_message", _nothing
@@ -286,10 +307,33 @@ class WebSocket(Protocol):
         """
         if self.closed:
             return False
-        event = (
-            TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message)
-        )
-        return self._write(event)
+        if not self._fast:
+            event = (
+                TextMessage(data=message)
+                if isinstance(message, str)
+                else BytesMessage(data=message)
+            )
+            return self._write(event)
+        # Without extensions a server frame is a plain header and the payload
+        # (RFC 6455 §5.2; a server never masks): no need for wsproto here.
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        if isinstance(message, str):
+            payload = message.encode("utf-8")
+            first = 0x81
+        else:
+            payload = message
+            first = 0x82
+        length = len(payload)
+        if length < 126:
+            transport.write(bytes((first, length)) + payload)
+        elif length < 65536:
+            transport.write(bytes((first, 126, length >> 8, length & 0xFF)) + payload)
+        else:
+            transport.write(bytes((first, 127)) + length.to_bytes(8, "big"))
+            transport.write(bytes(payload))
+        return self._check_queue(transport)
 
     def ping(self, data: bytes = b"") -> None:
         """Send a ping (the client answers with a pong)."""
@@ -325,6 +369,11 @@ class WebSocket(Protocol):
             return
         self._last_seen = self.loop.now
         self._pinged = False
+        if self._fast and not self._parts and _decoder_idle(connection):
+            done = self._fast_frames(data)
+            if done == len(data) or self._ended:
+                return
+            data = data[done:]
         connection.receive_data(bytes(data))
         for event in connection.events():
             if isinstance(event, Message):
@@ -337,6 +386,60 @@ class WebSocket(Protocol):
             elif isinstance(event, CloseConnection):
                 self._peer_closed(event)
                 return
+
+    def _fast_frames(self, data: bytes) -> int:
+        """Deliver the whole, unfragmented, masked text and binary frames at the
+        start of ``data`` (what a client sends most); returns the bytes used.
+
+        Anything else (control frames, fragments, reserved bits, a frame cut
+        by the read, invalid UTF-8, a message over the limit) is left to
+        wsproto, which applies the RFC to it. Used only while wsproto holds
+        no partial frame and no extension is in use (see ``_decoder_idle``).
+        """
+        end = len(data)
+        offset = 0
+        limit = self.settings.max_message
+        on_message = self._on_message
+        while end - offset >= 6:
+            first = data[offset]
+            second = data[offset + 1]
+            if (first != 0x81 and first != 0x82) or not second & 0x80:
+                break  # not FIN + text/binary, or unmasked (wsproto fails it: 1002)
+            length = second & 0x7F
+            start = offset + 6
+            if length == 126:
+                if end - offset < 8:
+                    break
+                length = data[offset + 2] << 8 | data[offset + 3]
+                start = offset + 8
+            elif length == 127:
+                break
+            stop = start + length
+            if stop > end or length > limit:
+                break
+            payload = bytes(data[start:stop])
+            if length:
+                mask = bytes(data[start - 4 : start])
+                key = int.from_bytes((mask * (length // 4 + 1))[:length], "little")
+                payload = (int.from_bytes(payload, "little") ^ key).to_bytes(length, "little")
+            message: str | bytes
+            if first == 0x81:
+                try:
+                    message = payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    break  # wsproto closes with 1007
+            else:
+                message = payload
+            offset = stop
+            try:
+                on_message(self, message)
+            except Exception:
+                log.exception("WebSocket %s: on_message failed", self.request.path)
+                self._fail(INTERNAL_ERROR, "")
+                return end
+            if self.closed:
+                break  # the rest (the client's close, say) goes to wsproto
+        return offset
 
     def eof_received(self) -> bool | None:
         self._end(ABNORMAL, "")
@@ -436,6 +539,9 @@ class WebSocket(Protocol):
         except LocalProtocolError:
             return False
         transport.write(data)
+        return self._check_queue(transport)
+
+    def _check_queue(self, transport: Transport) -> bool:
         queued = transport.get_write_buffer_size()
         if queued > HIGH_WATER:
             if queued > HARD_LIMIT:

@@ -466,3 +466,42 @@ def test_config_errors(tmp_path: Path) -> None:
     result = run_cli(["-t", str(conf)])
     assert result.returncode != 0
     assert f"{conf}:3:23:" in result.stderr and "invalid origin" in result.stderr
+
+
+def test_frames_in_any_slicing(server: Server) -> None:
+    # Small and 16-bit-length frames, a ping, a fragmented message, all in one
+    # stream that arrives whole, byte by byte, and in odd-sized pieces.
+    stream = (
+        frame(0x1, b"one")
+        + frame(0x2, b"\x00" * 300)
+        + frame(0x9, b"p")
+        + frame(0x1, b"fr", fin=False)
+        + frame(0x0, b"ag")
+        + frame(0x1, "ünï".encode())
+        + frame(0x1, b"")
+    )
+    expected = [
+        (0x1, b"one"),
+        (0x2, b"\x00" * 300),
+        (0xA, b"p"),
+        (0x1, b"frag"),
+        (0x1, "ünï".encode()),
+        (0x1, b""),
+    ]
+    for size in (len(stream), 1, 7, 250):
+        sock, _ = raw_handshake(server, "/echo")
+        with sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for index in range(0, len(stream), size):
+                sock.sendall(stream[index : index + size])
+                if size < 10:
+                    time.sleep(0.001)  # separate reads on the server
+            assert [read_frame(sock) for _ in expected] == expected, size
+
+
+def test_bad_utf8_after_good_frames_in_one_read(server: Server) -> None:
+    sock, _ = raw_handshake(server, "/echo")
+    with sock:
+        sock.sendall(frame(0x1, b"fine") + frame(0x1, b"\xc3\x28"))
+        assert read_frame(sock) == (0x1, b"fine")
+        assert close_code(sock) == 1007
