@@ -43,6 +43,7 @@ from localhost.server.websocket import (
     WebSocket,
     accept,
     is_websocket,
+    refusal,
     upgrade_required,
 )
 
@@ -319,7 +320,11 @@ def start(
         raise HTTPError(404, f"no WebSocket endpoint for {route_path}")
     route = found.target
     settings = settings_of(exchange.location)
-    accepted = accept(request, settings, route.subprotocols, exchange.scheme)
+    try:
+        accepted = accept(request, settings, route.subprotocols, exchange.scheme)
+    except HTTPError as exc:
+        exchange.send(refusal(exc))
+        return True
     params = found.params
     named = dict(zip(route.names, params, strict=False))
     loop = exchange.loop

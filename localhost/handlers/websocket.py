@@ -49,6 +49,7 @@ from localhost.config.loader import (
 from localhost.config.model import Location
 from localhost.handlers.base import BodyPolicy, Exchange, Handler, HandlerSpec
 from localhost.handlers.cgi import Script, _Pipe, cgi_environ
+from localhost.http.errors import HTTPError
 from localhost.io import PipeTransport
 from localhost.server.websocket import (
     DEFAULT_SETTINGS,
@@ -60,6 +61,7 @@ from localhost.server.websocket import (
     WebSocket,
     accept,
     is_websocket,
+    refusal,
     upgrade_required,
 )
 
@@ -227,14 +229,18 @@ class ExecHandler(Handler):
         if not is_websocket(request):
             raise upgrade_required()
         self.settings = settings_of(exchange.location)
-        self.accepted = accept(request, self.settings, (), exchange.scheme)
+        try:
+            self.accepted = accept(request, self.settings, (), exchange.scheme)
+        except HTTPError as exc:
+            exchange.send(refusal(exc))
         return BodyPolicy.IGNORE
 
     def on_body_end(self) -> None:
         exchange = self.exchange
         location = exchange.location
         accepted = self.accepted
-        assert location is not None and accepted is not None
+        if location is None or accepted is None or exchange.done:
+            return  # refused in on_head
         argv: tuple[str, ...] = location.options["websocket_exec"]
         request = exchange.request
         root = os.path.dirname(argv[0])

@@ -126,6 +126,14 @@ def upgrade_required() -> HTTPError:
     )
 
 
+def refusal(exc: HTTPError) -> Response:
+    """The answer to a refused handshake: its status and fields, and the
+    reason as text, for the developer whose client it is (RFC 6455 §4.2.2)."""
+    body = f"Failed to open a WebSocket connection: {exc.detail}.\n".encode()
+    headers = [*(exc.headers or ()), ("Content-Type", "text/plain; charset=utf-8")]
+    return Response(exc.status, headers, body)
+
+
 @dataclass(slots=True)
 class Accepted:
     """An accepted opening handshake: the 101 ``response``, the negotiated

@@ -505,3 +505,17 @@ def test_bad_utf8_after_good_frames_in_one_read(server: Server) -> None:
         sock.sendall(frame(0x1, b"fine") + frame(0x1, b"\xc3\x28"))
         assert read_frame(sock) == (0x1, b"fine")
         assert close_code(sock) == 1007
+
+
+def test_refused_handshakes_say_why(server: Server) -> None:
+    for path in ("/exec", "/echo"):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        with sock:
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            head = recv_until(sock, b"Sec-WebSocket-Key")
+        assert head.startswith(b"HTTP/1.1 400 "), head
+        assert b"Content-Type: text/plain" in head
+        assert b"missing or malformed Sec-WebSocket-Key" in head
