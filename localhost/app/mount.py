@@ -23,7 +23,7 @@ from lark import Token
 from localhost.app import websocket
 from localhost.app.api import Action, App, MountedApp, Request, Response, Route
 from localhost.app.routes import NotAllowed
-from localhost.app.runner import AppError, AppHandler, head_fields
+from localhost.app.runner import AppError, AppHandler, app_head, head_fields
 from localhost.app.wsgi import _target, check_mount, mount_of
 from localhost.config.loader import LOCATION, Directive, Scope, Validator
 from localhost.config.model import (
@@ -158,11 +158,11 @@ class AppRouteHandler(AppHandler):
         if type(status) is not int or not 200 <= status <= 599:
             # A final status (RFC 9110 §15: 1xx are interim, 600+ undefined).
             raise AppError(f"invalid status {status!r}: a final status is 200 to 599")
-        fields, length = head_fields(headers)
+        fields, length, encoded = app_head(headers)
         if isinstance(body, str):
             body = body.encode("utf-8")
         if isinstance(body, bytes):
-            self.answer_whole(status, fields, body, length)
+            self.answer_whole(status, fields, body, length, encoded)
         else:
             self.answer_stream(status, fields, length, body)
 

@@ -40,6 +40,7 @@ from typing import IO, TYPE_CHECKING, Any
 from localhost.handlers.base import BodyPolicy, Exchange, Handler
 from localhost.handlers.error_pages import error_response
 from localhost.http.message import FileBody, Response
+from localhost.http.writer import encode_fields
 from localhost.limits import LIMITS
 
 if TYPE_CHECKING:
@@ -121,6 +122,49 @@ def head_fields(
         if keep is not None:
             keep.append(pair)
     return (keep if keep is not None else fields), length
+
+
+#: A checked head: (fields to send, the application's Content-Length or
+#: None, the fields encoded as ``Name: value\r\n`` lines).
+Head = tuple[list[tuple[str, str]], int | None, bytes]
+
+#: Header lists recently checked and encoded, by their content (applications
+#: answer with the same few lists over and over); cleared when full.
+_HEADS: dict[tuple[Any, ...], Head] = {}
+HEAD_CACHE_ENTRIES = 256
+
+
+def app_head(headers: Iterable[tuple[str, str]]) -> Head:
+    """``head_fields`` of ``headers`` with the fields encoded, remembered by content.
+
+    Returns ``(fields, length, encoded)``: the fields to send, the
+    application's Content-Length (None without one), and the fields as
+    ``Name: value\r\n`` Latin-1 lines without Content-Length. Raises
+    ``AppError`` as ``head_fields`` does, and for a name or value holding
+    CR, LF or NUL, or an empty name (RFC 9110 §5.5: it would split the head).
+    A list equal to one seen before gets the same answer without a new check:
+    the check depends on nothing but the pairs' content.
+    """
+    pairs = headers if type(headers) is list else list(headers)
+    try:
+        key: tuple[Any, ...] | None = tuple(pairs)
+        found = _HEADS.get(key)  # type: ignore[arg-type]
+    except TypeError:  # an unhashable pair: not a valid one, head_fields says why
+        key = found = None
+    if found is not None:
+        return found
+    fields, length = head_fields(pairs)
+    try:
+        encoded = encode_fields(fields)
+    except ValueError as exc:
+        raise AppError(str(exc)) from None
+    # The cache keeps its own list: the application may change its list later.
+    head = (list(fields), length, encoded)
+    if key is not None:
+        if len(_HEADS) >= HEAD_CACHE_ENTRIES:
+            _HEADS.clear()
+        _HEADS[key] = head
+    return head
 
 
 def file_body(file: Any, length: int | None) -> FileBody | None:
@@ -471,18 +515,24 @@ class AppHandler(Handler):
             self.gone = True
 
     def answer_whole(
-        self, status: int, fields: list[tuple[str, str]], body: bytes, length: int | None
+        self,
+        status: int,
+        fields: list[tuple[str, str]],
+        body: bytes,
+        length: int | None,
+        encoded: bytes | None = None,
     ) -> None:
-        """Answer with ``body`` whole (``length``: the application's Content-Length)."""
+        """Answer with ``body`` whole (``length``: the application's Content-Length;
+        ``encoded``: ``fields`` as encoded by ``app_head``, when known)."""
         if length is not None and len(body) != length and self.exchange.request.method != "HEAD":
             if len(body) < length:
                 raise AppError(f"the body has {len(body)} bytes, Content-Length says {length}")
             body = body[:length]
         self.started = True
         if not self.threaded:
-            self._send_whole(status, fields, body, length)  # the inline hot path
+            self._send_whole(status, fields, body, length, encoded)  # the inline hot path
             return
-        self._post(lambda: self._send_whole(status, fields, body, length))
+        self._post(lambda: self._send_whole(status, fields, body, length, encoded))
 
     def answer_file(self, status: int, fields: list[tuple[str, str]], file: FileBody) -> None:
         """Answer with a region of a file, sent with ``os.sendfile``."""
@@ -666,7 +716,12 @@ class AppHandler(Handler):
     # -- on the loop ---------------------------------------------------------
 
     def _send_whole(
-        self, status: int, fields: list[tuple[str, str]], body: bytes, length: int | None
+        self,
+        status: int,
+        fields: list[tuple[str, str]],
+        body: bytes,
+        length: int | None,
+        encoded: bytes | None = None,
     ) -> None:
         exchange = self.exchange
         if exchange.done:
@@ -676,7 +731,11 @@ class AppHandler(Handler):
             exchange.start(Response(status, fields), length if length is not None else len(body))
             exchange.finish()
             return
-        exchange.send(Response(status, fields, body))
+        if encoded is None:
+            exchange.send(Response(status, fields, body))
+            return
+        raw = encoded + b"Content-Length: %d\r\n" % len(body)
+        exchange.send(Response(status, fields, body, raw_fields=raw))
 
     def _send_file(self, status: int, fields: list[tuple[str, str]], file: FileBody) -> None:
         exchange = self.exchange

@@ -38,7 +38,7 @@ from lark import Token
 
 from localhost import SERVER_SOFTWARE
 from localhost.app.loading import AppImportError, check_import, resolve, split_target
-from localhost.app.runner import AppError, AppHandler, file_body, head_fields
+from localhost.app.runner import AppError, AppHandler, app_head, file_body, head_fields
 from localhost.config.loader import (
     LOCATION,
     MAIN,
@@ -373,13 +373,13 @@ class WSGIHandler(AppHandler):
                     raise AppError("the application did not call start_response")
                 result = _Chained(first, iterator, result)
             code = status_code(self.status)
-            fields, length = head_fields(self.headers)
+            fields, length, encoded = app_head(self.headers)
             kind = type(result)
             if not self.writes and (kind is list or kind is tuple):
                 body_bytes = result[0] if len(result) == 1 else b"".join(result)
                 if type(body_bytes) is not bytes:
                     raise AppError(f"the body must be bytes, not {type(body_bytes).__name__}")
-                self.answer_whole(code, fields, body_bytes, length)
+                self.answer_whole(code, fields, body_bytes, length, encoded)
                 return
             if not self.writes and kind is FileWrapper:
                 region = file_body(result.filelike, length)

@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from localhost.app.runner import (
     AppError,
     BodyStream,
     ClientGone,
+    app_head,
     file_body,
     head_fields,
 )
@@ -250,6 +252,48 @@ def test_head_fields_take_content_length_out() -> None:
 def test_head_fields_refuse(headers: list[tuple[str, str]]) -> None:
     with pytest.raises(AppError):
         head_fields(headers)
+
+
+def test_app_head_encodes_the_fields_without_content_length() -> None:
+    fields, length, encoded = app_head(
+        [("Content-Type", "text/plain"), ("Content-Length", "3"), ("X-A", "caf\u00e9")]
+    )
+    assert fields == [("Content-Type", "text/plain"), ("X-A", "caf\u00e9")]
+    assert length == 3
+    assert encoded == b"Content-Type: text/plain\r\nX-A: caf\xe9\r\n"
+    assert app_head(iter([("X-B", "1")])) == ([("X-B", "1")], None, b"X-B: 1\r\n")
+    assert app_head([["X-C", "1"]])[2] == b"X-C: 1\r\n"  # pairs as lists: checked each time
+
+
+def test_app_head_follows_a_list_changed_in_place() -> None:
+    headers = [("X-Count", "1")]
+    first = app_head(headers)
+    headers[0] = ("X-Count", "2")
+    assert app_head(headers)[2] == b"X-Count: 2\r\n"
+    headers[0] = ("X-Count", "1")
+    assert app_head(headers) == first
+    # What it answers is its own list: changing the application's leaves it be.
+    headers.append(("X-Late", "1"))
+    assert first[0] == [("X-Count", "1")]
+
+
+@pytest.mark.parametrize(
+    "field", [("X-Note", "a\r\nSet-Cookie: evil=1"), ("X-Note", "a\0b"), ("", "v")]
+)
+def test_app_head_refuses_a_field_that_would_split_the_head(field: tuple[str, str]) -> None:
+    app_head([("X-Note", "clean")])  # a clean list with the same name was seen
+    for _ in range(2):
+        with pytest.raises(AppError):
+            app_head([field])
+
+
+@pytest.mark.parametrize(
+    "headers", [[("Connection", "close")], ["X-A: 1"], [("X-A", 1)], [("X-A", "1", "2")]]
+)
+def test_app_head_refuses_what_head_fields_refuses(headers: list[Any]) -> None:
+    for _ in range(2):
+        with pytest.raises(AppError):
+            app_head(headers)
 
 
 @pytest.mark.parametrize(
