@@ -143,7 +143,7 @@ class Mounted:
     """An application ready to serve a location in this worker: the object,
     its thread pool (None: inline) and the environ keys every request shares."""
 
-    __slots__ = ("mount", "obj", "pool", "base", "prefix", "error")
+    __slots__ = ("mount", "obj", "pool", "base", "prefix", "error", "environs")
 
     def __init__(
         self, mount: AppMount, location: Location, obj: Any, pool: ThreadPool | None, workers: int
@@ -165,6 +165,8 @@ class Mounted:
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
         }
+        #: id(request) → (request, local address, its variables): ``wsgi_environ``'s.
+        self.environs: dict[int, tuple[Any, tuple[str, int], dict[str, Any]]] = {}
 
 
 class Applications:
@@ -231,13 +233,52 @@ class Applications:
         self._pools = []
 
 
+#: Request environs remembered per application (each about 1 KiB); cleared when full.
+ENVIRON_CACHE_ENTRIES = 1024
+
+
+def url_scheme(exchange: Exchange) -> str:
+    """``wsgi.url_scheme``: the ``scheme`` of the request's connection transport
+    (``"https"`` on TLS), ``"http"`` for a transport that has none."""
+    protocol = getattr(exchange, "_protocol", None)
+    return getattr(getattr(protocol, "transport", None), "scheme", "http")
+
+
 def wsgi_environ(
-    exchange: Exchange, mounted: Mounted, body: Any, length: int | None
+    exchange: Exchange, mounted: Mounted, body: Any, length: int | None, scheme: str = "http"
 ) -> dict[str, Any]:
     """The PEP 3333 environ of ``exchange``'s request for ``mounted``: a new dict.
 
-    ``length`` is the body's length in bytes when known (CONTENT_LENGTH).
+    ``length`` is the body's length in bytes when known (CONTENT_LENGTH);
+    ``scheme`` is ``wsgi.url_scheme`` (``url_scheme``). What depends on the
+    request head alone is built once per parsed head (the parser hands the
+    same ``Request`` back for a repeated head, and it never changes), so a
+    request costs a dict copy and the connection's variables.
     """
+    request = exchange.request
+    local = exchange.local
+    cache = mounted.environs
+    entry = cache.get(id(request))
+    if entry is None or entry[0] is not request or entry[1] != local:
+        entry = (request, local, _request_environ(exchange, mounted))
+        if len(cache) >= ENVIRON_CACHE_ENTRIES:
+            cache.clear()
+        # The entry holds the request: its id is not reused while it is here.
+        cache[id(request)] = entry
+    env = entry[2].copy()
+    peer = exchange.peer
+    env["REMOTE_ADDR"] = peer[0]
+    env["REMOTE_PORT"] = str(peer[1])
+    env["wsgi.input"] = body
+    env["wsgi.url_scheme"] = scheme
+    if length is not None:
+        env["CONTENT_LENGTH"] = str(length)
+    return env
+
+
+def _request_environ(exchange: Exchange, mounted: Mounted) -> dict[str, Any]:
+    """The variables of ``wsgi_environ`` that depend on the request head and
+    the local address only."""
     request = exchange.request
     path = request.path
     prefix = mounted.prefix
@@ -246,7 +287,6 @@ def wsgi_environ(
         # PEP 3333: the bytes of the path, each as one Latin-1 character.
         path_info = path_info.encode("utf-8", "surrogateescape").decode("latin-1")
     local = exchange.local
-    peer = exchange.peer
     env = {
         **mounted.base,
         "REQUEST_METHOD": request.method,
@@ -256,17 +296,11 @@ def wsgi_environ(
         "SERVER_NAME": server_name(request, local, exchange.server.server_names),
         "SERVER_PORT": str(local[1]),
         "SERVER_PROTOCOL": request.version,
-        "REMOTE_ADDR": peer[0],
-        "REMOTE_PORT": str(peer[1]),
-        "wsgi.input": body,
-        "wsgi.url_scheme": exchange.scheme,
     }
     headers = request.headers
     content_type = headers.get("content-type")
     if content_type is not None:
         env["CONTENT_TYPE"] = content_type
-    if length is not None:
-        env["CONTENT_LENGTH"] = str(length)
     add_http_variables(env, headers, ",")
     return env
 
@@ -360,7 +394,8 @@ class WSGIHandler(AppHandler):
             if spool is not None:
                 length = spool.seek(0, 2)
                 spool.seek(0)
-        result = app(wsgi_environ(exchange, mounted, body, length), self.start_response)
+        environ = wsgi_environ(exchange, mounted, body, length, url_scheme(exchange))
+        result = app(environ, self.start_response)
         try:
             if self.status is None:
                 # start_response may come with the first item (PEP 3333).
@@ -555,4 +590,4 @@ SPEC = HandlerSpec(
     "wsgi", _methods, WSGIHandler, priority=150, exclusive=_exclusive, directives=DIRECTIVES
 )
 
-__all__ = ["SPEC", "Applications", "ErrorStream", "FileWrapper", "WSGIHandler"]
+__all__ = ["SPEC", "Applications", "ErrorStream", "FileWrapper", "WSGIHandler", "url_scheme"]

@@ -32,7 +32,6 @@ class FakeExchange:
     server: FakeServer = field(default_factory=FakeServer)
     local: tuple[str, int] = ("127.0.0.1", 8080)
     peer: tuple[str, int] = ("10.1.2.3", 50123)
-    scheme: str = "http"
 
 
 def make_request(
@@ -58,10 +57,14 @@ def mounted(prefix: str = "/app", threaded: bool = True, workers: int = 1) -> Mo
 
 
 def environ(
-    request: Request, where: Mounted | None = None, length: int | None = None, **kwargs: Any
+    request: Request,
+    where: Mounted | None = None,
+    length: int | None = None,
+    scheme: str = "http",
+    **kwargs: Any,
 ) -> dict[str, Any]:
     exchange: Any = FakeExchange(request, **kwargs)
-    return wsgi_environ(exchange, where or mounted(), EMPTY_BODY, length)
+    return wsgi_environ(exchange, where or mounted(), EMPTY_BODY, length, scheme)
 
 
 def test_the_environ_passes_wsgiref_validation() -> None:
@@ -192,6 +195,23 @@ def test_each_request_gets_its_own_dict() -> None:
     second = environ(make_request("/app/b"), where)
     assert second["SCRIPT_NAME"] == "/app"
     assert "HTTP_X_ONE" not in second
+
+
+def test_a_repeated_request_head_keeps_each_connection_its_own() -> None:
+    # The parser hands the same Request back for a repeated head.
+    where = mounted()
+    request = make_request("/app/x?q=1", [("Host", "h"), ("Accept", "*/*")])
+    first = environ(request, where, peer=("10.0.0.1", 1111))
+    first["HTTP_PLANTED"] = "x"
+    first["QUERY_STRING"] = "changed"
+    second = environ(request, where, length=5, scheme="https", peer=("10.0.0.2", 2222))
+    third = environ(request, where, local=("127.0.0.1", 9999))
+    assert (second["REMOTE_ADDR"], second["REMOTE_PORT"]) == ("10.0.0.2", "2222")
+    assert second["CONTENT_LENGTH"] == "5" and "CONTENT_LENGTH" not in third
+    assert second["wsgi.url_scheme"] == "https" and third["wsgi.url_scheme"] == "http"
+    assert "HTTP_PLANTED" not in second and second["QUERY_STRING"] == "q=1"
+    assert second["HTTP_ACCEPT"] == "*/*" and second["PATH_INFO"] == "/x"
+    assert third["SERVER_PORT"] == "9999" and second["SERVER_PORT"] == "8080"
 
 
 def test_error_stream_logs_whole_lines(caplog: pytest.LogCaptureFixture) -> None:
