@@ -72,6 +72,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
+from localhost.upstream import UpstreamRecord
+
 __all__ = [
     "FAMILIES",
     "LOG_ESCAPES",
@@ -481,6 +483,49 @@ def _remote_user(ctx: VariableContext) -> str | None:
     return user.decode("latin-1") if colon and user else None
 
 
+# -- the reverse proxy (localhost.handlers.proxy) ----------------------------------
+
+
+def _upstream_record(ctx: VariableContext) -> UpstreamRecord | None:
+    # The proxy keeps its record among the exchange's cleanups (run after the
+    # log line), so that the log can read it with no field of its own.
+    for item in getattr(ctx, "cleanups", None) or ():
+        if isinstance(item, UpstreamRecord):
+            return item
+    return None
+
+
+def _upstream_addr(ctx: VariableContext) -> str | None:
+    record = _upstream_record(ctx)
+    return ", ".join(record.addresses) if record is not None and record.addresses else None
+
+
+def _upstream_status(ctx: VariableContext) -> str | None:
+    record = _upstream_record(ctx)
+    if record is None or not record.statuses:
+        return None
+    return ", ".join(str(s) if s else "-" for s in record.statuses)
+
+
+def _upstream_response_time(ctx: VariableContext) -> str | None:
+    record = _upstream_record(ctx)
+    if record is None or not record.times:
+        return None
+    return ", ".join(format_seconds(t) for t in record.times)
+
+
+def _proxy_host(ctx: VariableContext) -> str | None:
+    location = getattr(ctx, "location", None)
+    proxy = location.options.get("proxy_pass") if location is not None else None
+    return proxy.proxy_host if proxy is not None else None
+
+
+def _proxy_add_x_forwarded_for(ctx: VariableContext) -> str:
+    forwarded = ctx.request.headers.get("x-forwarded-for")
+    address = ctx.peer[0]
+    return f"{forwarded}, {address}" if forwarded else address
+
+
 # name -> (getter, text): ``text`` marks values that are Unicode text rather
 # than Latin-1 bytes, for the log escapes.
 _FIXED: Final[dict[str, tuple[Getter, bool]]] = {
@@ -518,6 +563,11 @@ _FIXED: Final[dict[str, tuple[Getter, bool]]] = {
     "connection": (_connection, False),
     "connection_requests": (_connection_requests, False),
     "request_id": (_request_id, False),
+    "upstream_addr": (_upstream_addr, False),
+    "upstream_status": (_upstream_status, False),
+    "upstream_response_time": (_upstream_response_time, False),
+    "proxy_host": (_proxy_host, False),
+    "proxy_add_x_forwarded_for": (_proxy_add_x_forwarded_for, False),
 }
 
 #: The names of the fixed variables (without the ``$``), sorted.
@@ -615,7 +665,9 @@ _FAMILY: Final[dict[str, Callable[[str], Getter]]] = {
 #: The variable families, as ``prefix`` + NAME (``$arg_page``, ``$http_user_agent``).
 FAMILIES: Final = tuple(_FAMILY)
 
-_RESERVED: Final = {"upstream_": "no proxy yet"}
+_RESERVED: Final = {
+    "upstream_": "localhost has $upstream_addr, $upstream_status and $upstream_response_time"
+}
 
 
 # -- log escapes -------------------------------------------------------------------

@@ -892,6 +892,7 @@ BLOCKS: dict[str, tuple[str, ...]] = {
     "server": (MAIN,),
     "location": (SERVER, LOCATION),
     "types": (MAIN, SERVER, LOCATION),
+    "upstream": (MAIN,),
 }
 
 #: NGINX's location modifiers (``location MODIFIER PATH``).
@@ -1209,6 +1210,9 @@ class _Validator:
                 if st.name == "types":
                     self.types(st, scope)
                     continue
+                if st.name == "upstream":
+                    self.upstream(st, scope)
+                    continue
                 blocks.append(st)
                 continue
             self.directive(st, context, scope)
@@ -1247,6 +1251,120 @@ class _Validator:
                 table[extension] = media
                 where.setdefault(extension, arg)
         scope.values["types"] = (MappingProxyType(table), block.name)
+
+    # -- upstream groups (localhost.upstream; read by proxy_pass) -------------
+
+    def upstream(self, block: _Statement, scope: _Scope) -> None:
+        """``upstream NAME { server ADDRESS [weight=N] [max_fails=N]
+        [fail_timeout=TIME] [backup] [down]; least_conn; ip_hash; keepalive N;
+        keepalive_timeout TIME; }`` into ``scope.values["upstream"]`` (name ->
+        ``Upstream``). Hostnames are resolved here, each address a server."""
+        from localhost.upstream import Upstream, UpstreamServer, parse_address, resolve
+
+        if len(block.args) != 1:
+            where = block.args[1] if len(block.args) > 1 else block.name
+            self.fail(
+                where, 'invalid number of values in "upstream" (syntax: upstream NAME { ... })'
+            )
+        name_token = block.args[0]
+        entry = scope.values.get("upstream")
+        groups: dict[str, Any] = dict(entry[0]) if entry is not None else {}
+        if str(name_token) in groups:
+            first = groups[str(name_token)][1]
+            self.fail(
+                name_token,
+                f"duplicate upstream {_q(name_token)} (first at {self.at(first, name_token)})",
+            )
+        servers: list[Any] = []
+        method, method_token = "round_robin", None
+        settings: dict[str, Any] = {}
+        for st in self.expand(block.body or []):
+            self.current = self.source_of(st.name)
+            self.name = name = str(st.name)
+            if st.body is not None:
+                self.fail(st.name, f'"{name}" block is not allowed in an upstream block')
+            if name == "server":
+                if not st.args:
+                    self.fail(
+                        st.name,
+                        'invalid number of values in "server" '
+                        "(syntax: server ADDRESS [weight=N] ...)",
+                    )
+                address = st.args[0]
+                if address.startswith("unix:"):
+                    self.fail(
+                        address, f"upstream server {_q(address)}: Unix sockets are not supported"
+                    )
+                try:
+                    host, port = parse_address(str(address))
+                except ValueError as exc:
+                    self.fail(address, f"invalid upstream server address {_q(address)}: {exc}")
+                options: dict[str, Any] = {}
+                for arg in st.args[1:]:
+                    key, equals, value = str(arg).partition("=")
+                    if not equals and key in ("backup", "down"):
+                        options[key] = True
+                    elif key in ("weight", "max_fails") and equals:
+                        number = _number(value)
+                        if number is None or (key == "weight" and number == 0):
+                            self.fail(
+                                arg,
+                                f"invalid {key} {_q(value)} (expected a whole number"
+                                f"{' above 0' if key == 'weight' else ''})",
+                            )
+                        options[key] = number
+                    elif key == "fail_timeout" and equals:
+                        options[key] = _time(self, [Token.new_borrow_pos("WORD", value, arg)])
+                    else:
+                        self.fail(
+                            arg,
+                            f"invalid parameter {_q(arg)} "
+                            "(weight=N, max_fails=N, fail_timeout=TIME, backup, down)",
+                        )
+                try:
+                    addresses = resolve(host, port)
+                except OSError as exc:
+                    self.fail(address, f"host not found in upstream {_q(address)}: {exc}")
+                for ip in addresses:
+                    servers.append(UpstreamServer(ip, port, f"{host}:{port}", **options))
+            elif name in ("least_conn", "ip_hash"):
+                if st.args:
+                    self.fail(st.args[0], f'"{name}" takes no values')
+                if method_token is not None:
+                    self.fail(
+                        st.name,
+                        f'"{name}": the balancing method is set already '
+                        f"(at {self.at(method_token, st.name)})",
+                    )
+                method, method_token = name, st.name
+            elif name in ("keepalive", "keepalive_timeout"):
+                if len(st.args) != 1:
+                    self.fail(
+                        st.name,
+                        f'invalid number of values in "{name}" '
+                        f"(syntax: {name} {'NUMBER' if name == 'keepalive' else 'TIME'})",
+                    )
+                if name in settings:
+                    self.fail(st.name, f'"{name}" directive is duplicate')
+                settings[name] = (
+                    _count(self, st.args) if name == "keepalive" else _time(self, st.args)
+                )
+            else:
+                self.fail(
+                    st.name,
+                    f"unknown directive {_q(name)} in an upstream block "
+                    "(server, least_conn, ip_hash, keepalive, keepalive_timeout)",
+                )
+        if not servers:
+            self.fail(name_token, f'no "server" in upstream {_q(name_token)}')
+        if method == "ip_hash" and any(s.backup for s in servers):
+            self.fail(
+                method_token or name_token,
+                '"ip_hash" cannot be used with "backup" servers (as in NGINX)',
+            )
+        group = Upstream(str(name_token), tuple(servers), method, **settings)
+        groups[str(name_token)] = (group, name_token)
+        scope.values["upstream"] = (groups, block.name)
 
     def unknown(self, st: _Statement, context: str) -> NoReturn:
         """Fail on a name that is neither a directive nor a block, with a hint if one helps."""

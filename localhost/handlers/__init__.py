@@ -1,7 +1,7 @@
 """Content handlers, registered by name (see ``localhost.handlers.base``).
 
 The order of the registry is each spec's ``priority``: redirect (100),
-``websocket_exec`` (120), a
+``websocket_exec`` (120), ``proxy_pass`` (140), a
 WSGI application (150), an App (160), CGI (200), OPTIONS (300), the session handler (400),
 upload (500), DELETE (600), static files and listings (900). A new handler
 adds its module and one line below.
@@ -13,6 +13,7 @@ from localhost.handlers import (
     cgi,
     delete,
     options,
+    proxy,
     redirect,
     session,
     static,
@@ -31,6 +32,7 @@ from localhost.handlers.base import (
 )
 
 register(redirect.SPEC)
+register(proxy.SPEC)
 register(websocket.SPEC)
 register(cgi.SPEC)
 register(options.SPEC)
