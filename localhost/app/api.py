@@ -105,7 +105,7 @@ class Response:
         self.status = status
         if headers is None:
             self.headers: list[tuple[str, str]] = []
-        elif isinstance(headers, Mapping):
+        elif type(headers) is dict or isinstance(headers, Mapping):  # dict: no ABC check
             self.headers = [(str(k), str(v)) for k, v in headers.items()]
         else:
             self.headers = [(str(k), str(v)) for k, v in headers]

@@ -23,7 +23,15 @@ from lark import Token
 from localhost.app import websocket
 from localhost.app.api import Action, App, MountedApp, Request, Response, Route
 from localhost.app.routes import NotAllowed
-from localhost.app.runner import AppError, AppHandler, app_head, head_fields
+from localhost.app.runner import (
+    APP_ERRORS,
+    EMPTY_BODY,
+    AppError,
+    AppHandler,
+    ClientGone,
+    app_head,
+    head_fields,
+)
 from localhost.app.wsgi import _target, check_mount, mount_of
 from localhost.config.loader import LOCATION, Directive, Scope, Validator
 from localhost.config.model import (
@@ -129,7 +137,46 @@ class AppRouteHandler(AppHandler):
         if route.inline:
             self.pool = None
             self.threaded = False
+            request = exchange.request
+            if not request.chunked and not request.content_length:
+                self._run_inline(req, route)
+                return BodyPolicy.IGNORE
         return super().on_head()
+
+    def _run_inline(self, req: Request, route: Route) -> None:
+        """Run an inline route for a request without a body, on the loop.
+
+        The common answer (a ``Response`` with a bytes body and a final status
+        that has one, to a method other than HEAD) goes straight to the
+        exchange; any other goes through ``answer``.
+        """
+        req._body = EMPTY_BODY
+        exchange = self.exchange
+        try:
+            result = route.handler(req, *req.params)
+            if type(result) is Response and result.path is None:
+                body = result.body
+                status = result.status
+                if (
+                    type(body) is bytes
+                    and type(status) is int
+                    and 200 <= status <= 599
+                    and status != 204
+                    and status != 304
+                    and req.method != "HEAD"
+                ):
+                    fields, length, encoded = app_head(result.headers)
+                    if length is None or length == len(body):
+                        self.started = True
+                        raw = encoded + b"Content-Length: %d\r\n" % len(body)
+                        exchange.send(HTTPResponse(status, fields, body, raw_fields=raw))
+                        return
+            self.answer(result)
+        except ClientGone:
+            pass
+        except APP_ERRORS:
+            log.exception("application error in %s", exchange.request)
+            self._internal_error()
 
     def call(self, body: Any) -> None:
         req = self.req

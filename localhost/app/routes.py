@@ -84,11 +84,13 @@ class NotAllowed:
 class _Endpoint(Generic[T]):
     """A target registered under one method at one node."""
 
-    __slots__ = ("target", "pattern")
+    __slots__ = ("target", "pattern", "found")
 
     def __init__(self, target: T, pattern: str) -> None:
         self.target = target
         self.pattern = pattern
+        #: The match of a pattern without captures (immutable: shared by its requests).
+        self.found = RouteMatch(target, ())
 
 
 def _no_params(segments: list[str]) -> tuple[str, ...]:
@@ -344,7 +346,7 @@ class RouteTree(Generic[T]):
             handlers = node.handlers
             endpoint = handlers.get(method) or handlers.get(ANY_METHOD)
             if endpoint is not None:
-                return RouteMatch(endpoint.target, ())
+                return endpoint.found
         if path[:1] != "/":
             return None
         segments = path[1:].split("/")

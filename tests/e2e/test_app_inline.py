@@ -1,0 +1,161 @@
+"""App API routes on the event loop (``inline=True``) answer as routes in
+threads do: a real server mounts a small App whose every route exists twice,
+under ``/i`` (inline) and ``/t`` (threaded), and raw sockets compare them.
+
+The inline route of a request without a body takes a shorter path to the
+client (``AppRouteHandler._run_inline``); what it does not take (HEAD, 204,
+a Content-Length that disagrees with the body, a field that would split the
+head, an invalid status, a non-``Response`` answer) must still come out as
+the threaded route's answer.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Server, read_all, recv_until, start_server
+from tests.proc import wait_for
+
+APP = """
+from localhost import App, Response
+
+app = App()
+
+
+def routes(prefix, inline):
+    def add(method, path, fn):
+        app.route(method, prefix + path, inline=inline)(fn)
+
+    add("GET", "/hello", lambda req: Response(200, {"content-type": "text/plain"}, b"hello"))
+    add("GET", "/sized", lambda req: Response(200, [("Content-Length", "5")], b"hello"))
+    add("GET", "/long", lambda req: Response(200, [("Content-Length", "3")], b"hello"))
+    add("GET", "/short", lambda req: Response(200, [("Content-Length", "9")], b"hello"))
+    add("GET", "/empty", lambda req: Response(204, {"x-empty": "yes"}))
+    add("GET", "/split", lambda req: Response(200, {"x-value": req.query.replace("%0A", "\\n")}))
+    add("GET", "/status/:code", lambda req, code: Response(int(code), {}, b"status"))
+    add("GET", "/text", lambda req: "some text")
+    add("GET", "/json", lambda req: {"a": 1})
+    add("GET", "/str-body", lambda req: Response(200, {}, "caf\\u00e9"))
+    add("GET", "/user/:id", lambda req, id: Response(200, {}, id.encode()))
+
+
+routes("/i", True)
+routes("/t", False)
+"""
+
+CONFIG = """
+worker_processes 1
+server {{
+    host 127.0.0.1
+    port {{port0}}
+    wsgi_path {apps}
+    location / {{
+        app inline_probe:app
+    }}
+}}
+"""
+
+MODES = [pytest.param("/i", id="inline"), pytest.param("/t", id="threaded")]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("inline")
+    apps = root / "apps"
+    apps.mkdir()
+    (apps / "inline_probe.py").write_text(APP)
+    server = start_server(CONFIG.format(apps=apps), root)
+    yield server
+    server.stop()
+
+
+def ask(server: Server, path: str, method: str = "GET") -> tuple[str, dict[str, str], bytes]:
+    """One request with ``Connection: close``: (status line, fields, body as sent)."""
+    data = server.raw(f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    head, sep, body = data.partition(b"\r\n\r\n")
+    assert sep, f"no complete head in {data[:300]!r}"
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    return lines[0], fields, body
+
+
+@pytest.mark.parametrize("prefix", MODES)
+@pytest.mark.parametrize(
+    ("path", "status", "body", "length"),
+    [
+        ("/hello", "200 OK", b"hello", "5"),
+        ("/sized", "200 OK", b"hello", "5"),
+        ("/long", "200 OK", b"hel", "3"),
+        ("/text", "200 OK", b"some text", "9"),
+        ("/json", "200 OK", b'{"a": 1}', "8"),
+        ("/str-body", "200 OK", "caf\u00e9".encode(), "5"),
+        ("/user/J%C3%BCrgen", "200 OK", "J\u00fcrgen".encode(), "7"),
+        ("/status/201", "201 Created", b"status", "6"),
+        ("/status/599", "599 ", b"status", "6"),
+    ],
+)
+def test_whole_answers(
+    site: Server, prefix: str, path: str, status: str, body: bytes, length: str
+) -> None:
+    line, fields, got = ask(site, prefix + path)
+    assert line == f"HTTP/1.1 {status}"
+    assert fields["content-length"] == length
+    assert got == body
+
+
+@pytest.mark.parametrize("prefix", MODES)
+def test_head_has_the_get_length_and_no_body(site: Server, prefix: str) -> None:
+    line, fields, body = ask(site, f"{prefix}/hello", "HEAD")
+    assert line == "HTTP/1.1 200 OK"
+    assert fields["content-length"] == "5" and fields["content-type"] == "text/plain"
+    assert body == b""
+
+
+@pytest.mark.parametrize("prefix", MODES)
+def test_204_has_no_body_and_no_length(site: Server, prefix: str) -> None:
+    line, fields, body = ask(site, f"{prefix}/empty")
+    assert line == "HTTP/1.1 204 No Content"
+    assert fields["x-empty"] == "yes"
+    assert "content-length" not in fields and body == b""
+
+
+@pytest.mark.parametrize("prefix", MODES)
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        ("/short", "the body has 5 bytes, Content-Length says 9"),
+        ("/split?a%0AX-Evil:%201", "CR, LF or NUL in a response field"),
+        ("/status/600", "invalid status 600"),
+        ("/status/100", "invalid status 100"),
+    ],
+)
+def test_what_breaks_the_interface_is_500(
+    site: Server, prefix: str, path: str, logged: str
+) -> None:
+    mark = len(site.log())
+    line, fields, _ = ask(site, prefix + path)
+    assert line == "HTTP/1.1 500 Internal Server Error"
+    assert "x-evil" not in fields
+    assert wait_for(lambda: logged in site.log()[mark:]), site.log()[mark:]
+
+
+@pytest.mark.parametrize("prefix", MODES)
+def test_keep_alive_answers_follow_each_other(site: Server, prefix: str) -> None:
+    request = f"GET {prefix}/hello HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    with site.connect() as sock:
+        sock.sendall(request * 3)
+        data = recv_until(sock, b"hello", limit=5.0)
+        while data.count(b"hello") < 3:
+            chunk = sock.recv(65536)
+            assert chunk
+            data += chunk
+        sock.shutdown(socket.SHUT_WR)
+        data += read_all(sock)
+    assert data.count(b"HTTP/1.1 200 OK\r\n") == 3
+    assert data.endswith(b"\r\n\r\nhello")
