@@ -58,6 +58,7 @@ from localhost.config.model import (
 )
 from localhost.handlers.base import Exchange, HandlerSpec
 from localhost.handlers.environ import add_http_variables, server_name
+from localhost.http.message import Response as HTTPResponse
 from localhost.http.methods import IMPLEMENTED_METHODS
 
 if TYPE_CHECKING:
@@ -414,6 +415,19 @@ class WSGIHandler(AppHandler):
                 body_bytes = result[0] if len(result) == 1 else b"".join(result)
                 if type(body_bytes) is not bytes:
                     raise AppError(f"the body must be bytes, not {type(body_bytes).__name__}")
+                if (
+                    not self.threaded
+                    and (length is None or length == len(body_bytes))
+                    and code >= 200
+                    and code != 204
+                    and code != 304
+                    and request.method != "HEAD"
+                ):
+                    # The inline hot path: straight to the exchange.
+                    self.started = True
+                    raw = encoded + b"Content-Length: %d\r\n" % len(body_bytes)
+                    exchange.send(HTTPResponse(code, fields, body_bytes, raw_fields=raw))
+                    return
                 self.answer_whole(code, fields, body_bytes, length, encoded)
                 return
             if not self.writes and kind is FileWrapper:
