@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from localhost.app.routes import RouteTree
+from localhost.app.runner import url_scheme
 from localhost.app.websocket import Group, WebSocketRoute, check_target
 from localhost.config.model import DEFAULT_BODY_LIMIT
 
@@ -179,7 +180,8 @@ class Request:
     ``route_path`` (below the mount's prefix, what routes match); ``query``
     (raw) and ``args`` (parsed: name → list of values); ``headers`` (lower-
     case names: ``headers.get("user-agent")``); ``peer`` and ``local``
-    (``(host, port)``); ``scheme``; ``params`` (the captured segments).
+    (``(host, port)``); ``scheme`` (``"http"``, ``"https"`` on TLS); ``params``
+    (the captured segments).
     ``body()`` is the request body as a binary stream (``read``, ``readline``,
     iteration), streamed as it arrives when the handler runs in a thread.
     """
@@ -209,7 +211,7 @@ class Request:
         self.headers: Headers = request.headers
         self.peer = exchange.peer
         self.local = exchange.local
-        self.scheme = exchange.scheme
+        self.scheme = url_scheme(exchange)
         self.params: tuple[str, ...] = ()
         self._body: Any = None
         self._args: dict[str, list[str]] | None = None

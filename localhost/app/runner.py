@@ -167,6 +167,15 @@ def app_head(headers: Iterable[tuple[str, str]]) -> Head:
     return head
 
 
+def url_scheme(exchange: Exchange) -> str:
+    """The scheme of the request's connection: its transport's ``scheme``
+    (``"https"`` on TLS), ``"http"`` for a transport that has none or a
+    connection already gone (``wsgi.url_scheme``, ``Request.scheme``)."""
+    protocol = getattr(exchange, "_protocol", None)
+    scheme: str = getattr(getattr(protocol, "transport", None), "scheme", "http")
+    return scheme
+
+
 def file_body(file: Any, length: int | None) -> FileBody | None:
     """A ``FileBody`` for the rest of a real, regular ``file`` (its own
     descriptor: the caller still closes ``file``), at most ``length`` bytes;

@@ -38,7 +38,14 @@ from lark import Token
 
 from localhost import SERVER_SOFTWARE
 from localhost.app.loading import AppImportError, check_import, resolve, split_target
-from localhost.app.runner import AppError, AppHandler, app_head, file_body, head_fields
+from localhost.app.runner import (
+    AppError,
+    AppHandler,
+    app_head,
+    file_body,
+    head_fields,
+    url_scheme,
+)
 from localhost.config.loader import (
     LOCATION,
     MAIN,
@@ -236,13 +243,6 @@ class Applications:
 
 #: Request environs remembered per application (each about 1 KiB); cleared when full.
 ENVIRON_CACHE_ENTRIES = 1024
-
-
-def url_scheme(exchange: Exchange) -> str:
-    """``wsgi.url_scheme``: the ``scheme`` of the request's connection transport
-    (``"https"`` on TLS), ``"http"`` for a transport that has none."""
-    protocol = getattr(exchange, "_protocol", None)
-    return getattr(getattr(protocol, "transport", None), "scheme", "http")
 
 
 def wsgi_environ(
@@ -604,4 +604,4 @@ SPEC = HandlerSpec(
     "wsgi", _methods, WSGIHandler, priority=150, exclusive=_exclusive, directives=DIRECTIVES
 )
 
-__all__ = ["SPEC", "Applications", "ErrorStream", "FileWrapper", "WSGIHandler", "url_scheme"]
+__all__ = ["SPEC", "Applications", "ErrorStream", "FileWrapper", "WSGIHandler"]

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server, read_all, recv_until, start_server
+from tests.conftest import REPO, Server, read_all, recv_until, start_server
 from tests.proc import wait_for
 
 APP = """
@@ -40,6 +41,7 @@ def routes(prefix, inline):
     add("GET", "/json", lambda req: {"a": 1})
     add("GET", "/str-body", lambda req: Response(200, {}, "caf\\u00e9"))
     add("GET", "/user/:id", lambda req, id: Response(200, {}, id.encode()))
+    add("GET", "/scheme", lambda req: req.scheme)
 
 
 routes("/i", True)
@@ -159,3 +161,22 @@ def test_keep_alive_answers_follow_each_other(site: Server, prefix: str) -> None
         data += read_all(sock)
     assert data.count(b"HTTP/1.1 200 OK\r\n") == 3
     assert data.endswith(b"\r\n\r\nhello")
+
+
+@pytest.mark.parametrize("prefix", MODES)
+def test_the_scheme_is_the_transports(site: Server, tmp_path: Path, prefix: str) -> None:
+    assert ask(site, f"{prefix}/scheme")[2] == b"http"
+    # A TLS transport has ``scheme = "https"``; here the plain socket transport
+    # says so, set before the server starts.
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "apps" / "inline_probe.py").write_text(APP)
+    (tmp_path / "boot").mkdir()
+    (tmp_path / "boot" / "sitecustomize.py").write_text(
+        'from localhost.io.transport import SocketTransport\nSocketTransport.scheme = "https"\n'
+    )
+    env = {"PYTHONPATH": f"{tmp_path / 'boot'}:{REPO}"}
+    server = start_server(CONFIG.format(apps=tmp_path / "apps"), tmp_path, env=env)
+    try:
+        assert ask(server, f"{prefix}/scheme")[2] == b"https"
+    finally:
+        server.stop()
