@@ -43,8 +43,23 @@ _CONDITIONAL = frozenset(
 )
 
 
+class Variants:
+    """The encoded variants of one cached file (``localhost.modules.compression``):
+    ``items`` by key → ``(fields, body, raw fields)``, ``masks`` (what the
+    compression filter found out about the file, by key), and ``nbytes``,
+    their bytes counted against the cache's budget. They live and die with
+    their cache entry."""
+
+    __slots__ = ("items", "masks", "nbytes")
+
+    def __init__(self) -> None:
+        self.items: dict[object, tuple[list[tuple[str, str]], bytes, bytes]] = {}
+        self.masks: dict[object, int] = {}
+        self.nbytes = 0
+
+
 class _Entry:
-    __slots__ = ("lexical", "real", "key", "headers", "raw", "body", "size", "fd")
+    __slots__ = ("lexical", "real", "key", "headers", "raw", "body", "size", "fd", "variants")
 
     def __init__(
         self,
@@ -63,6 +78,7 @@ class _Entry:
         self.body = body
         self.size = size
         self.fd = -1
+        self.variants = Variants()
 
 
 def _key(st: os.stat_result) -> tuple[int, int, int, int, int]:
@@ -117,6 +133,23 @@ class FileCache:
             self.held_fds -= 1
         if entry.body is not None:
             self.cached_bytes -= entry.size
+        self.cached_bytes -= entry.variants.nbytes
+
+    def keep_variant(
+        self,
+        variants: Variants,
+        key: object,
+        variant: tuple[list[tuple[str, str]], bytes, bytes],
+        nbytes: int,
+    ) -> bool:
+        """Keep an encoded ``variant`` of a cached file (``nbytes`` against the
+        budget of files kept in memory); False (not kept) when the budget is spent."""
+        if self.cached_bytes + nbytes > self.limits.cache_body_budget_bytes:
+            return False
+        variants.items[key] = variant
+        variants.nbytes += nbytes
+        self.cached_bytes += nbytes
+        return True
 
     def remember(
         self,
@@ -169,7 +202,8 @@ class FileCache:
         if request.headers.has_any(_CONDITIONAL):
             return None
         if entry.body is not None:
-            return Response(200, entry.headers, entry.body, raw_fields=entry.raw)
+            body, raw = entry.body, entry.raw
+            return Response(200, entry.headers, body, None, False, None, raw, entry.variants)
         if entry.fd >= 0:
             # The held descriptor is the validated inode; each response gets its
             # own duplicate, so that closing one never affects another.
@@ -182,7 +216,8 @@ class FileCache:
             if _key(os.fstat(fd)) != entry.key:
                 os.close(fd)
                 return None
-        return Response(200, entry.headers, file=FileBody(fd, 0, entry.size), raw_fields=entry.raw)
+        file = FileBody(fd, 0, entry.size)
+        return Response(200, entry.headers, b"", file, False, None, entry.raw, entry.variants)
 
 
 #: NGINX's ``default_type``: the type of a file whose extension no table knows.

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Any
 
 from localhost import SERVER_SOFTWARE
 from localhost.io.body import FileBody as FileBody  # re-exported: handlers build bodies
@@ -140,9 +141,12 @@ class Response:
     regions in order (multipart/byteranges). ``close`` asks for the
     connection to close after it. ``raw_fields``, when set, is ``headers``
     already encoded, Content-Length included (for cached responses).
+    ``variants``, when set, is where the open-file cache keeps the encoded
+    variants of the cached file this response sends (content codings,
+    ``localhost.modules.compression``).
     """
 
-    __slots__ = ("status", "headers", "body", "file", "parts", "close", "raw_fields")
+    __slots__ = ("status", "headers", "body", "file", "parts", "close", "raw_fields", "variants")
 
     def __init__(
         self,
@@ -153,9 +157,11 @@ class Response:
         close: bool = False,
         parts: list[bytes | FileBody] | None = None,
         raw_fields: bytes | None = None,
+        variants: Any = None,
     ) -> None:
         self.status = status
         self.raw_fields = raw_fields
+        self.variants = variants
         self.headers = headers if headers is not None else []
         self.body = body
         self.file = file

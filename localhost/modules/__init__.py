@@ -4,7 +4,8 @@ file and one ``register`` line below."""
 
 from __future__ import annotations
 
-from localhost.modules import access, headers, logs, ratelimit, rewrite
+from localhost.handlers.base import register as register_handler
+from localhost.modules import access, compression, headers, logs, ratelimit, rewrite
 from localhost.modules.base import ModuleSpec, Phase, Rewrite, Steps, register
 
 register(rewrite.SPEC)
@@ -12,5 +13,8 @@ register(access.SPEC)
 register(ratelimit.SPEC)
 register(headers.SPEC)
 register(logs.SPEC)
+register(compression.SPEC)
+# gzip_static and its kin answer with a content handler of their own.
+register_handler(compression.PRECOMPRESSED_SPEC)
 
 __all__ = ["ModuleSpec", "Phase", "Rewrite", "Steps", "register"]

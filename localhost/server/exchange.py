@@ -53,6 +53,8 @@ class Exchange:
         "body",
         "captures",
         "header_filter",
+        "compression",
+        "encoder",
         "rewritten",
         "cleanups",
         "request_id",
@@ -96,6 +98,11 @@ class Exchange:
         self.captures: re.Match[str] | None = None
         #: The location's response header filter (add_header, expires), if any.
         self.header_filter: Any = None
+        #: Set by the compression module's header filter for the response
+        #: being sent (``localhost.modules.compression.Compression``).
+        self.compression: Any = None
+        #: The encoder of a streamed response's body (a content coding), if any.
+        self.encoder: Any = None
         self.rewritten = False  # a rewrite asked to choose the location again
         #: Callables run once when the exchange ends, answered or not (a
         #: module's release of what it holds for the request: limit_conn).

@@ -104,6 +104,9 @@ log = logging.getLogger("localhost")
 HIGH_WATER = LIMITS.high_water_bytes  # queued above this, exchange.write asks its producer to pause
 MAX_INTERNAL_REDIRECTS = LIMITS.max_internal_redirects
 MAX_REWRITES = LIMITS.max_rewrites
+# Reads of a file encoded as it goes before other connections run: what a
+# connection may hold queued, so one client cannot hog the loop.
+PUMP_READS_PER_TURN = max(1, LIMITS.high_water_bytes // LIMITS.file_chunk_bytes)
 SPOOL_MEMORY = LIMITS.body_spool_memory_bytes  # of a spooled body, then a temporary file
 IDLE_GRACE = LIMITS.idle_grace_seconds  # an idle connection stays open once the worker stops
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -181,6 +184,7 @@ class HTTP1Protocol(Protocol):
         "close_reason",
         "requests",
         "number",
+        "pump",
         "_timeout_cb",
     )
 
@@ -216,6 +220,8 @@ class HTTP1Protocol(Protocol):
         self.close_reason: str | None = None  # why it ended, when not cleanly
         self.requests = 0  # request heads so far (keepalive_requests, $connection_requests)
         self.number = 0  # the connection's serial number in the worker ($connection)
+        #: A file being encoded as the client takes it (compression's ``FilePump``).
+        self.pump: Any = None
         self._timeout_cb = self._on_timeout
 
     # -- transport callbacks --------------------------------------------------
@@ -272,6 +278,9 @@ class HTTP1Protocol(Protocol):
                 _run_cleanups(exchange)
         self._drop_handler("connection closed")
         self._drop_spool()
+        if self.pump is not None:
+            self.pump.close()
+            self.pump = None
         if exchange is not None and exchange.body is not None:
             _close_body(exchange)
         self.transport = None
@@ -306,7 +315,10 @@ class HTTP1Protocol(Protocol):
         self.write_blocked = False
         state = self.state
         if state == _WRITE:
-            self._response_done()
+            if self.pump is not None:
+                self._pump()
+            else:
+                self._response_done()
         elif state == _HANDLE:
             handler = self.handler
             exchange = self.exchange
@@ -727,17 +739,37 @@ class HTTP1Protocol(Protocol):
         )
         extra = exchange.extra_headers
         header_filter = exchange.header_filter
+        http10 = request.version == "HTTP/1.0"
+        framing = pump = None
         if header_filter is not None:
             exchange.response_headers = response.headers  # what the filter may look at
             extra = header_filter(exchange, response.status, extra)
+            compression = exchange.compression
+            if compression is not None:
+                # The location encodes responses (localhost.modules.compression).
+                exchange.compression = None
+                try:
+                    response, extra, pump = compression.whole(exchange, response, extra)
+                except Exception:
+                    log.exception("%s: encoding the response failed", request)
+                    response.release()
+                    response = self._internal_error(exchange)
+                    keep_alive = exchange.keep_alive = False
+                if pump is not None:
+                    # A file encoded as it goes: its length is unknown.
+                    framing, exchange.chunked = stream_framing(response.status, None, http10)
+                    if http10:
+                        keep_alive = exchange.keep_alive = False
         if _DEBUG_PID:
             extra = [*extra, ("X-Worker-PID", str(os.getpid()))]
-        http10 = request.version == "HTTP/1.0"
         try:
-            head = response_head(response, keep_alive, http10, None, extra)
+            head = response_head(response, keep_alive, http10, framing, extra)
         except ValueError as exc:
             log.error("%s: %s", request, exc)
             response.release()
+            if pump is not None:
+                pump.close()
+                pump = None
             response = self._internal_error(exchange)
             keep_alive = exchange.keep_alive = False
             head = response_head(response, False, http10, None, None)
@@ -746,7 +778,15 @@ class HTTP1Protocol(Protocol):
         exchange.response_headers = [*response.headers, *extra] if extra else response.headers
         if request.method == "HEAD":
             response.release()
+            if pump is not None:
+                pump.close()
             transport.write(head)
+        elif pump is not None:
+            transport.write(head)
+            self.pump = pump
+            self.state = _WRITE
+            self._pump()
+            return
         elif response.file is not None:
             exchange.log_bytes = response.file.count
             transport.write(head)
@@ -767,6 +807,40 @@ class HTTP1Protocol(Protocol):
         if not self.write_blocked and not transport.is_closing():
             self._response_done()
 
+    def _pump(self) -> None:
+        """Send more of a file encoded as it goes (``self.pump``): until the
+        client stops taking it (``resume_writing`` calls again), or for at most
+        ``PUMP_READS_PER_TURN`` reads before other connections get their turn;
+        then the last chunk and the end of the response."""
+        pump = self.pump
+        exchange = self.exchange
+        transport = self.transport
+        if pump is None or exchange is None or transport is None:
+            return
+        chunked = exchange.chunked
+        for _ in range(PUMP_READS_PER_TURN):
+            try:
+                data = pump.read()
+            except OSError as exc:
+                log.error("%s: reading the file failed: %s", exchange.request, exc)
+                transport.abort()  # the body cannot be completed
+                return
+            if data is None:
+                break
+            if data:
+                exchange.log_bytes += len(data)
+                transport.write(chunk(data) if chunked else data)
+                if self.write_blocked or transport.is_closing():
+                    return
+        else:
+            self.loop.call_soon(self._pump)
+            return
+        self.pump = None
+        if chunked:
+            transport.write(LAST_CHUNK)
+        if not self.write_blocked and not transport.is_closing():
+            self._response_done()
+
     def start(self, exchange: Exchange, response: Response, length: int | None) -> None:
         """Send the head of a streamed response (called by ``Exchange.start``)."""
         transport = self.transport
@@ -777,10 +851,23 @@ class HTTP1Protocol(Protocol):
             response = error_page_answer(request, response)
         http10 = request.version == "HTTP/1.0"
         status = response.status
+        extra = exchange.extra_headers
+        header_filter = exchange.header_filter
+        encoder = None
+        if header_filter is not None:
+            exchange.response_headers = response.headers  # what the filter may look at
+            extra = header_filter(exchange, status, extra)
+            compression = exchange.compression
+            if compression is not None:
+                # The location encodes responses (localhost.modules.compression).
+                exchange.compression = None
+                response, length, encoder = compression.start(exchange, response, length)
         framing, chunked = stream_framing(status, length, http10)
         exchange.head_only = head_only = (
             request.method == "HEAD" or status < 200 or status == 204 or status == 304
         )
+        if encoder is not None and not head_only:
+            exchange.encoder = encoder
         exchange.chunked = chunked and not head_only
         exchange.keep_alive = keep_alive = (
             request.keep_alive
@@ -790,11 +877,6 @@ class HTTP1Protocol(Protocol):
             and self.requests < self.server.keepalive_requests
             and (length is not None or not http10)
         )
-        extra = exchange.extra_headers
-        header_filter = exchange.header_filter
-        if header_filter is not None:
-            exchange.response_headers = response.headers  # what the filter may look at
-            extra = header_filter(exchange, status, extra)
         if _DEBUG_PID:
             extra = [*extra, ("X-Worker-PID", str(os.getpid()))]
         try:
@@ -816,8 +898,12 @@ class HTTP1Protocol(Protocol):
         if exchange is not self.exchange or transport is None:
             return False
         if data and not exchange.head_only:
-            exchange.log_bytes += len(data)
-            transport.write(chunk(data) if exchange.chunked else data)
+            encoder = exchange.encoder
+            if encoder is not None:
+                data = encoder.compress(data)
+            if data:
+                exchange.log_bytes += len(data)
+                transport.write(chunk(data) if exchange.chunked else data)
         return transport.get_write_buffer_size() < HIGH_WATER and not transport.is_closing()
 
     def finish(self, exchange: Exchange) -> None:
@@ -826,6 +912,13 @@ class HTTP1Protocol(Protocol):
         if exchange is not self.exchange or transport is None:
             return
         self.handler = None
+        encoder = exchange.encoder
+        if encoder is not None:
+            exchange.encoder = None
+            tail = encoder.finish()
+            if tail:
+                exchange.log_bytes += len(tail)
+                transport.write(chunk(tail) if exchange.chunked else tail)
         if exchange.chunked:
             transport.write(LAST_CHUNK)
         self.state = _WRITE
@@ -953,6 +1046,9 @@ class HTTP1Protocol(Protocol):
                 self._answer(exchange, response, close=True)
             elif exchange is None:
                 self._answer_bare(response)
+        elif self.pump is not None and not self.write_blocked:
+            # An encoded file on its way to a client that takes it: not stalled.
+            transport.set_timeout(self.timeouts.send, self._timeout_cb)
         elif self.write_blocked and state in (_WRITE, _HANDLE):
             size = transport.get_write_buffer_size()
             if size and size < self.progress:
