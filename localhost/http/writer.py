@@ -23,15 +23,21 @@ would split the head and let a value forge fields or a second response
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
-from localhost.http.message import Response, date_field, status_line
+from localhost.http.message import STATUS_LINES, Response, date_field, status_line
 
 CHUNKED = b"Transfer-Encoding: chunked\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 _CLOSE = b"Connection: close\r\n\r\n"
 _KEEP_ALIVE_10 = b"Connection: keep-alive\r\n\r\n"
 _END = b"\r\n"
+
+# The Date and Server lines of the current second, as date_field made them:
+# a response in the same second reads them here without a call.
+_date_second = -1
+_date_lines = b""
 
 
 def encode_fields(fields: Sequence[tuple[str, str]]) -> bytes:
@@ -119,7 +125,12 @@ def response_head(
         end = _KEEP_ALIVE_10
     else:
         end = _END
-    return b"".join((status_line(status), date_field(), fields, end))
+    global _date_second, _date_lines
+    now = int(time.time())
+    if now != _date_second:
+        _date_lines = date_field()
+        _date_second = now
+    return b"".join((STATUS_LINES.get(status) or status_line(status), _date_lines, fields, end))
 
 
 def chunk(data: bytes) -> bytes:
