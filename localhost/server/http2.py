@@ -1,0 +1,1010 @@
+"""HTTP/2 (RFC 9113) as a protocol over a transport: streams mapped to exchanges.
+
+Frames, HPACK and the flow-control bookkeeping are the ``h2`` library's
+(``h2.connection.H2Connection``, server side); the connection driving, the
+stream scheduling, back-pressure and the mapping to the pipeline and its
+handlers are here. Each request stream gets a ``Stream``, which plays for
+its ``Exchange`` the part ``HTTP1Protocol`` plays for an HTTP/1.1 one
+(``send``/``start``/``write``/``finish``/``abort``, internal redirects,
+error pages), so every handler works unchanged over HTTP/2.
+
+A connection starts on a port whose block has ``http2 on`` (or a ``port``/
+``listen`` with the ``http2`` flag): over TLS when ALPN chose ``h2``, in
+clear text when the client opens with the connection preface ("prior
+knowledge", RFC 9113 §3.3; there is no h2c Upgrade, which RFC 9113
+removed). ``PrefaceSniffer`` tells the two apart on a clear-text port.
+
+Sending: a response's head is one HEADERS frame (``:status``, the
+handler's fields minus the connection-specific ones of RFC 9113 §8.2.2,
+Date, Server, Content-Length when known); its body goes out in DATA frames
+no larger than the peer's ``SETTINGS_MAX_FRAME_SIZE`` and its stream and
+connection windows, file bodies read in chunks (``os.pread``). While the
+transport holds more than ``HIGH_WATER`` bytes no stream produces more;
+a streamed body's ``write`` returns False past ``STREAM_HIGH_WATER`` bytes
+queued for its stream, and ``on_writable`` follows when it drains.
+
+Receiving: request bodies are given to the handler as DATA frames arrive;
+the flow-control window is given back as the handler consumes them (a
+handler that pauses, ``on_body`` returning False, stops the client at its
+window). ``body_limit`` is enforced as bytes arrive (413, then the stream
+is reset).
+
+Limits and defences (``Limits2``): ``http2_max_concurrent_streams``
+(SETTINGS_MAX_CONCURRENT_STREAMS; more is refused with REFUSED_STREAM),
+``http2_max_field_size`` (SETTINGS_MAX_HEADER_LIST_SIZE for the decoded
+header list; h2 caps CONTINUATION frames per block), ``http2_recv_timeout``
+(a request whose head or body stalls), ``http2_idle_timeout`` (no stream
+open). Floods close the connection with GOAWAY ENHANCE_YOUR_CALM: more than
+``FLOOD_LIMIT`` RST_STREAM (rapid reset, CVE-2023-44487), PING or SETTINGS
+frames from the client per second. A stream whose window stays at zero for
+``send_timeout`` is reset. Graceful stop and reload send GOAWAY with the
+last stream id and finish the streams in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from localhost import SERVER_SOFTWARE
+from localhost.accesslog import combined_line, write_access_logs
+from localhost.config.model import ServerBlock
+from localhost.handlers.error_pages import (
+    ErrorPageRequest,
+    ErrorResponse,
+    error_page_answer,
+    error_page_request,
+    error_response,
+    error_target,
+)
+from localhost.handlers.redirect import location_value, redirect, render
+from localhost.http.errors import HTTPError
+from localhost.http.message import Headers, Request, Response
+from localhost.http.target import normalize_target
+from localhost.io import Protocol, Transport
+from localhost.io.body import FileBody
+from localhost.modules.base import MAX_REWRITES
+from localhost.modules.http2 import DEFAULT_LIMITS, Limits2
+from localhost.server.exchange import Exchange
+
+if TYPE_CHECKING:
+    from localhost.server.http1 import HTTPHost
+
+log = logging.getLogger("localhost")
+
+#: RFC 9113 §3.4: what a client sends first.
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#: Bytes queued on the transport above which streams stop producing DATA.
+HIGH_WATER = 256 * 1024
+#: Bytes queued for one stream above which its ``write`` returns False.
+STREAM_HIGH_WATER = 256 * 1024
+#: Bytes read from a file per DATA frame batch.
+FILE_CHUNK = 64 * 1024
+#: Client RST_STREAM, PING or SETTINGS frames per second beyond which the
+#: connection is closed with ENHANCE_YOUR_CALM.
+FLOOD_LIMIT = 200
+#: Stream-level flow-control window we grant (RFC 9113 §6.9.2); the
+#: connection window is raised to match.
+WINDOW = 1024 * 1024
+#: Request body bytes kept in memory before the spool goes to disk.
+SPOOL_MEMORY = 1024 * 1024
+#: Internal redirects in a row before 500 (as HTTP/1.1).
+MAX_INTERNAL_REDIRECTS = 5
+
+#: RFC 9113 §8.2.2: fields that have no meaning in HTTP/2 are not sent.
+_CONNECTION_FIELDS = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+)
+_BODY_FIELDS = frozenset({"content-length", "content-type", "transfer-encoding"})
+
+
+def limits_of(server: ServerBlock) -> Limits2:
+    """The HTTP/2 limits of ``server`` (``localhost.modules.http2`` puts them
+    in its ``options``; the defaults elsewhere)."""
+    options = server.options
+    if "http2_max_concurrent_streams" not in options:
+        return DEFAULT_LIMITS
+    return Limits2(
+        options["http2_max_concurrent_streams"],
+        options["http2_max_field_size"],
+        options["http2_recv_timeout"],
+        options["http2_idle_timeout"],
+    )
+
+
+def _nothing(*_args: Any) -> None:
+    return None
+
+
+class Stream:
+    """One request stream: the protocol side of its ``Exchange``."""
+
+    def __init__(self, conn: HTTP2Protocol, stream_id: int) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.peer = conn.peer
+        self.local = conn.local
+        self.exchange: Exchange | None = None
+        self.handler: Any = None
+        self.policy = 0  # BodyPolicy: IGNORE
+        self.pending: Response | None = None
+        self.body_seen = 0
+        self.body_limit = 0
+        self.spool: Any = None
+        self.body_paused = False
+        self.unacked = 0  # body bytes received and not yet given back to the window
+        self.request_ended = False
+        self.out: deque[bytes | FileBody] = deque()
+        self.out_size = 0
+        self.end_after = False  # END_STREAM once ``out`` is sent
+        self.ended = False  # END_STREAM (or RST_STREAM) sent: the response is over
+        self.blocked = False  # write() said False: on_writable when drained
+        self.reset = False
+        self.logged = False
+        self.started_at = conn.loop.now
+        self.stalled_since = 0.0
+
+    # -- the request ----------------------------------------------------------
+
+    def on_request(self, fields: list[tuple[bytes, bytes]], ended: bool) -> None:
+        conn = self.conn
+        method = target = authority = scheme = ""
+        headers = Headers()
+        for raw_name, raw_value in fields:
+            name = raw_name.decode("latin-1")
+            value = raw_value.decode("latin-1")
+            if name[0] == ":":
+                if name == ":method":
+                    method = value
+                elif name == ":path":
+                    target = value
+                elif name == ":authority":
+                    authority = value
+                elif name == ":scheme":
+                    scheme = value
+                continue
+            headers.add(name, value)
+        host = authority or headers.get("host") or ""
+        length_text = headers.get("content-length")
+        content_length = None
+        if length_text is not None:
+            if not length_text.isdigit():
+                conn.reset_stream(self.stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                return
+            content_length = int(length_text)
+        unknown_length = not ended and content_length is None
+        request = Request(
+            method, target, "HTTP/2", headers, host, True, content_length, unknown_length, False
+        )
+        self.request_ended = ended
+        server = conn.host.router.select(conn.local, host)
+        exchange = self.exchange = Exchange(
+            self,  # type: ignore[arg-type]
+            request,
+            server,
+            conn.host.services,
+            conn.loop,
+            conn.loop.now,
+        )
+        exchange.scheme = scheme or conn.scheme
+        if method == "CONNECT":
+            # No tunnels over HTTP/2 here (RFC 9113 §8.5; RFC 8441 not done).
+            self._answer(exchange, error_response(501, server.error_pages))
+            return
+        try:
+            request.path, request.query = normalize_target(target)
+        except HTTPError as exc:
+            self._answer(exchange, conn.host.pipeline.error_response(exchange, exc))
+            return
+        handler = self.handler = conn.host.pipeline.start(exchange)
+        try:
+            self.policy = handler.on_head()
+        except HTTPError as exc:
+            self._drop_handler("error")
+            self._answer(exchange, conn.host.pipeline.error_response(exchange, exc))
+            return
+        except Exception:
+            log.exception("error starting %s %s", method, target)
+            self._drop_handler("error")
+            self._answer(exchange, conn.host.pipeline.internal_error(exchange))
+            return
+        if exchange.done:
+            return
+        if not ended:
+            self.body_limit = conn.host.pipeline.body_limit(exchange)
+            if self.policy == 3:  # SPOOL
+                self.spool = tempfile.SpooledTemporaryFile(SPOOL_MEMORY)  # noqa: SIM115
+        else:
+            self._on_end()
+
+    def on_data(self, data: bytes, flow: int) -> None:
+        exchange = self.exchange
+        conn = self.conn
+        if exchange is None or exchange.done and self.handler is None:
+            conn.acknowledge(self.stream_id, flow)
+            return
+        self.body_seen += len(data)
+        if self.body_limit and self.body_seen > self.body_limit:
+            conn.acknowledge(self.stream_id, flow)
+            self._drop_handler("body too large")
+            self.pending = None
+            self._answer(exchange, conn.host.pipeline.too_large(exchange))
+            return
+        if self.pending is not None:
+            conn.acknowledge(self.stream_id, flow)
+            return
+        policy = self.policy
+        if policy == 2:  # STREAM
+            handler = self.handler
+            try:
+                more = handler.on_body(data)
+            except HTTPError as exc:
+                conn.acknowledge(self.stream_id, flow)
+                self._drop_handler("error")
+                self.pending = conn.host.pipeline.error_response(exchange, exc)
+                return
+            except Exception:
+                conn.acknowledge(self.stream_id, flow)
+                log.exception("error handling the body of %s", exchange.request)
+                self._drop_handler("error")
+                self.pending = conn.host.pipeline.internal_error(exchange)
+                return
+            if more is False and not exchange.done:
+                # Keep the window: the client stops when it is used up.
+                self.body_paused = True
+                self.unacked += flow
+                return
+        elif policy == 3:  # SPOOL
+            self.spool.write(data)
+        conn.acknowledge(self.stream_id, flow)
+
+    def on_request_end(self) -> None:
+        self.request_ended = True
+        exchange = self.exchange
+        if exchange is None:
+            return
+        if self.ended:
+            self.conn.forget(self)
+            return
+        self._on_end()
+
+    def _on_end(self) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        if exchange.done:
+            return
+        pending = self.pending
+        if pending is not None:
+            self.pending = None
+            self._answer(exchange, pending)
+            return
+        spool = self.spool
+        if spool is not None:
+            self.spool = None
+            spool.seek(0)
+            exchange.body = spool
+        handler = self.handler
+        if handler is None:
+            return
+        self._call(handler.on_body_end)
+
+    def on_reset(self) -> None:
+        """The client reset the stream: the handler stops."""
+        self.reset = True
+        self.ended = True
+        exchange = self.exchange
+        self._drop_handler("client reset the stream")
+        if exchange is not None:
+            if (exchange.started or exchange.done) and not self.logged:
+                self._log(exchange)
+            exchange.done = True
+            self._cleanup(exchange)
+        self._release_output()
+        self.conn.forget(self)
+
+    # -- the response API (called by Exchange) -------------------------------
+
+    def send(self, exchange: Exchange, response: Response) -> None:
+        if exchange is not self.exchange or self.reset:
+            response.release()
+            return
+        if response.status >= 400 and type(response) is ErrorResponse:
+            found = self._error_page(exchange, response)
+            if found is None:
+                return
+            response = found
+        self.handler = None
+        request = exchange.request
+        if type(request) is ErrorPageRequest:
+            response = error_page_answer(request, response, self.conn.host.services.error_pages)
+        status = exchange.log_status = response.status
+        extra = exchange.extra_headers
+        header_filter = exchange.header_filter
+        if header_filter is not None:
+            exchange.response_headers = response.headers
+            extra = header_filter(exchange, status, extra)
+        head_only = request.method == "HEAD" or status == 204 or status == 304
+        length = None if status == 204 or status == 304 else response.content_length
+        fields = self._fields(response.headers, extra, status, length)
+        exchange.response_headers = [*response.headers, *extra] if extra else response.headers
+        if head_only:
+            response.release()
+            self._head(fields, True)
+        elif response.file is not None:
+            exchange.log_bytes = response.file.count
+            self._head(fields, False)
+            self._queue(response.file)
+            self.end_after = True
+        elif response.parts is not None:
+            exchange.log_bytes = response.content_length
+            self._head(fields, False)
+            for part in response.parts:
+                self._queue(part)
+            self.end_after = True
+        else:
+            body = response.body
+            exchange.log_bytes = len(body)
+            self._head(fields, not body)
+            if body:
+                self._queue(body)
+                self.end_after = True
+        self.conn.pump()
+
+    def start(self, exchange: Exchange, response: Response, length: int | None) -> None:
+        if exchange is not self.exchange or self.reset:
+            return
+        request = exchange.request
+        if type(request) is ErrorPageRequest:
+            response = error_page_answer(request, response)
+        status = exchange.log_status = response.status
+        exchange.head_only = (
+            request.method == "HEAD" or status < 200 or status == 204 or status == 304
+        )
+        extra = exchange.extra_headers
+        header_filter = exchange.header_filter
+        if header_filter is not None:
+            exchange.response_headers = response.headers
+            extra = header_filter(exchange, status, extra)
+        fields = self._fields(response.headers, extra, status, length)
+        exchange.response_headers = [*response.headers, *extra] if extra else response.headers
+        self._head(fields, exchange.head_only)
+        self.conn.flush()
+
+    def write(self, exchange: Exchange, data: bytes) -> bool:
+        if exchange is not self.exchange or self.reset:
+            return False
+        if data and not exchange.head_only:
+            exchange.log_bytes += len(data)
+            self._queue(data)
+            self.conn.pump()
+        if self.out_size > STREAM_HIGH_WATER:
+            self.blocked = True
+            return False
+        return not self.conn.closing
+
+    def finish(self, exchange: Exchange) -> None:
+        if exchange is not self.exchange or self.reset:
+            return
+        self.handler = None
+        if exchange.head_only:
+            self._done_if_sent()
+            return
+        self.end_after = True
+        self.conn.pump()
+
+    def abort(self, exchange: Exchange, reason: str = "aborted") -> None:
+        if exchange is not self.exchange:
+            return
+        self.handler = None
+        if not self.ended:
+            self.conn.reset_stream(self.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        self.on_reset()
+
+    def internal_redirect(self, exchange: Exchange, target: str) -> None:
+        if exchange is not self.exchange:
+            return
+        self._drop_handler("internal redirect")
+        exchange.redirects += 1
+        if exchange.redirects > MAX_INTERNAL_REDIRECTS:
+            log.error("internal redirect cycle at %s", target)
+            self._answer(exchange, self.conn.host.pipeline.internal_error(exchange))
+            return
+        request = exchange.request
+        headers = Headers([(n, v) for n, v in request.headers if n not in _BODY_FIELDS])
+        redirected = Request(
+            "GET", target, request.version, headers, request.host, True, None, False, False
+        )
+        try:
+            redirected.path, redirected.query = normalize_target(target)
+        except HTTPError as exc:
+            exchange.request = redirected
+            self._answer(exchange, self.conn.host.pipeline.error_response(exchange, exc))
+            return
+        self._restart(exchange, redirected)
+
+    def resume_body(self, exchange: Exchange) -> None:
+        if exchange is not self.exchange or not self.body_paused:
+            return
+        self.body_paused = False
+        unacked, self.unacked = self.unacked, 0
+        if unacked:
+            self.conn.acknowledge(self.stream_id, unacked)
+            self.conn.flush()
+
+    def upgrade(self, exchange: Exchange, response: Response, protocol: Callable[[], Any]) -> bool:
+        return False  # no protocol switch inside an HTTP/2 stream (RFC 9113 §8.6)
+
+    # -- inside ---------------------------------------------------------------
+
+    def _fields(
+        self,
+        headers: list[tuple[str, str]],
+        extra: list[tuple[str, str]],
+        status: int,
+        length: int | None,
+    ) -> list[tuple[str, str]]:
+        fields = [(":status", str(status))]
+        for source in (headers, extra):
+            for name, value in source:
+                lower = name.lower()
+                if lower in _CONNECTION_FIELDS or lower == "content-length":
+                    continue
+                fields.append((lower, value))
+        fields.append(("date", self.conn.date()))
+        fields.append(("server", SERVER_SOFTWARE))
+        if length is not None and status >= 200:
+            fields.append(("content-length", str(length)))
+        return fields
+
+    def _head(self, fields: list[tuple[str, str]], end: bool) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        try:
+            self.conn.h2.send_headers(self.stream_id, fields, end_stream=end)
+        except (h2.exceptions.ProtocolError, ValueError, UnicodeError) as exc:
+            log.error("%s: invalid response fields: %s", exchange.request, exc)
+            self.conn.reset_stream(self.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self.on_reset()
+            return
+        exchange.head_sent = sum(len(n) + len(v) + 4 for n, v in fields)
+        exchange.started = True
+        if end:
+            self.ended = True
+            self._finished()
+
+    def _queue(self, item: bytes | FileBody) -> None:
+        size = item.count if type(item) is FileBody else len(item)
+        if size:
+            self.out.append(item)
+            self.out_size += size
+        elif type(item) is FileBody:
+            item.close()
+
+    def send_some(self, budget: int) -> int:
+        """Queue DATA frames for up to ``budget`` bytes within the stream's and
+        the connection's windows; returns the bytes queued."""
+        conn = self.conn
+        h2conn = conn.h2
+        sent = 0
+        while self.out and sent < budget:
+            window = min(
+                h2conn.local_flow_control_window(self.stream_id),
+                h2conn.max_outbound_frame_size,
+                budget - sent,
+            )
+            if window <= 0:
+                if not self.stalled_since:
+                    self.stalled_since = conn.loop.now
+                break
+            self.stalled_since = 0.0
+            item = self.out[0]
+            if type(item) is FileBody:
+                try:
+                    chunk = os.pread(item.fd, min(window, FILE_CHUNK), item.offset)
+                except OSError as exc:
+                    log.error("%s: reading the file failed: %s", self.exchange, exc)
+                    chunk = b""
+                if not chunk:
+                    # The file shrank: the promised length cannot be kept.
+                    self.conn.reset_stream(self.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                    self.on_reset()
+                    return sent
+                item.offset += len(chunk)
+                item.count -= len(chunk)
+                if item.count <= 0:
+                    self.out.popleft()
+                    item.close()
+            else:
+                data = item
+                if len(data) <= window:
+                    chunk = data
+                    self.out.popleft()
+                else:
+                    chunk = data[:window]
+                    self.out[0] = data[window:]
+            self.out_size -= len(chunk)
+            last = not self.out and self.end_after
+            h2conn.send_data(self.stream_id, chunk, end_stream=last)
+            sent += len(chunk)
+            if last:
+                self.ended = True
+        if not self.out and self.end_after and not self.ended:
+            h2conn.end_stream(self.stream_id)
+            self.ended = True
+        if self.ended:
+            self._finished()
+        elif self.blocked and self.out_size <= STREAM_HIGH_WATER // 4:
+            self.blocked = False
+            handler = self.handler
+            if handler is not None:
+                conn.loop.call_soon(lambda: self._call(handler.on_writable))
+        return sent
+
+    def _done_if_sent(self) -> None:
+        if self.ended:
+            self._finished()
+
+    def _finished(self) -> None:
+        """The response is out (END_STREAM queued)."""
+        exchange = self.exchange
+        if exchange is None:
+            return
+        exchange.done = True
+        self.handler = None
+        if not self.logged:
+            self._log(exchange)
+        self._cleanup(exchange)
+        if not self.request_ended:
+            # Answered before the request's end: stop the upload (RFC 9113 §8.1).
+            self.conn.reset_stream(self.stream_id, h2.errors.ErrorCodes.NO_ERROR)
+            self.request_ended = True
+        self.conn.forget(self)
+
+    def _cleanup(self, exchange: Exchange) -> None:
+        cleanups = exchange.cleanups
+        if cleanups is not None:
+            exchange.cleanups = None
+            for cleanup in cleanups:
+                try:
+                    cleanup()
+                except Exception:
+                    log.exception("request cleanup failed")
+        body = exchange.body
+        if body is not None:
+            exchange.body = None
+            body.close()
+        spool = self.spool
+        if spool is not None:
+            self.spool = None
+            spool.close()
+
+    def _release_output(self) -> None:
+        for item in self.out:
+            if type(item) is FileBody:
+                item.close()
+        self.out.clear()
+        self.out_size = 0
+
+    def _answer(self, exchange: Exchange, response: Response) -> None:
+        if exchange.done or exchange.started:
+            response.release()
+            if not exchange.done:
+                exchange.done = True
+                self.abort(exchange)
+            return
+        exchange.done = True
+        self.send(exchange, response)
+
+    def _call(self, callback: Any, *args: Any) -> None:
+        exchange = self.exchange
+        try:
+            callback(*args)
+        except HTTPError as exc:
+            if exchange is not None:
+                self._drop_handler("error")
+                self._answer(exchange, self.conn.host.pipeline.error_response(exchange, exc))
+        except Exception:
+            log.exception("handler failed")
+            if exchange is not None:
+                self._drop_handler("error")
+                self._answer(exchange, self.conn.host.pipeline.internal_error(exchange))
+
+    def _drop_handler(self, reason: str) -> None:
+        handler = self.handler
+        if handler is not None:
+            self.handler = None
+            try:
+                handler.on_abort(reason)
+            except Exception:
+                log.exception("handler failed to abort")
+
+    def _restart(self, exchange: Exchange, request: Request, named: str | None = None) -> None:
+        exchange.request = request
+        exchange.location = None
+        exchange.captures = None
+        exchange.header_filter = None
+        if exchange.body is not None:
+            exchange.body.close()
+            exchange.body = None
+        self.policy = 0
+        self.pending = None
+        pipeline = self.conn.host.pipeline
+        if named is None:
+            handler = pipeline.start(exchange)
+        else:
+            from localhost.modules.rewrite import start_named
+
+            handler = start_named(pipeline, exchange, named)
+        self.handler = handler
+        self._call(handler.on_head)
+        if not exchange.done and self.handler is handler:
+            self._call(handler.on_body_end)
+
+    def _error_page(self, exchange: Exchange, response: Response) -> Response | None:
+        """As ``HTTP1Protocol._error_page``: the response to send, or None when an
+        internal redirect serves the error page."""
+        request = exchange.request
+        if type(request) is ErrorPageRequest or exchange.redirects >= MAX_REWRITES:
+            return response
+        location = exchange.location
+        pages = location.error_pages if location is not None else exchange.server.error_pages
+        target = error_target(pages, response.status)
+        if target is None:
+            return response
+        kind = target.kind
+        if kind == "file":
+            response.status = target.status or 200
+            return response
+        if kind == "url":
+            response.release()
+            url = location_value(render(target.template, exchange))
+            return redirect(url, target.status or 302)
+        try:
+            redirected = error_page_request(exchange, target, response.status, response.close)
+        except HTTPError:
+            return response
+        response.release()
+        exchange.redirects += 1
+        exchange.done = False
+        self.handler = None
+        self._restart(exchange, redirected, target.text if kind == "named" else None)
+        return None
+
+    def _log(self, exchange: Exchange) -> None:
+        self.logged = True
+        owner = exchange.location if exchange.location is not None else exchange.server
+        target = owner.access_log
+        if target is None:
+            return
+        services = self.conn.host.services
+        if isinstance(target, str):
+            line = combined_line(
+                self.peer[0],
+                exchange.request,
+                exchange.log_status,
+                exchange.log_bytes,
+                time.monotonic() - exchange.start_time,
+            )
+            services.access_logs.get(target).write(line)
+        else:
+            write_access_logs(target, exchange, False, services.access_logs)
+
+
+class HTTP2Protocol(Protocol):
+    """One HTTP/2 connection (RFC 9113): ``host`` is the worker, ``server`` the
+    address's default block (its limits and timeouts apply to the connection)."""
+
+    scheme = "http"
+
+    def __init__(self, host: HTTPHost, server: ServerBlock, scheme: str = "http") -> None:
+        super().__init__()
+        self.host = host
+        self.loop = host.loop
+        self.server = server
+        self.scheme = scheme
+        self.limits = limits_of(server)
+        self.peer: tuple[str, int] = ("", 0)
+        self.local: tuple[str, int] = ("", 0)
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=True
+        )
+        self.h2 = h2.connection.H2Connection(config)
+        self.streams: dict[int, Stream] = {}
+        self.closing = False
+        self.going_away = False
+        self.write_blocked = False
+        self._window = 0.0  # start of the current flood-counting second
+        self._resets = self._pings = self._settings = 0
+        self._date_second = -1
+        self._date = ""
+        self._timer_cb = self._on_timer
+        self._idle_since: float | None = None
+        self.number = 0
+
+    def date(self) -> str:
+        now = int(time.time())
+        if now != self._date_second:
+            from email.utils import formatdate
+
+            self._date_second = now
+            self._date = formatdate(now, usegmt=True)
+        return self._date
+
+    # -- transport callbacks --------------------------------------------------
+
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+        # pump() fills up to HIGH_WATER, past the high mark: a budget used up
+        # always means pause_writing now and resume_writing once drained.
+        transport.set_write_buffer_limits(HIGH_WATER // 2, HIGH_WATER // 8)
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self.peer = peer[:2]
+        if isinstance(local, tuple):
+            self.local = local[:2]
+        limits = self.limits
+        h2conn = self.h2
+        h2conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_field_size,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        h2conn.initiate_connection()
+        h2conn.increment_flow_control_window(WINDOW * 4)
+        self.flush()
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            events = self.h2.receive_data(bytes(data))
+        except h2.exceptions.ProtocolError as exc:
+            log.info("%s:%d: HTTP/2 protocol error: %s", *self.peer, exc)
+            self.flush()  # h2 queued a GOAWAY
+            self._close()
+            return
+        for event in events:
+            self._event(event)
+            if self.closing:
+                return
+        self.flush()
+
+    def _event(self, event: Any) -> None:
+        kind = type(event)
+        if kind is h2.events.RequestReceived:
+            self._on_request(event)
+        elif kind is h2.events.DataReceived:
+            stream = self.streams.get(event.stream_id)
+            if stream is None:
+                self.acknowledge(event.stream_id, event.flow_controlled_length)
+            else:
+                stream.on_data(event.data, event.flow_controlled_length)
+                if event.stream_ended is not None:
+                    stream.on_request_end()
+        elif kind is h2.events.StreamEnded:
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and not stream.request_ended:
+                stream.on_request_end()
+        elif kind is h2.events.StreamReset:
+            if event.remote_reset and self._flood("_resets"):
+                return
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.on_reset()
+        elif kind is h2.events.WindowUpdated:
+            self.pump()
+        elif kind is h2.events.PingReceived:
+            self._flood("_pings")
+        elif kind is h2.events.RemoteSettingsChanged:
+            if not self._flood("_settings"):
+                self.pump()
+        elif kind is h2.events.ConnectionTerminated:
+            self._close()
+
+    def _flood(self, counter: str) -> bool:
+        """Count one frame of a kind a flood is made of; past ``FLOOD_LIMIT`` a
+        second, close with ENHANCE_YOUR_CALM (True)."""
+        now = self.loop.now
+        if now - self._window >= 1.0:
+            self._window = now
+            self._resets = self._pings = self._settings = 0
+        count = getattr(self, counter) + 1
+        setattr(self, counter, count)
+        if count <= FLOOD_LIMIT:
+            return False
+        log.warning("%s:%d: HTTP/2 %s flood; closed", *self.peer, counter[1:])
+        self.h2.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        self.flush()
+        self._close()
+        return True
+
+    def _on_request(self, event: Any) -> None:
+        stream_id = event.stream_id
+        if self.going_away:
+            self.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
+        if len(self.streams) >= self.limits.max_concurrent_streams:
+            self.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
+        stream = self.streams[stream_id] = Stream(self, stream_id)
+        ended = event.stream_ended is not None
+        stream.on_request(event.headers, ended)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        for stream in list(self.streams.values()):
+            stream.on_reset()
+        self.streams.clear()
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self.write_blocked = True
+
+    def resume_writing(self) -> None:
+        self.write_blocked = False
+        self.pump()
+
+    def is_idle(self) -> bool:
+        return not self.streams
+
+    def shutdown(self) -> None:
+        """Graceful stop: GOAWAY with the last stream id, finish those in flight."""
+        if self.closing or self.going_away:
+            return
+        self.going_away = True
+        self.h2.close_connection(h2.errors.ErrorCodes.NO_ERROR)
+        self.flush()
+        if not self.streams:
+            self._close()
+
+    # -- output ---------------------------------------------------------------
+
+    def flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        data = self.h2.data_to_send()
+        if data:
+            transport.write(data)
+
+    def pump(self) -> None:
+        """Give each stream with output its share of the windows, flushing as it
+        goes, until the streams have nothing to send, their windows are shut,
+        or the transport holds ``HIGH_WATER`` bytes (then ``resume_writing``
+        pumps again)."""
+        transport = self.transport
+        if transport is None:
+            return
+        while True:
+            budget = HIGH_WATER - transport.get_write_buffer_size()
+            active = [s for s in self.streams.values() if s.out or s.end_after and not s.ended]
+            if budget <= 0 or not active:
+                break
+            share = max(budget // len(active), 16 * 1024)
+            sent = 0
+            for stream in active:
+                if not stream.reset:
+                    sent += stream.send_some(share)
+            self.flush()
+            if not sent:
+                break
+        self.flush()
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        if size:
+            with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                self.h2.acknowledge_received_data(size, stream_id)
+
+    def reset_stream(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.h2.reset_stream(stream_id, code)
+
+    def forget(self, stream: Stream) -> None:
+        if stream.ended and (stream.request_ended or stream.reset):
+            self.streams.pop(stream.stream_id, None)
+            if self.going_away and not self.streams:
+                self.loop.call_soon(self._close)
+
+    def _close(self) -> None:
+        self.closing = True
+        transport = self.transport
+        if transport is not None:
+            transport.close()
+
+    # -- deadlines ------------------------------------------------------------
+
+    def _arm(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.set_timeout(1.0, self._timer_cb)
+
+    def _on_timer(self) -> None:
+        """Once a second: idle connection, stalled requests, zero-window streams."""
+        transport = self.transport
+        if transport is None or self.closing:
+            return
+        now = self.loop.now
+        limits = self.limits
+        if not self.streams:
+            if self._idle_since is None:
+                self._idle_since = now
+            elif now - self._idle_since >= limits.idle_timeout:
+                self.shutdown()
+                self._close()
+                return
+        else:
+            self._idle_since = None
+        send_timeout = self.server.timeouts.send
+        for stream in list(self.streams.values()):
+            if (
+                not stream.request_ended
+                and now - stream.started_at > limits.recv_timeout
+                and (stream.exchange is None or not stream.exchange.done)
+            ):
+                log.info("%s:%d: HTTP/2 request timed out", *self.peer)
+                self.reset_stream(stream.stream_id, h2.errors.ErrorCodes.CANCEL)
+                stream.on_reset()
+            elif stream.stalled_since and now - stream.stalled_since > send_timeout:
+                log.info("%s:%d: HTTP/2 stream window stayed closed; reset", *self.peer)
+                self.reset_stream(stream.stream_id, h2.errors.ErrorCodes.FLOW_CONTROL_ERROR)
+                stream.on_reset()
+        self.flush()
+        self._arm()
+
+
+class PrefaceSniffer(Protocol):
+    """The first protocol of a clear-text connection to an ``http2`` port:
+    HTTP/2 if the client opens with the preface (prior knowledge, RFC 9113
+    §3.3), else HTTP/1.1. It decides on the first bytes and steps aside."""
+
+    def __init__(
+        self, make_h1: Callable[[], Any], make_h2: Callable[[], Any], timeout: float
+    ) -> None:
+        super().__init__()
+        self._make_h1 = make_h1
+        self._make_h2 = make_h2
+        self._timeout = timeout
+        self._seen = b""
+
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+        # Until the first bytes: the header deadline of an HTTP/1.1 connection.
+        transport.set_timeout(self._timeout, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        seen = self._seen + bytes(data)
+        size = min(len(seen), len(PREFACE))
+        if seen[:size] == PREFACE[:size] and len(seen) < len(PREFACE):
+            self._seen = seen  # could still be the preface
+            return
+        transport = self.transport
+        assert transport is not None
+        successor = self._make_h2() if seen.startswith(PREFACE) else self._make_h1()
+        transport.set_protocol(successor)
+        successor.connection_made(transport)
+        successor.data_received(seen)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
