@@ -129,6 +129,35 @@ def _nothing(*_args: Any) -> None:
     return None
 
 
+class _H2Connection(h2.connection.H2Connection):
+    """h2's connection, with one change: a client that opens more streams than
+    SETTINGS_MAX_CONCURRENT_STREAMS allows gets the extra ones refused
+    (RST_STREAM REFUSED_STREAM), a stream error as RFC 9113 §5.1.2 requires,
+    where h2 would end the whole connection. The header block is decoded
+    anyway so that HPACK stays in step. This reaches into h2's internals
+    (pinned to h2 4.x); should they move, h2's own behaviour (GOAWAY) holds.
+    """
+
+    def _receive_headers_frame(self, frame: Any) -> Any:
+        try:
+            return super()._receive_headers_frame(frame)
+        except h2.exceptions.TooManyStreamsError:
+            try:
+                from h2.connection import _decode_headers
+                from h2.stream import StreamClosedBy
+                from hyperframe.frame import RstStreamFrame
+
+                _decode_headers(self.decoder, frame.data)
+                stream_id = frame.stream_id
+                self.highest_inbound_stream_id = max(self.highest_inbound_stream_id, stream_id)
+                self._closed_streams[stream_id] = StreamClosedBy.SEND_RST_STREAM
+                refusal = RstStreamFrame(stream_id)
+                refusal.error_code = h2.errors.ErrorCodes.REFUSED_STREAM
+            except (ImportError, AttributeError):
+                raise h2.exceptions.TooManyStreamsError("too many streams") from None
+            return [refusal], []
+
+
 class Stream:
     """One request stream: the protocol side of its ``Exchange``."""
 
@@ -721,7 +750,7 @@ class HTTP2Protocol(Protocol):
         config = h2.config.H2Configuration(
             client_side=False, header_encoding=None, validate_inbound_headers=True
         )
-        self.h2 = h2.connection.H2Connection(config)
+        self.h2 = _H2Connection(config)
         self.streams: dict[int, Stream] = {}
         self.closing = False
         self.going_away = False
@@ -874,8 +903,17 @@ class HTTP2Protocol(Protocol):
         if self.closing or self.going_away:
             return
         self.going_away = True
-        self.h2.close_connection(h2.errors.ErrorCodes.NO_ERROR)
+        # A GOAWAY written beside h2 rather than through it: h2's own
+        # (close_connection) would refuse every frame after it, and the
+        # streams in flight still need the client's WINDOW_UPDATEs.
+        from hyperframe.frame import GoAwayFrame
+
+        goaway = GoAwayFrame(0)
+        goaway.last_stream_id = self.h2.highest_inbound_stream_id
+        goaway.error_code = h2.errors.ErrorCodes.NO_ERROR
         self.flush()
+        if self.transport is not None:
+            self.transport.write(goaway.serialize())
         if not self.streams:
             self._close()
 
