@@ -159,8 +159,12 @@ class FileCache:
         st: os.stat_result,
         headers: list[tuple[str, str]],
         fd: int,
+        suffix: str = "",
     ) -> bytes | None:
-        """Cache a file just served in full; returns its bytes when they are kept in memory."""
+        """Cache a file just served in full; returns its bytes when they are kept in memory.
+
+        ``suffix`` is the extension of a precompressed variant served in the
+        request path's place (``.gz``: ``cached_variant``)."""
         limits = self.limits
         if len(self.entries) >= limits.cache_entries:
             self.clear()
@@ -175,10 +179,10 @@ class FileCache:
             self.cached_bytes += st.st_size
         root = self.real_root(location.root) if location.root is not None else ""
         relative = request.path[len(location.prefix) :] if location.alias else request.path
-        lexical = os.path.join(root, relative.lstrip("/"))
+        lexical = os.path.join(root, relative.lstrip("/")) + suffix
         if lexical != real and request.path.endswith("/"):
             lexical = real  # a default file: validate the file itself
-        key = (id(location), request.path)
+        key = (id(location), request.path + suffix)
         if key in self.entries:
             self.forget(key)
         entry = self.entries[key] = _Entry(lexical, real, _key(st), headers, body, st.st_size)
@@ -218,6 +222,30 @@ class FileCache:
                 return None
         file = FileBody(fd, 0, entry.size)
         return Response(200, entry.headers, b"", file, False, None, entry.raw, entry.variants)
+
+    def cached_variant(self, request: Request, location: Location, suffix: str) -> Response | None:
+        """The response for the cached precompressed variant (``suffix``: ``.gz``,
+        ``.br``, ``.zst``) of the request's file, or ``None`` to take the full
+        path; validated as ``cached`` is (its fields are the variant's own)."""
+        key = (id(location), request.path + suffix)
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        try:
+            st = os.stat(entry.lexical)
+        except OSError:
+            st = None
+        if st is None or _key(st) != entry.key:
+            self.forget(key)
+            return None
+        if request.headers.has_any(_CONDITIONAL):
+            return None
+        if entry.body is not None:
+            return Response(200, entry.headers, entry.body, raw_fields=entry.raw)
+        if entry.fd < 0:
+            return None
+        file = FileBody(os.dup(entry.fd), 0, entry.size)
+        return Response(200, entry.headers, file=file, raw_fields=entry.raw)
 
 
 #: NGINX's ``default_type``: the type of a file whose extension no table knows.

@@ -87,6 +87,7 @@ from localhost.config.loader import (
 )
 from localhost.handlers.base import BodyPolicy, HandlerSpec
 from localhost.handlers.static import (
+    FileCache,
     StaticHandler,
     Variants,
     filesystem_path,
@@ -160,6 +161,10 @@ _PROXIED = frozenset(
 )  # fmt: skip
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _NEVER = frozenset({204, 206, 304})
+# Request fields that make a response depend on more than the path (as the static handler's).
+_CONDITIONAL = frozenset(
+    {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "range"}
+)
 
 
 # -- directives ------------------------------------------------------------------------
@@ -324,6 +329,7 @@ class Compression:
         self._negotiators: dict[int, Negotiator] = {}
         self._masks: dict[str, int] = {}  # media type -> mask of codings that take it
         self._agents: dict[str, bool] = {}  # User-Agent -> disabled
+        self._ranked: dict[str, tuple[str, ...]] = {}  # Accept-Encoding -> precompressed codings
         self._keys = {coding: (id(self), coding) for coding in PREFERENCE}
         self._plain_key = (id(self), "")
 
@@ -358,23 +364,28 @@ class Compression:
         """The coding for ``request`` among ``mask``'s, or None: HTTP/1.0, a
         proxied request (``gzip_proxied``), a disabled User-Agent, or an
         Accept-Encoding that takes none of them."""
-        headers = request.headers
-        accept = headers.get("accept-encoding")
-        if accept is None:
+        accept = request.headers.get("accept-encoding")
+        if accept is None or not self._client_ok(request, fields):
             return None
-        if request.version == "HTTP/1.0" and not self.http10:
-            return None
-        if "via" in headers and not self._proxied_ok(request, fields):
-            return None
-        if self.disable is not None:
-            agent = headers.get("user-agent")
-            if agent is not None and self._disabled(agent):
-                return None
         negotiator = self._negotiators.get(mask)
         if negotiator is None:
             offer = [c for bit, c in enumerate(PREFERENCE) if mask & (1 << bit)]
             negotiator = self._negotiators[mask] = Negotiator(offer)
         return negotiator(accept)
+
+    def _client_ok(self, request: Request, fields: Sequence[tuple[str, str]]) -> bool:
+        """Whether the request may be answered encoded at all (gzip_http_version,
+        gzip_proxied, gzip_disable)."""
+        if request.version == "HTTP/1.0" and not self.http10:
+            return False
+        headers = request.headers
+        if "via" in headers and not self._proxied_ok(request, fields):
+            return False
+        if self.disable is not None:
+            agent = headers.get("user-agent")
+            if agent is not None and self._disabled(agent):
+                return False
+        return True
 
     def _disabled(self, agent: str) -> bool:
         found = self._agents.get(agent)
@@ -579,13 +590,24 @@ class Compression:
         assert location is not None
         statics = self.statics
         accept = request.headers.get("accept-encoding")
-        wanted = list(ranked(accept, statics)) if accept else []
-        if request.version == "HTTP/1.0" and not self.http10:
-            wanted = []
-        wanted += [c for c in statics if c in self.always and c not in wanted]
+        wanted: tuple[str, ...] = ()
+        if accept is not None and self._client_ok(request, ()):
+            wanted = self._ranked.get(accept) or ()
+            if accept not in self._ranked:
+                wanted = ranked(accept, statics)
+                if len(self._ranked) >= MEMO_SIZE:
+                    self._ranked.clear()
+                self._ranked[accept] = wanted
+        if self.always:
+            wanted += tuple(c for c in statics if c in self.always and c not in wanted)
         if not wanted and not self.vary:
             return None
         files = exchange.services.files
+        if files.entries:
+            for coding in wanted:
+                hit = files.cached_variant(request, location, EXTENSIONS[coding])
+                if hit is not None:
+                    return hit
         try:
             root, path = filesystem_path(request, location, files)
         except HTTPError:
@@ -608,7 +630,7 @@ class Compression:
                 os.close(fd)
                 break
             try:
-                return self._variant_file(fd, request, location, path, coding)
+                return self._variant_file(fd, request, location, path, variant, coding, files)
             except BaseException:
                 os.close(fd)
                 raise
@@ -620,7 +642,14 @@ class Compression:
         return None
 
     def _variant_file(
-        self, fd: int, request: Request, location: Location, path: str, coding: str
+        self,
+        fd: int,
+        request: Request,
+        location: Location,
+        path: str,
+        variant: str,
+        coding: str,
+        files: FileCache,
     ) -> Response | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -641,6 +670,12 @@ class Compression:
             *vary,
             *validators,
         ]
+        if not request.headers.has_any(_CONDITIONAL):
+            ext = EXTENSIONS[coding]
+            body = files.remember(location, request, variant, st, headers, fd, ext)
+            if body is not None:
+                os.close(fd)
+                return Response(200, headers, body)
         return Response(200, headers, file=FileBody(fd, 0, st.st_size))
 
 
@@ -720,6 +755,7 @@ PRECOMPRESSED_SPEC = HandlerSpec(
 
 
 # -- the module ----------------------------------------------------------------------------
+
 
 def _row(convert: Any, syntax: str, least: int = 1, most: int | None = 1, **more: Any) -> Directive:
     """A directive of the top level, server blocks and locations."""

@@ -563,3 +563,33 @@ def dechunk(data: bytes) -> bytes:
             return b"".join(out)
         out.append(data[end + 2 : end + 2 + size])
         index = end + 2 + size + 2
+
+
+# -- cached variants follow their files ----------------------------------------------------
+
+
+def test_a_changed_file_gets_a_new_encoded_variant(site: Server) -> None:
+    path = Path(site.config.parent) / "www" / "changing.html"
+    path.write_bytes(SMALL)
+    for _ in range(3):
+        response, body = fetch(site, "/changing.html", accept="br")
+        assert_encoded(response, body, "br", SMALL)
+    changed = SMALL.replace(b"paragraph", b"PARAGRAPH")
+    path.write_bytes(changed)
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    response, body = fetch(site, "/changing.html", accept="br")
+    assert_encoded(response, body, "br", changed)
+
+
+def test_a_changed_static_variant_is_served_anew(site: Server) -> None:
+    path = Path(site.config.parent) / "www" / "pre" / "changing.txt.gz"
+    path.write_bytes(gzip.compress(SMALL))
+    for _ in range(3):
+        response, body = fetch(site, "/pre/changing.txt", accept="gzip")
+        assert gzip.decompress(body) == SMALL
+        assert response.headers["Content-Length"] == str(len(body))
+    changed = SMALL[:1000]
+    path.write_bytes(gzip.compress(changed))
+    response, body = fetch(site, "/pre/changing.txt", accept="gzip")
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == changed
