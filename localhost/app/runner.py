@@ -40,6 +40,7 @@ from typing import IO, TYPE_CHECKING, Any
 from localhost.handlers.base import BodyPolicy, Exchange, Handler
 from localhost.handlers.error_pages import error_response
 from localhost.http.message import FileBody, Response
+from localhost.http.parser import MEMO_ENTRIES
 from localhost.http.writer import encode_fields
 from localhost.limits import LIMITS
 
@@ -129,9 +130,9 @@ def head_fields(
 Head = tuple[list[tuple[str, str]], int | None, bytes]
 
 #: Header lists recently checked and encoded, by their content (applications
-#: answer with the same few lists over and over); cleared when full.
+#: answer with the same few lists over and over); as many as the parser
+#: remembers request heads, then cleared.
 _HEADS: dict[tuple[Any, ...], Head] = {}
-HEAD_CACHE_ENTRIES = 256
 
 
 def app_head(headers: Iterable[tuple[str, str]]) -> Head:
@@ -161,7 +162,7 @@ def app_head(headers: Iterable[tuple[str, str]]) -> Head:
     # The cache keeps its own list: the application may change its list later.
     head = (list(fields), length, encoded)
     if key is not None:
-        if len(_HEADS) >= HEAD_CACHE_ENTRIES:
+        if len(_HEADS) >= MEMO_ENTRIES:
             _HEADS.clear()
         _HEADS[key] = head
     return head

@@ -67,6 +67,7 @@ from localhost.handlers.base import Exchange, HandlerSpec
 from localhost.handlers.environ import add_http_variables, server_name
 from localhost.http.message import Response as HTTPResponse
 from localhost.http.methods import IMPLEMENTED_METHODS
+from localhost.http.parser import MEMO_ENTRIES
 
 if TYPE_CHECKING:
     from localhost.app.pool import ThreadPool
@@ -241,8 +242,6 @@ class Applications:
         self._pools = []
 
 
-#: Request environs remembered per application (each about 1 KiB); cleared when full.
-ENVIRON_CACHE_ENTRIES = 1024
 
 
 def wsgi_environ(
@@ -262,7 +261,8 @@ def wsgi_environ(
     entry = cache.get(id(request))
     if entry is None or entry[0] is not request or entry[1] != local:
         entry = (request, local, _request_environ(exchange, mounted))
-        if len(cache) >= ENVIRON_CACHE_ENTRIES:
+        # As many as the parser remembers heads (about 1 KiB each); then cleared.
+        if len(cache) >= MEMO_ENTRIES:
             cache.clear()
         # The entry holds the request: its id is not reused while it is here.
         cache[id(request)] = entry
