@@ -58,6 +58,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 
 from localhost import SERVER_SOFTWARE
 from localhost.accesslog import combined_line, write_access_logs
@@ -101,6 +102,8 @@ FLOOD_LIMIT = 200
 WINDOW = 1024 * 1024
 #: Request body bytes kept in memory before the spool goes to disk.
 SPOOL_MEMORY = 1024 * 1024
+#: Encoded response header blocks kept per connection.
+BLOCK_CACHE = 64
 #: Internal redirects in a row before 500 (as HTTP/1.1).
 MAX_INTERNAL_REDIRECTS = 5
 
@@ -127,6 +130,35 @@ def limits_of(server: ServerBlock) -> Limits2:
 
 def _nothing(*_args: Any) -> None:
     return None
+
+
+#: Characters no field name or value may carry (RFC 9113 §8.2.1, RFC 9110 §5.5).
+_FORBIDDEN = ("\r", "\n", "\0")
+
+
+class _BlockCache(hpack.Encoder):
+    """hpack's encoder with every response field sent as a literal that is never
+    indexed, so that a field list always encodes to the same block, which is
+    then kept (``BLOCK_CACHE`` lists per connection): a cached file answered
+    again costs a dictionary look-up instead of an HPACK encoding. The
+    dynamic table stays empty (a few bytes more per response, no state).
+    A table size change from the peer is signalled by hpack as usual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        key = tuple(headers)
+        found = self.blocks.get(key)
+        if found is not None and not self.header_table.resized:
+            return found
+        block = super().encode([(name, value, True) for name, value in key], huffman)
+        if len(self.blocks) >= BLOCK_CACHE:
+            self.blocks.clear()
+        if not block or block[0] & 0xE0 != 0x20:  # not behind a table size update
+            self.blocks[key] = block
+        return block
 
 
 class _H2Connection(h2.connection.H2Connection):
@@ -367,7 +399,15 @@ class Stream:
             extra = header_filter(exchange, status, extra)
         head_only = request.method == "HEAD" or status == 204 or status == 304
         length = None if status == 204 or status == 304 else response.content_length
-        fields = self._fields(response.headers, extra, status, length)
+        try:
+            fields = self._fields(response.headers, extra, status, length)
+        except ValueError as exc:
+            log.error("%s: %s", request, exc)
+            response.release()
+            response = self.conn.host.pipeline.internal_error(exchange)
+            status = exchange.log_status = 500
+            length = response.content_length
+            fields = self._fields(response.headers, [], 500, length)
         exchange.response_headers = [*response.headers, *extra] if extra else response.headers
         if head_only:
             response.release()
@@ -407,10 +447,16 @@ class Stream:
         if header_filter is not None:
             exchange.response_headers = response.headers
             extra = header_filter(exchange, status, extra)
-        fields = self._fields(response.headers, extra, status, length)
+        try:
+            fields = self._fields(response.headers, extra, status, length)
+        except ValueError as exc:
+            log.error("%s: %s", request, exc)
+            self._drop_handler("invalid response")
+            self._answer(exchange, self.conn.host.pipeline.internal_error(exchange))
+            return
         exchange.response_headers = [*response.headers, *extra] if extra else response.headers
         self._head(fields, exchange.head_only)
-        self.conn.flush()
+        self.conn.pump()
 
     def write(self, exchange: Exchange, data: bytes) -> bool:
         if exchange is not self.exchange or self.reset:
@@ -491,6 +537,9 @@ class Stream:
                 lower = name.lower()
                 if lower in _CONNECTION_FIELDS or lower == "content-length":
                     continue
+                for bad in _FORBIDDEN:
+                    if bad in value or bad in name:
+                        raise ValueError(f"response field {name!r} has CR, LF or NUL")
                 fields.append((lower, value))
         fields.append(("date", self.conn.date()))
         fields.append(("server", SERVER_SOFTWARE))
@@ -747,10 +796,17 @@ class HTTP2Protocol(Protocol):
         self.limits = limits_of(server)
         self.peer: tuple[str, int] = ("", 0)
         self.local: tuple[str, int] = ("", 0)
+        # Inbound fields are checked by h2 (RFC 9113 §8.2); outbound ones are
+        # ours, already lower-case and checked in Stream._fields.
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=True
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         self.h2 = _H2Connection(config)
+        self.h2.encoder = _BlockCache()
         self.streams: dict[int, Stream] = {}
         self.closing = False
         self.going_away = False
@@ -761,6 +817,8 @@ class HTTP2Protocol(Protocol):
         self._date = ""
         self._timer_cb = self._on_timer
         self._idle_since: float | None = None
+        self.batching = False  # handling the events of one read (see data_received)
+        self.dirty = False  # a pump is due at the end of the batch
         self.number = 0
 
     def date(self) -> str:
@@ -811,11 +869,21 @@ class HTTP2Protocol(Protocol):
             self.flush()  # h2 queued a GOAWAY
             self._close()
             return
-        for event in events:
-            self._event(event)
-            if self.closing:
-                return
-        self.flush()
+        # Responses made while the events of one read are handled go out
+        # together: one pump, one write (dirty marks that one is due).
+        self.batching = True
+        try:
+            for event in events:
+                self._event(event)
+                if self.closing:
+                    return
+        finally:
+            self.batching = False
+        if self.dirty:
+            self.dirty = False
+            self.pump()
+        else:
+            self.flush()
 
     def _event(self, event: Any) -> None:
         kind = type(event)
@@ -932,6 +1000,9 @@ class HTTP2Protocol(Protocol):
         goes, until the streams have nothing to send, their windows are shut,
         or the transport holds ``HIGH_WATER`` bytes (then ``resume_writing``
         pumps again)."""
+        if self.batching:
+            self.dirty = True
+            return
         transport = self.transport
         if transport is None:
             return
