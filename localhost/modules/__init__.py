@@ -5,7 +5,7 @@ file and one ``register`` line below."""
 from __future__ import annotations
 
 from localhost.handlers.base import register as register_handler
-from localhost.modules import access, compression, headers, logs, ratelimit, rewrite
+from localhost.modules import access, compression, headers, http2, logs, ratelimit, rewrite
 from localhost.modules.base import ModuleSpec, Phase, Rewrite, Steps, register
 
 register(rewrite.SPEC)
@@ -16,5 +16,6 @@ register(logs.SPEC)
 register(compression.SPEC)
 # gzip_static and its kin answer with a content handler of their own.
 register_handler(compression.PRECOMPRESSED_SPEC)
+register(http2.SPEC)
 
 __all__ = ["ModuleSpec", "Phase", "Rewrite", "Steps", "register"]
