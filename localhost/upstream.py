@@ -49,10 +49,15 @@ from dataclasses import dataclass
 from typing import Protocol as TypingProtocol
 
 __all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_FAIL_TIMEOUT",
     "DEFAULT_KEEPALIVE_TIMEOUT",
     "DEFAULT_MAX_FAILS",
+    "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_SEND_TIMEOUT",
     "METHODS",
+    "PROXY_BUFFER",
+    "UPSTREAM_HIGH_WATER",
     "Balancer",
     "Idle",
     "Peer",
@@ -69,6 +74,16 @@ DEFAULT_MAX_FAILS = 1
 DEFAULT_FAIL_TIMEOUT = 10.0
 #: Seconds an idle upstream connection is kept (NGINX's upstream ``keepalive_timeout``).
 DEFAULT_KEEPALIVE_TIMEOUT = 60.0
+#: NGINX's defaults: proxy_connect_timeout, proxy_read_timeout, proxy_send_timeout (seconds).
+DEFAULT_CONNECT_TIMEOUT = 60.0
+DEFAULT_READ_TIMEOUT = 60.0
+DEFAULT_SEND_TIMEOUT = 60.0
+#: Bytes queued on an upstream socket above which the client's body is paused
+#: (the transport's default high-water mark).
+UPSTREAM_HIGH_WATER = 256 * 1024
+#: With ``proxy_buffering on``: bytes let through to a client past its
+#: high-water mark before the upstream socket is paused (per request).
+PROXY_BUFFER = 1024 * 1024
 #: Balancing methods: the default and the directives that choose the others.
 METHODS = ("round_robin", "least_conn", "ip_hash")
 

@@ -88,6 +88,11 @@ from localhost.http.errors import HTTPError
 from localhost.http.message import Response
 from localhost.io import Protocol, Transport, connect
 from localhost.upstream import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_SEND_TIMEOUT,
+    PROXY_BUFFER,
+    UPSTREAM_HIGH_WATER,
     WORKER,
     Balancer,
     Peer,
@@ -102,15 +107,6 @@ from localhost.variables import Template, VariableContext
 
 log = logging.getLogger("localhost")
 
-#: NGINX's defaults: proxy_connect_timeout, proxy_read_timeout, proxy_send_timeout (seconds).
-DEFAULT_CONNECT_TIMEOUT = 60.0
-DEFAULT_READ_TIMEOUT = 60.0
-DEFAULT_SEND_TIMEOUT = 60.0
-#: Bytes queued on the upstream socket above which the client's body is paused.
-UPSTREAM_HIGH_WATER = 256 * 1024
-#: With ``proxy_buffering on``: bytes let through to a client past its
-#: high-water mark before the upstream socket is paused (per request).
-PROXY_BUFFER = 1024 * 1024
 
 #: Hop-by-hop fields (RFC 9110 §7.6.1) and the fields the request writer
 #: frames itself; Expect is answered here (the body is read before it goes up).

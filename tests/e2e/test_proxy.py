@@ -237,12 +237,10 @@ def test_pooled_connection_closed_by_backend_is_not_used(
         """
     )
     first = echo(requests.get(server.url("/echo"), timeout=5))["conn"]
-    # "Connection: close" makes the backend close its side after answering.
     response = requests.get(server.url("/echo"), headers={"X-Any": "1"}, timeout=5)
     assert echo(response)["conn"] == first
     app.kill()
-    (app2,) = [app]  # same port, new process
-    app2.process = subprocess.Popen(
+    app.process = subprocess.Popen(  # same port, new process
         [sys.executable, str(BACKEND), str(app.port), "again", str(app.log)]
     )
     deadline = time.monotonic() + 10
