@@ -98,6 +98,19 @@ class Limits:
     upload_max_suffix: int = 10000  # name-1 ... name-9999 tried for a taken name; then 409
     upload_max_notice: int = 20  # stored names listed in the result page's ?uploaded= query
 
+    # -- WebSocket (server/websocket.py, app/websocket.py) ----------------------
+    websocket_high_water_bytes: int = 256 * KiB  # queued for a client: send() says False
+    websocket_low_water_bytes: int = 64 * KiB  # queued when on_writable is called
+    websocket_hard_limit_bytes: int = 16 * MiB  # queued for a client that does not read: dropped
+    websocket_queue_messages: int = 64  # waiting for a threaded endpoint: stop reading the client
+
+    # -- HTTP/2 (server/http2.py) ------------------------------------------------
+    http2_window_bytes: int = (
+        1 * MiB
+    )  # flow-control window granted per stream (and 4x per connection)
+    http2_flood_frames: int = 200  # RST_STREAM, PING or SETTINGS from a client per second
+    http2_header_block_cache: int = 64  # encoded response header blocks kept per connection
+
     # -- error pages and listings (handlers/error_pages.py, handlers/autoindex.py)
     error_page_max_bytes: int = 1 * MiB  # of a configured error page read; larger: built-in
     listing_header_max_bytes: int = 64 * KiB  # of a listing's .header.html; larger: ignored

@@ -21,6 +21,7 @@ from localhost.handlers.smallfiles import SmallFiles
 from localhost.handlers.static import FileCache
 from localhost.limits import LIMITS, Limits
 from localhost.sessions import Store, open_store
+from localhost.upstream import Upstreams
 
 if TYPE_CHECKING:
     from localhost.config.model import Config
@@ -40,6 +41,7 @@ class Services:
         "cgi",
         "access_logs",
         "applications",
+        "upstreams",
         "_sessions",
     )
 
@@ -54,6 +56,8 @@ class Services:
         self.listing_headers = SmallFiles(limits.listing_header_max_bytes)
         self.cgi = CGIPool(limits)
         self.access_logs = AccessLogs()
+        #: Balancer state and keep-alive pools of the ``upstream`` groups (proxy_pass).
+        self.upstreams = Upstreams()
         self._sessions: Store | None = None
         #: The configuration's applications (``wsgi``, ``app``), imported now.
         self.applications = Applications()
@@ -78,6 +82,7 @@ class Services:
         self.files.clear()
         self.error_pages.clear()
         self.listing_headers.clear()
+        self.upstreams.close()  # pooled connections to the old configuration's servers
         # In place (one process): the modules are executed anew.
         self.applications.load(config, config.worker_processes, fresh=True)
 
@@ -91,5 +96,6 @@ class Services:
         if self._sessions is not None:
             self._sessions.close()
             self._sessions = None
+        self.upstreams.close()
         self.applications.close(self.limits.app_shutdown_wait_seconds)
         self.access_logs.close()

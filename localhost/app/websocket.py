@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from localhost.app.routes import NotAllowed, RouteTree
 from localhost.handlers.websocket import settings_of
 from localhost.http.errors import HTTPError
+from localhost.limits import LIMITS
 from localhost.server.websocket import (
     INTERNAL_ERROR,
     NORMAL,
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("localhost")
 
 #: Messages waiting for a blocking endpoint beyond which the client is not read.
-QUEUE_MESSAGES = 64
+QUEUE_MESSAGES = LIMITS.websocket_queue_messages
 
 
 class WebSocketRoute:

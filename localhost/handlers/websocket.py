@@ -317,8 +317,6 @@ def _derive_exec(scopes: tuple[Scope, Scope, Scope]) -> Any:
     return found[0] if found is not None else None
 
 
-_CONTEXTS = (MAIN, SERVER, LOCATION)
-
 DIRECTIVES = MappingProxyType(
     {
         "websocket_exec": Directive(
@@ -331,7 +329,7 @@ DIRECTIVES = MappingProxyType(
             rootless=True,
         ),
         "websocket_max_message": Directive(
-            _CONTEXTS,
+            (MAIN, SERVER, LOCATION),
             1,
             1,
             _max_message,
@@ -339,7 +337,7 @@ DIRECTIVES = MappingProxyType(
             derive=_derive("websocket_max_message", DEFAULT_SETTINGS.max_message),
         ),
         "websocket_idle_timeout": Directive(
-            _CONTEXTS,
+            (MAIN, SERVER, LOCATION),
             1,
             1,
             _idle,
@@ -347,7 +345,7 @@ DIRECTIVES = MappingProxyType(
             derive=_derive("websocket_idle_timeout", DEFAULT_SETTINGS.idle_timeout),
         ),
         "websocket_origins": Directive(
-            _CONTEXTS,
+            (MAIN, SERVER, LOCATION),
             1,
             None,
             _origins,
@@ -355,7 +353,7 @@ DIRECTIVES = MappingProxyType(
             derive=_derive("websocket_origins", None),
         ),
         "websocket_deflate": Directive(
-            _CONTEXTS,
+            (MAIN, SERVER, LOCATION),
             1,
             1,
             on_off,

@@ -49,9 +49,6 @@ class Limits2:
 DEFAULT_LIMITS = Limits2()
 
 
-_CONTEXTS = (MAIN, SERVER)
-
-
 def _streams(v: Validator, args: list[Token]) -> int:
     text = str(args[0])
     if not text.isdigit() or not 1 <= int(text) <= 65535:
@@ -82,10 +79,10 @@ def _derive(name: str, default: Any) -> Any:
 
 DIRECTIVES = {
     "http2": Directive(
-        _CONTEXTS, 1, 1, on_off, syntax="http2 on|off", derive_server=_derive("http2", False)
+        (MAIN, SERVER), 1, 1, on_off, syntax="http2 on|off", derive_server=_derive("http2", False)
     ),
     "http2_max_concurrent_streams": Directive(
-        _CONTEXTS,
+        (MAIN, SERVER),
         1,
         1,
         _streams,
@@ -95,7 +92,7 @@ DIRECTIVES = {
         ),
     ),
     "http2_max_field_size": Directive(
-        _CONTEXTS,
+        (MAIN, SERVER),
         1,
         1,
         _field_size,
@@ -103,7 +100,7 @@ DIRECTIVES = {
         derive_server=_derive("http2_max_field_size", DEFAULT_LIMITS.max_field_size),
     ),
     "http2_recv_timeout": Directive(
-        _CONTEXTS,
+        (MAIN, SERVER),
         1,
         1,
         _seconds,
@@ -111,7 +108,7 @@ DIRECTIVES = {
         derive_server=_derive("http2_recv_timeout", DEFAULT_LIMITS.recv_timeout),
     ),
     "http2_idle_timeout": Directive(
-        _CONTEXTS,
+        (MAIN, SERVER),
         1,
         1,
         _seconds,

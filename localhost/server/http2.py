@@ -77,6 +77,7 @@ from localhost.http.message import Headers, Request, Response
 from localhost.http.target import normalize_target
 from localhost.io import Protocol, Transport
 from localhost.io.body import FileBody
+from localhost.limits import LIMITS
 from localhost.modules.base import MAX_REWRITES
 from localhost.modules.http2 import DEFAULT_LIMITS, Limits2
 from localhost.server.exchange import Exchange
@@ -89,23 +90,23 @@ log = logging.getLogger("localhost")
 #: RFC 9113 §3.4: what a client sends first.
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: Bytes queued on the transport above which streams stop producing DATA.
-HIGH_WATER = 256 * 1024
+HIGH_WATER = LIMITS.high_water_bytes
 #: Bytes queued for one stream above which its ``write`` returns False.
-STREAM_HIGH_WATER = 256 * 1024
+STREAM_HIGH_WATER = LIMITS.high_water_bytes
 #: Bytes read from a file per DATA frame batch.
-FILE_CHUNK = 64 * 1024
+FILE_CHUNK = LIMITS.file_chunk_bytes
 #: Client RST_STREAM, PING or SETTINGS frames per second beyond which the
 #: connection is closed with ENHANCE_YOUR_CALM.
-FLOOD_LIMIT = 200
+FLOOD_LIMIT = LIMITS.http2_flood_frames
 #: Stream-level flow-control window we grant (RFC 9113 §6.9.2); the
 #: connection window is raised to match.
-WINDOW = 1024 * 1024
+WINDOW = LIMITS.http2_window_bytes
 #: Request body bytes kept in memory before the spool goes to disk.
-SPOOL_MEMORY = 1024 * 1024
+SPOOL_MEMORY = LIMITS.body_spool_memory_bytes
 #: Encoded response header blocks kept per connection.
-BLOCK_CACHE = 64
+BLOCK_CACHE = LIMITS.http2_header_block_cache
 #: Internal redirects in a row before 500 (as HTTP/1.1).
-MAX_INTERNAL_REDIRECTS = 5
+MAX_INTERNAL_REDIRECTS = LIMITS.max_internal_redirects
 
 #: RFC 9113 §8.2.2: fields that have no meaning in HTTP/2 are not sent.
 _CONNECTION_FIELDS = frozenset(
@@ -133,7 +134,7 @@ def _nothing(*_args: Any) -> None:
 
 
 #: Characters no field name or value may carry (RFC 9113 §8.2.1, RFC 9110 §5.5).
-_FORBIDDEN = ("\r", "\n", "\0")
+_FORBIDDEN = frozenset("\r\n\0")
 
 
 class _BlockCache(hpack.Encoder):

@@ -28,6 +28,7 @@ bytes pile up is disconnected, so a slow reader cannot exhaust memory.
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
@@ -52,6 +53,7 @@ from wsproto.utilities import LocalProtocolError
 from localhost.http.errors import HTTPError
 from localhost.http.message import Request, Response
 from localhost.io import Protocol, Transport
+from localhost.limits import LIMITS
 
 if TYPE_CHECKING:
     from localhost.io.loop import EventLoop
@@ -61,20 +63,31 @@ log = logging.getLogger("localhost")
 #: RFC 6455 §1.3: the GUID appended to Sec-WebSocket-Key.
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: Bytes queued for the client above which ``send`` returns False.
-HIGH_WATER = 256 * 1024
+HIGH_WATER = LIMITS.websocket_high_water_bytes
 #: Bytes queued below which ``on_writable`` is called again.
-LOW_WATER = 64 * 1024
+LOW_WATER = LIMITS.websocket_low_water_bytes
 #: Bytes queued beyond which the client is disconnected (it does not read).
-HARD_LIMIT = 16 * 1024 * 1024
+HARD_LIMIT = LIMITS.websocket_hard_limit_bytes
 
-# Close codes (RFC 6455 §7.4.1).
-NORMAL = 1000
-GOING_AWAY = 1001
-PROTOCOL_ERROR = 1002
-NO_STATUS = 1005
-ABNORMAL = 1006
-TOO_BIG = 1009
-INTERNAL_ERROR = 1011
+
+class Close(enum.IntEnum):
+    """Close codes (RFC 6455 §7.4.1)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    NO_STATUS = 1005
+    ABNORMAL = 1006
+    TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+
+
+NORMAL = Close.NORMAL
+GOING_AWAY = Close.GOING_AWAY
+NO_STATUS = Close.NO_STATUS
+ABNORMAL = Close.ABNORMAL
+TOO_BIG = Close.TOO_BIG
+INTERNAL_ERROR = Close.INTERNAL_ERROR
 
 
 @dataclass(frozen=True, slots=True)

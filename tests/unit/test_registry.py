@@ -132,6 +132,8 @@ def test_the_builtin_handlers_are_registered_in_order() -> None:
     names = [spec.name for spec in base.specs()]
     assert names == [
         "redirect",
+        "websocket",
+        "proxy",
         "wsgi",
         "app",
         "cgi",
@@ -139,6 +141,7 @@ def test_the_builtin_handlers_are_registered_in_order() -> None:
         "session",
         "upload",
         "delete",
+        "precompressed",
         "static",
     ]
 

@@ -166,7 +166,7 @@ def test_template_has_slots() -> None:
         ("ab$sent_htp_x_id", 2, ['did you mean "$sent_http_x_id"?']),
         ("$zzzzqqq", 0, ['unknown "zzzzqqq" variable']),
         ("$0", 0, ['unknown "0" variable']),
-        ("/$upstream_addr", 1, ['"$upstream_addr" variable is not available: no proxy yet']),
+        ("/$upstream_connect_time", 1, ['"$upstream_connect_time" variable is not available']),
         ("$arg_", 0, ['the "$arg_" variable needs a name']),
         ("$HTTP_", 0, ['the "$http_" variable needs a name']),
         ("ok ${uri", 3, ['the closing bracket in "uri" variable is missing']),
