@@ -121,6 +121,11 @@ server {
     location /exec {
         websocket_exec ./upper.py
     }
+    location /patient {
+        app wsapp:app
+        wsgi_path .
+        websocket_idle_timeout 60s
+    }
 }
 """
 
@@ -318,7 +323,7 @@ def test_threaded_endpoint(server: Server) -> None:
 
 
 def test_slow_reader_keeps_memory_bounded(server: Server) -> None:
-    sock, head = raw_handshake(server, "/flood")
+    sock, head = raw_handshake(server, "/patient/flood")
     assert head.startswith(b"HTTP/1.1 101 ")
     with sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
@@ -334,6 +339,7 @@ def test_slow_reader_keeps_memory_bounded(server: Server) -> None:
         while True:
             opcode, payload = read_frame(sock)
             if opcode == 0x8:
+                assert payload[2:] == b"done", payload  # the endpoint's own close
                 break
             if opcode == 0x9:  # the idle ping: answer it
                 sock.sendall(frame(0xA, payload))
