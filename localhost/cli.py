@@ -33,6 +33,8 @@ from localhost.accesslog import LEVELS, flush_error_log, setup_error_log
 from localhost.config import Config, ConfigError, load
 from localhost.config.loader import Overrides, Trace, explain, explains, loads
 from localhost.http import parser as request_parser
+from localhost.io.tls import probe_ktls
+from localhost.routing import Router
 from localhost.server.listener import ListenError
 from localhost.server.master import Master
 from localhost.server.worker import Worker
@@ -328,9 +330,13 @@ def run_config(config: Config, workers: int, fixed_workers: bool, level: str) ->
     except ListenError as exc:
         print(f"localhost: {exc}", file=sys.stderr)
         return 1
+    secure = Router(config).tls_addresses
     for host, port in server.sockets:
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        log.info("listening on http://%s/", shown)
+        log.info("listening on %s://%s/", "https" if (host, port) in secure else "http", shown)
+    if secure:
+        ktls, why = probe_ktls()
+        log.info("kernel TLS: %s", "on" if ktls else f"unavailable ({why})")
     log.info(
         "serving %s with %d worker process%s (pid %d)",
         os.path.abspath(config.path),

@@ -10,6 +10,7 @@ a path-segment boundary. (The request-target is normalised before, by
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from localhost.config.model import Config, Location, ServerBlock, server_name_regex
 
@@ -193,6 +194,27 @@ class Router:
         for server in config.servers:
             for address in server.default_server:
                 self._table[address].default = server
+        #: The addresses that speak TLS: those any block lists with ``ssl``.
+        self.tls_addresses: frozenset[tuple[str, int]] = frozenset(
+            address for server in config.servers for address in server.ssl_addresses
+        )
+
+    def address_context(self, address: tuple[str, int]) -> Any:
+        """The ``ssl.SSLContext`` a connection to ``address`` starts its handshake
+        with (its default block's), or None when the address speaks plain TCP."""
+        if address not in self._table:
+            address = ("::" if ":" in address[0] else "0.0.0.0", address[1])
+        if address not in self.tls_addresses:
+            return None
+        tls = self._table[address].default.tls
+        return None if tls is None else tls.context
+
+    def tls_context(self, address: tuple[str, int], name: str | None) -> Any:
+        """The ``ssl.SSLContext`` for a TLS handshake on ``address`` asking for
+        the SNI ``name``: that of the block ``select`` picks for it as a Host
+        (None when that block has no TLS settings)."""
+        tls = self.select(address, name or "").tls
+        return None if tls is None else tls.context
 
     def bind_addresses(self) -> list[tuple[str, int, bool]]:
         """The ``(host, port, shared)`` addresses to listen on.

@@ -68,6 +68,10 @@ MODEL_DIRECTIVES = frozenset(
         "client_body_timeout",
         "keepalive_timeout",
         "send_timeout",
+        "ssl_certificate",
+        "ssl_certificate_key",
+        "ssl_protocols",
+        "ssl_ciphers",
         "keepalive_requests",
         "protocol",
         "include",
@@ -234,7 +238,16 @@ class _Renderer:
             words = ["listen", _address(host, port)]
             if (host, port) in server.default_server:
                 words.append("default_server")
+            if (host, port) in server.ssl_addresses:
+                words.append("ssl")
             out.append(_line(1, words))
+        tls = server.tls
+        if tls is not None:
+            out.append(_line(1, ["ssl_certificate", _path(tls.certificate)]))
+            out.append(_line(1, ["ssl_certificate_key", _path(tls.key)]))
+            out.append(_line(1, ["ssl_protocols", *tls.protocols]))
+            if tls.ciphers is not None:
+                out.append(_line(1, ["ssl_ciphers", quoted(tls.ciphers)]))
         if server.server_names:
             out.append(_line(1, ["server_name", *(quoted(n) for n in server.server_names)]))
         if server.protocol is not None:

@@ -43,6 +43,7 @@ import os
 import re
 import stat
 import sys
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
@@ -69,6 +70,7 @@ from localhost.config.model import (
     DEFAULT_SEND_TIMEOUT,
     DEFAULT_SESSION_STORE,
     DEFAULT_SESSION_TIMEOUT,
+    DEFAULT_TLS_PROTOCOLS,
     DEFAULT_WORKER_CONNECTIONS,
     DEFAULT_WORKER_SHUTDOWN_TIMEOUT,
     DEFAULT_WORKER_TIMEOUT,
@@ -80,6 +82,7 @@ from localhost.config.model import (
     Location,
     ServerBlock,
     Timeouts,
+    TLSSettings,
     server_name_regex,
 )
 from localhost.http.methods import IMPLEMENTED_METHODS
@@ -381,6 +384,21 @@ def _ports(v: _Validator, args: list[Token]) -> list[tuple[int, Token]]:
     return ports
 
 
+def _port_list(v: _Validator, args: list[Token]) -> list[tuple[int, Token, bool]]:
+    """``port PORT [ssl] PORT [ssl]...``: ``(port, token, ssl)``; a flag
+    applies to the port before it (``port 8080 8443 ssl``: 8443 is TLS)."""
+    ports: list[tuple[int, Token, bool]] = []
+    for arg in args:
+        if arg == "ssl":
+            if not ports or ports[-1][2]:
+                v.fail(arg, '"ssl" applies to the port before it (port 8080 8443 ssl)')
+            port, token, _ = ports[-1]
+            ports[-1] = (port, token, True)
+            continue
+        ports.extend((port, token, False) for port, token in _ports(v, [arg]))
+    return ports
+
+
 def _names(v: _Validator, args: list[Token]) -> list[tuple[str, Token]]:
     """Server names as NGINX takes them: exact, ``*.suffix``, ``.suffix``
     (the name and its subdomains), ``prefix.*``, ``~regex``, or ``""``
@@ -541,7 +559,6 @@ def _keepalive_requests(v: _Validator, args: list[Token]) -> int:
 
 #: ``listen`` parameters of NGINX that localhost does not have.
 _LISTEN_UNSUPPORTED = (
-    "ssl",
     "http2",
     "quic",
     "proxy_protocol",
@@ -559,25 +576,30 @@ _LISTEN_UNSUPPORTED = (
 )
 
 
-def _listen(v: _Validator, args: list[Token]) -> tuple[str, int, bool, Token]:
-    """``listen [ADDRESS:]PORT [default_server]``: ``(host, port, default, token)``.
+def _listen(v: _Validator, args: list[Token]) -> tuple[str, int, bool, Token, bool]:
+    """``listen [ADDRESS:]PORT [default_server] [ssl]``: ``(host, port, default,
+    token, ssl)``, the flags in any order.
 
     As NGINX: ``ADDRESS`` alone listens on port 80, ``PORT`` alone on every
     address (``*``); ``[IPv6]:PORT``, ``localhost:PORT`` and ``*:PORT`` work;
-    ``default`` is the old spelling of ``default_server``.
+    ``default`` is the old spelling of ``default_server``; ``ssl`` makes the
+    address speak TLS.
     """
     token, *flags = args
-    default = False
+    default = tls = False
     for flag in flags:
         if flag in ("default_server", "default") and not default:
             default = True
             continue
-        if flag in ("default_server", "default"):
+        if flag == "ssl" and not tls:
+            tls = True
+            continue
+        if flag in ("default_server", "default", "ssl"):
             v.fail(flag, f"{_q(flag)} is given twice")
         known = flag.split("=", 1)[0] + ("=" if "=" in flag else "")
         if flag in _LISTEN_UNSUPPORTED or known in _LISTEN_UNSUPPORTED:
             v.fail(flag, f"listen parameter {_q(flag)} is not supported by localhost")
-        v.fail(flag, f"unknown listen parameter {_q(flag)} (expected default_server)")
+        v.fail(flag, f"unknown listen parameter {_q(flag)} (expected default_server or ssl)")
     text = str(token)
     if text.startswith("unix:"):
         v.fail(token, "UNIX-domain sockets are not supported (expected [ADDRESS:]PORT)")
@@ -598,7 +620,38 @@ def _listen(v: _Validator, args: list[Token]) -> tuple[str, int, bool, Token]:
     host = DEFAULT_HOST
     if address:
         host = _host(v, [Token.new_borrow_pos(token.type, address, token)])
-    return host, port, default, token
+    return host, port, default, token, tls
+
+
+def _tls_file(v: _Validator, args: list[Token]) -> Path:
+    """``ssl_certificate``/``ssl_certificate_key``: an existing file, relative
+    to the configuration's folder (read and checked with the other TLS
+    settings, ``_Validator.tls``)."""
+    path = v.path_of(args[0])
+    problem = _path_problem(path, "file")
+    if problem:
+        v.fail(args[0], f"{v.name} {_q(args[0])} {problem}{_resolved_note(args[0], path)}")
+    return Path(_resolved(path))
+
+
+def _tls_protocols(v: _Validator, args: list[Token]) -> tuple[str, ...]:
+    from localhost.io.tls import OBSOLETE_PROTOCOLS, PROTOCOLS
+
+    for arg in args:
+        if arg in OBSOLETE_PROTOCOLS:
+            v.fail(
+                arg,
+                f"ssl_protocols {_q(arg)} is not allowed (insecure, RFC 8996): "
+                "use TLSv1.2 and TLSv1.3",
+            )
+        if arg not in PROTOCOLS:
+            v.fail(arg, f"unknown TLS protocol {_q(arg)} (expected TLSv1.2 or TLSv1.3)")
+    return tuple(dict.fromkeys(str(arg) for arg in args))
+
+
+def _tls_ciphers(v: _Validator, args: list[Token]) -> str:
+    """``ssl_ciphers``: checked by OpenSSL when the context is built (``_Validator.tls``)."""
+    return str(args[0])
 
 
 def _never(v: _Validator, args: list[Token]) -> None:
@@ -819,7 +872,7 @@ class Directive:
 #: ``localhost.handlers.redirect``.
 DIRECTIVES: dict[str, Directive] = {
     "host": Directive((SERVER,), 1, 1, _host, syntax="host ADDRESS"),
-    "port": Directive((SERVER,), 1, None, _ports, repeatable=True, syntax="port PORT..."),
+    "port": Directive((SERVER,), 1, None, _port_list, repeatable=True, syntax="port PORT [ssl]..."),
     "server_name": Directive(
         (SERVER,), 1, None, _names, repeatable=True, syntax="server_name NAME..."
     ),
@@ -874,8 +927,17 @@ DIRECTIVES: dict[str, Directive] = {
         None,
         _listen,
         repeatable=True,
-        syntax="listen [ADDRESS:]PORT [default_server]",
+        syntax="listen [ADDRESS:]PORT [default_server] [ssl]",
     ),
+    # TLS (localhost.io.tls), NGINX's names and inheritance.
+    "ssl_certificate": Directive((MAIN, SERVER), 1, 1, _tls_file, syntax="ssl_certificate FILE"),
+    "ssl_certificate_key": Directive(
+        (MAIN, SERVER), 1, 1, _tls_file, syntax="ssl_certificate_key FILE"
+    ),
+    "ssl_protocols": Directive(
+        (MAIN, SERVER), 1, None, _tls_protocols, syntax="ssl_protocols TLSv1.2|TLSv1.3..."
+    ),
+    "ssl_ciphers": Directive((MAIN, SERVER), 1, 1, _tls_ciphers, syntax="ssl_ciphers CIPHERS"),
     "index": Directive((SERVER, LOCATION), 1, None, _default_file, syntax="index NAME..."),
     "autoindex": Directive((SERVER, LOCATION), 1, 1, _on_off, syntax="autoindex on|off"),
     "client_max_body_size": Directive(
@@ -1031,6 +1093,10 @@ class _Validator:
         self.location_names: frozenset[str] = frozenset()
         # listen ... default_server: (host, port) -> where it was set.
         self.default_servers: dict[tuple[str, int], Token] = {}
+        # id(server block) -> its listen addresses with the tokens that set them.
+        self.address_tokens: dict[int, dict[tuple[str, int], Token]] = {}
+        # One TLSSettings (and SSLContext) per distinct set of TLS settings.
+        self.tls_settings: dict[tuple[Any, ...], TLSSettings] = {}
         self.overrides = overrides or Overrides()
         self.flags = self.overrides.tokens(self)
         #: For -T: the statement of each directive's name token, and what each
@@ -1448,6 +1514,7 @@ class _Validator:
             self.current = self.main
             self.fail(None, 'no "server" block (at least one is required)', 1, 1)
         self.check_names(servers)
+        self.check_tls([server for server, _ in servers])
         if self.trace is not None:
             self.trace.statements = self.statements
             self.trace.sources = [(s.path, "\n".join(s.lines)) for s in self.sources]
@@ -1488,7 +1555,7 @@ class _Validator:
             self.fail(block.args[0], '"server" block takes no values')
         scope, children = self.scope(block.body or [], SERVER)
         self.current = self.source_of(block.name)
-        addresses, defaults = self.addresses(block, scope)
+        addresses, defaults, secure = self.addresses(block, scope)
         protocol, protocol_class = self.server_protocol(block, scope, children, addresses)
         if protocol is None and "root" in self.forced:
             scope.values["root"] = self.forced["root"]
@@ -1535,46 +1602,52 @@ class _Validator:
                 "keepalive_requests", DEFAULT_KEEPALIVE_REQUESTS, scope, main
             ),
             default_server=frozenset(defaults),
+            tls=self.tls(scope, main),
+            ssl_addresses=frozenset(secure),
         )
+        self.address_tokens[id(server)] = addresses
         if self.trace is not None:
             self.trace.servers.append(TracedServer(server, scope, block.name, traced))
         return server, [token for _, token in names]
 
     def addresses(
         self, block: _Statement, scope: _Scope
-    ) -> tuple[dict[tuple[str, int], Token], list[tuple[str, int]]]:
+    ) -> tuple[dict[tuple[str, int], Token], list[tuple[str, int]], set[tuple[str, int]]]:
         """A server block's listen addresses, each with the token that set it,
-        and those it is the ``default_server`` of.
+        those it is the ``default_server`` of, and those it lists with ``ssl``.
 
         ``host`` + ``port`` (one host, several ports) or NGINX's ``listen``
         (one address each); the command line's ``--host``/``--port`` replace
         the address and the port of every one.
         """
         listens = scope.lists.get("listen")
-        entries: list[tuple[str, int, bool, Token]] = []
+        entries: list[tuple[str, int, bool, Token, bool]] = []
         if listens:
             entries = [entry for entry, _ in listens]
         elif "port" in scope.lists:
             host = scope.get("host", DEFAULT_HOST)
             entries = [
-                (host, port, False, token)
+                (host, port, False, token, tls)
                 for ports, _ in scope.lists["port"]
-                for port, token in ports
+                for port, token, tls in ports
             ]
         elif "port" not in self.forced:
             self.fail(block.name, 'server block has no "port" directive (required; or "listen")')
         forced = self.forced
         if not entries:
             token = self.flags["port"]
-            entries = [(scope.get("host", DEFAULT_HOST), forced["port"], False, token)]
+            entries = [(scope.get("host", DEFAULT_HOST), forced["port"], False, token, False)]
         if "host" in forced or "port" in forced:
             entries = [
-                (forced.get("host", host), forced.get("port", port), default, token)
-                for host, port, default, token in entries
+                (forced.get("host", host), forced.get("port", port), default, token, tls)
+                for host, port, default, token, tls in entries
             ]
         addresses: dict[tuple[str, int], Token] = {}
         defaults: list[tuple[str, int]] = []
-        for host, port, default, token in entries:
+        secure: set[tuple[str, int]] = set()
+        for host, port, default, token, tls in entries:
+            if tls:
+                secure.add((host, port))
             first = addresses.get((host, port))
             if first is not None and not forced:
                 self.fail(
@@ -1595,7 +1668,85 @@ class _Validator:
                 )
             self.default_servers[(host, port)] = token
             defaults.append((host, port))
-        return addresses, defaults
+        return addresses, defaults, secure
+
+    # -- TLS ------------------------------------------------------------------
+
+    def tls(self, scope: _Scope, main: _Scope) -> TLSSettings | None:
+        """A block's TLS settings, each inherited from the top level when not
+        set here (NGINX's http → server), with its context built once per
+        distinct settings; None without ``ssl_certificate``. A file that
+        cannot be read, is not PEM, a key that does not match the
+        certificate, a cipher string OpenSSL rejects: an error at the
+        directive. An expired certificate: a warning."""
+        from localhost.io.tls import TLSConfigError, certificate_expiry, make_context, probe_ktls
+
+        def setting(name: str) -> tuple[Any, Token | None]:
+            for level in (scope, main):
+                entry = level.values.get(name)
+                if entry is not None:
+                    return entry
+            return None, None
+
+        certificate, certificate_token = setting("ssl_certificate")
+        if certificate is None:
+            return None
+        assert certificate_token is not None
+        key, key_token = setting("ssl_certificate_key")
+        if key is None:
+            self.fail(
+                certificate_token,
+                'no "ssl_certificate_key" is defined for the certificate '
+                + _printable(str(certificate)),
+            )
+        assert key_token is not None
+        protocols, _ = setting("ssl_protocols")
+        ciphers, ciphers_token = setting("ssl_ciphers")
+        protocols = protocols or DEFAULT_TLS_PROTOCOLS
+        identity = (certificate, key, protocols, ciphers)
+        found = self.tls_settings.get(identity)
+        if found is not None:
+            return found
+        ktls = probe_ktls()[0]
+        try:
+            context = make_context(certificate, key, protocols, ciphers, ktls=ktls)
+        except TLSConfigError as exc:
+            where = {"ssl_certificate": certificate_token, "ssl_ciphers": ciphers_token}
+            self.fail(where.get(exc.setting) or key_token, _printable(str(exc)))
+        expiry = certificate_expiry(certificate)
+        if expiry is not None and expiry < time.time():
+            day = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expiry))
+            self.warn(certificate_token, f"the certificate {certificate} expired on {day}")
+        found = self.tls_settings[identity] = TLSSettings(
+            certificate, key, protocols, ciphers, context
+        )
+        return found
+
+    def check_tls(self, servers: list[ServerBlock]) -> None:
+        """Every block on a TLS address (one that any block lists with ``ssl``)
+        has a certificate, and speaks HTTP."""
+        secure = {address for server in servers for address in server.ssl_addresses}
+        if not secure:
+            return
+        for server in servers:
+            tokens = self.address_tokens.get(id(server), {})
+            for address in server.addresses:
+                if address not in secure:
+                    continue
+                token = tokens.get(address)
+                if server.protocol is not None:
+                    self.fail(
+                        token,
+                        f"{_addr(*address)} is a TLS address (ssl), which serves HTTP only, "
+                        f'not "protocol {_printable(server.protocol)}"',
+                    )
+                if server.tls is None:
+                    self.fail(
+                        token,
+                        f'no "ssl_certificate" is defined for the TLS address '
+                        f"{_addr(*address)} (ssl): set ssl_certificate and ssl_certificate_key "
+                        "in this server block or at the top level",
+                    )
 
     # -- the protocol directive ---------------------------------------------
 

@@ -133,6 +133,31 @@ class Timeouts:
     send: float = DEFAULT_SEND_TIMEOUT
 
 
+#: ``ssl_protocols`` when none is given: what NGINX 1.23.4+ allows by default,
+#: and all that localhost ever allows (older versions are a config error).
+DEFAULT_TLS_PROTOCOLS: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """A server block's TLS settings (``ssl_certificate``, ``ssl_certificate_key``,
+    ``ssl_protocols``, ``ssl_ciphers``).
+
+    ``certificate`` and ``key`` are absolute PEM paths (the certificate file
+    may hold the chain after the leaf); ``protocols`` names the TLS versions
+    allowed (``"TLSv1.2"``, ``"TLSv1.3"``); ``ciphers`` is an OpenSSL cipher
+    string for TLS 1.2 (None: OpenSSL's default). Blocks with equal settings
+    share one ``context`` (an ``ssl.SSLContext``, built when the
+    configuration is loaded: ``localhost.io.tls.make_context``).
+    """
+
+    certificate: Path
+    key: Path
+    protocols: tuple[str, ...] = DEFAULT_TLS_PROTOCOLS
+    ciphers: str | None = None
+    context: Any = field(default=None, compare=False, repr=False)
+
+
 @dataclass(frozen=True, slots=True)
 class AppMount:
     """A Python application mounted on a location (``wsgi`` or ``app``).
@@ -255,6 +280,12 @@ class ServerBlock:
     #: The addresses this block is the default of (``listen ... default_server``):
     #: it answers requests whose Host no block of the address names.
     default_server: frozenset[tuple[str, int]] = frozenset()
+    #: ``ssl_certificate`` and the rest (None: none set here or at the top level).
+    tls: TLSSettings | None = None
+    #: The addresses this block lists with ``ssl`` (``port 8443 ssl``,
+    #: ``listen 8443 ssl``). An address is TLS when any block lists it so;
+    #: every block on it then needs ``tls`` (``Router.tls_addresses``).
+    ssl_addresses: frozenset[tuple[str, int]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,15 @@ def server_name(request: Request, local: tuple[str, int], server_names: tuple[st
     return host.strip("[]")
 
 
+def scheme_variables(env: dict[str, Any], scheme: str) -> None:
+    """Add ``REQUEST_SCHEME`` (``"http"`` or ``"https"``) and, on TLS,
+    ``HTTPS=on`` to ``env``: what NGINX's fastcgi_params and Apache's CGI
+    give scripts (not in RFC 3875, which predates TLS in CGI)."""
+    env["REQUEST_SCHEME"] = scheme
+    if scheme == "https":
+        env["HTTPS"] = "on"
+
+
 def add_http_variables(env: dict[str, Any], headers: Headers, join: str = ", ") -> None:
     """Add every field of ``headers`` to ``env`` as ``HTTP_NAME`` (RFC 3875 §4.1.18).
 

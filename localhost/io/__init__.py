@@ -4,12 +4,14 @@
 wake-ups and child reaping. ``Protocol`` is what a connection's logic
 subclasses (asyncio's interface plus the worker's extras);
 ``SocketTransport``, ``PipeTransport`` and ``connect`` move bytes and
-``FileBody`` regions between a descriptor and a protocol.
+``FileBody`` regions between a descriptor and a protocol; ``TLSTransport``
+(``localhost.io.tls``) is a socket transport that speaks TLS.
 """
 
 from localhost.io.body import FileBody
 from localhost.io.loop import EventLoop, Timer
 from localhost.io.protocol import Protocol
+from localhost.io.tls import TLSTransport
 from localhost.io.transport import (
     FileShrankError,
     PipeTransport,
@@ -26,6 +28,7 @@ __all__ = [
     "PipeTransport",
     "Protocol",
     "SocketTransport",
+    "TLSTransport",
     "Transport",
     "connect",
 ]

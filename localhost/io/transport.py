@@ -12,7 +12,7 @@ Queued bytes (``FileBody`` regions included) count against the write-buffer
 watermarks: above the high mark the protocol's ``pause_writing`` is called,
 and ``resume_writing`` once a flush brings the queue down to the low mark.
 A ``FileBody`` goes out with ``os.sendfile``; a transport that cannot use it
-(``can_sendfile`` False: TLS later) reads the file itself, 64 KiB at a time,
+(``can_sendfile`` False: TLS without kernel TLS) reads the file itself, 64 KiB at a time,
 and only once the chunk before has been sent, so at most one chunk per
 connection is in memory.
 
@@ -105,10 +105,13 @@ class Transport:
     """A bidirectional byte channel driven by the event loop (asyncio.Transport's interface).
 
     This class states the interface; ``SocketTransport`` and ``PipeTransport``
-    implement it.
+    implement it (and ``localhost.io.tls.TLSTransport``). ``scheme`` is the
+    URL scheme of what it carries: ``"https"`` over TLS.
     """
 
     __slots__ = ()
+
+    scheme = "http"
 
     def write(self, data: Writable) -> None:
         """Send ``data`` (bytes-like, or a ``FileBody`` whose descriptor the transport
@@ -177,7 +180,9 @@ class Transport:
         raise NotImplementedError
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """``peername``, ``sockname``, ``socket``, ``ssl_object`` (None without TLS), ``pipe``."""
+        """``peername``, ``sockname``, ``socket``, ``pipe``; over TLS also ``ssl_object``
+        (None without TLS), ``sslcontext``, ``peercert``, ``cipher``, ``ssl_version``,
+        ``alpn_protocol``, ``server_hostname``."""
         raise NotImplementedError
 
     def set_protocol(self, protocol: AnyProtocol) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from localhost.handlers import session as sessions
 from localhost.handlers.base import Answer, Handler, Route
@@ -321,3 +321,47 @@ class Pipeline:
         )
         response.close = True
         return response
+
+
+class TLSPipeline(Pipeline):
+    """The pipeline of TLS connections: ``exchange.scheme`` is ``"https"``, and a
+    request whose Host chose a block with another certificate than the one
+    the handshake used gets 421 Misdirected Request (RFC 9110 §15.5.20): the
+    client reused a connection for a name it was not authenticated for.
+
+    Plain connections never come here, so they pay nothing for the check.
+    """
+
+    __slots__ = ()
+
+    def start(self, exchange: Exchange) -> Handler:
+        exchange.scheme = "https"
+        transport = getattr(getattr(exchange, "_protocol", None), "transport", None)
+        used = getattr(transport, "context", None)
+        tls = exchange.server.tls
+        if used is not None and (tls is None or tls.context is not used):
+            response = error_response(
+                421, exchange.server.error_pages, cache=self.services.error_pages
+            )
+            return Answer(exchange, response)
+        return super().start(exchange)
+
+
+class TLSHost:
+    """The worker as an HTTP protocol on a TLS connection sees it: the same,
+    with ``pipeline`` the worker's ``tls_pipeline`` (read per request, so a
+    reload's new pipeline is used)."""
+
+    __slots__ = ("_worker",)
+
+    def __init__(self, worker: Any) -> None:
+        self._worker = worker
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The worker's ``TLSPipeline``."""
+        pipeline: Pipeline = self._worker.tls_pipeline
+        return pipeline
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._worker, name)

@@ -266,3 +266,26 @@ def _since_sent(sock: socket.socket) -> float | None:
     if len(info) < _LAST_DATA_SENT.size:
         return None
     return float(_LAST_DATA_SENT.unpack_from(info)[0]) / 1000.0
+
+
+#: NGINX's page for a plain-HTTP request on a TLS address (its wording, our name).
+_PLAIN_HTTP_PAGE = b"".join(
+    [
+        b"<html>\r\n",
+        b"<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n",
+        b"<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n",
+        b"<center>The plain HTTP request was sent to HTTPS port</center>\r\n",
+        b"<hr><center>localhost</center>\r\n</body>\r\n</html>\r\n",
+    ]
+)
+
+
+def plain_http_reply() -> bytes:
+    """The whole answer to a client that speaks plain HTTP to a TLS address:
+    400 with NGINX's text "The plain HTTP request was sent to HTTPS port",
+    then the connection closes (``Connection: close``)."""
+    from localhost.http.message import Response
+    from localhost.http.writer import response_head
+
+    response = Response(400, [("Content-Type", "text/html")], _PLAIN_HTTP_PAGE)
+    return response_head(response, keep_alive=False, http10=False) + _PLAIN_HTTP_PAGE

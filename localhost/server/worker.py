@@ -31,7 +31,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from localhost.accesslog import flush_error_log, reopen_error_log
 from localhost.app.mount import connection_hooks, run_setup_hooks
@@ -41,12 +41,13 @@ from localhost.http.message import Request, Response
 from localhost.http.writer import response_head
 from localhost.io import SocketTransport, Transport
 from localhost.io.loop import EPOLLIN, EventLoop
+from localhost.io.tls import TLSTransport, probe_ktls
 from localhost.limits import LIMITS
 from localhost.routing import Router
 from localhost.server.http1 import HTTP1Protocol
 from localhost.server.listener import Address, ListenError, ListenSpec, bind_all
-from localhost.server.pipeline import Pipeline
-from localhost.server.protocols import protocol_factory, wrap_idle_timeout
+from localhost.server.pipeline import Pipeline, TLSHost, TLSPipeline
+from localhost.server.protocols import plain_http_reply, protocol_factory, wrap_idle_timeout
 from localhost.services import Services
 
 log = logging.getLogger("localhost")
@@ -95,7 +96,7 @@ class Heartbeat:
 
 
 class _Listener:
-    __slots__ = ("sock", "spec", "address", "shared", "default_server", "paused", "factory")
+    __slots__ = ("sock", "spec", "address", "shared", "default_server", "paused", "factory", "tls")
 
     def __init__(self, sock: socket.socket, spec: ListenSpec, default: ServerBlock) -> None:
         self.sock = sock
@@ -106,6 +107,8 @@ class _Listener:
         self.paused = False
         # None for HTTP; every block of an address speaks the same protocol.
         self.factory: Callable[[], Any] | None = protocol_factory(default)
+        #: The TLS context handshakes start with (None: plain TCP).
+        self.tls = spec.ssl
 
 
 class Worker:
@@ -136,6 +139,7 @@ class Worker:
         # Made in the worker process (after the master's fork), closed by run().
         self.services = Services(config, self.loop)
         self.pipeline = Pipeline(self.router, self.services)
+        self._tls_setup()
         # id(server block) → an App's connection hooks on its addresses.
         self.hooks = connection_hooks(config, self.services.applications)
         self._refused = 0
@@ -143,6 +147,17 @@ class Worker:
         self._signals_installed = False
         if self.sockets:
             self._make_listeners()
+
+    def _tls_setup(self) -> None:
+        """The TLS pipeline (421, https) and the view of this worker that TLS
+        connections get; kernel TLS as probed at start (``probe_ktls``)."""
+        self.tls_pipeline = TLSPipeline(self.router, self.services)
+        self.tls_host = TLSHost(self)
+        self.ktls = bool(self.router.tls_addresses) and probe_ktls()[0]
+
+    def _sni(self, local: Address, name: str | None) -> Any:
+        """The context for the SNI ``name`` on ``local`` (the router's choice)."""
+        return self.router.tls_context(local, name)
 
     def listen(self) -> None:
         """Bind every listen address. Raises ``ListenError`` (and binds nothing)."""
@@ -154,7 +169,8 @@ class Worker:
         self.listeners = []
         for host, port, shared in self.router.bind_addresses():
             default = self.router.select((host, port), "")
-            spec = ListenSpec(host, port, shared, default.protocol)
+            context = None if shared else self.router.address_context((host, port))
+            spec = ListenSpec(host, port, shared, default.protocol, context)
             self.listeners.append(_Listener(self.sockets[(host, port)], spec, default))
 
     def install_signals(self) -> None:
@@ -227,15 +243,19 @@ class Worker:
                 local = sock.getsockname()[:2]
                 server = self.router.select(local, "")
                 factory = protocol_factory(server)
+                tls = self.router.address_context(local)
             else:
                 local, server = listener.address, listener.default_server
                 factory = listener.factory
+                tls = listener.tls
             hooks = self.hooks.get(id(server)) if self.hooks else None
             if hooks is not None and not run_setup_hooks(hooks[0], peer[:2], local):
                 sock.close()  # an App's connection_setup_hook said DROP
                 continue
             try:
-                if factory is None:
+                if tls is not None:
+                    transport = self._tls(sock, peer, local, server, tls)
+                elif factory is None:
                     http = HTTP1Protocol(self, server)
                     self.accepted += 1
                     http.number = self.accepted
@@ -268,6 +288,33 @@ class Worker:
                 sock.close()
                 continue
             self.connections.add(transport)
+
+    def _tls(
+        self, sock: socket.socket, peer: Any, local: Address, server: ServerBlock, context: Any
+    ) -> Transport:
+        """A TLS connection: the handshake (deadline ``client_header_timeout``),
+        then HTTP/1.1 through the TLS pipeline."""
+        # TLSHost is the worker with another pipeline (read-only: mypy cannot tell).
+        http = HTTP1Protocol(cast(Any, self.tls_host), server)
+        self.accepted += 1
+        http.number = self.accepted
+        hooks = self.hooks.get(id(server)) if self.hooks else None
+        if hooks is not None:
+            http.teardown = hooks[1]
+        return TLSTransport(
+            self.loop,
+            sock,
+            http,
+            context=context,
+            handshake_timeout=server.timeouts.client_header,
+            select_context=self._sni,
+            plain_reply=plain_http_reply,
+            recv_buffer=self.recv_buffer,
+            peername=peer,
+            sockname=local,
+            on_lost=self._forget,
+            ktls=self.ktls,
+        )
 
     def _refuse(self, sock: socket.socket) -> None:
         """Past ``worker_connections``: answer 503 if the socket takes it at once, and close.
@@ -359,6 +406,7 @@ class Worker:
         self.config, self.router, self.sockets = config, router, sockets
         self.services.reload(config)
         self.pipeline = Pipeline(router, self.services)
+        self._tls_setup()
         self.hooks = connection_hooks(config, self.services.applications)
         self._make_listeners()
         for listener in self.listeners:
