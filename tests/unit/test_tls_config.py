@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import shutil
 import ssl
 from pathlib import Path
 
@@ -206,3 +207,19 @@ def test_dash_big_t_prints_the_tls_directives(site: Path) -> None:
     assert f"    ssl_certificate_key {(site / 'a.key').resolve()};" in result.stdout
     assert "    ssl_protocols TLSv1.2 TLSv1.3;" in result.stdout
     assert "    ssl_ciphers HIGH;" in result.stdout
+
+
+def test_the_demo_serves_https_only_once_certs_exists(tmp_path: Path, ca: trustme.CA) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    for name in ("config.conf", "https.conf"):
+        (tmp_path / name).write_text((repo / name).read_text())
+    for folder in ("www", "www-other", "cgi-bin", "apps", "uploads"):
+        shutil.copytree(repo / folder, tmp_path / folder, ignore=shutil.ignore_patterns("*.db*"))
+    before = load(tmp_path / "config.conf")
+    assert not Router(before).tls_addresses
+    (tmp_path / "certs").mkdir()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert.private_key_pem.write_to_path(str(tmp_path / "certs" / "localhost.key"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "certs" / "localhost.crt"))
+    after = load(tmp_path / "config.conf")
+    assert Router(after).tls_addresses == frozenset({("127.0.0.1", 8443)})
