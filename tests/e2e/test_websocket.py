@@ -192,7 +192,14 @@ def raw_handshake(server: Server, path: str, extra: str = "") -> tuple[socket.so
             f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
         ).encode()
     )
-    head = recv_until(sock, b"\r\n\r\n")
+    # Byte by byte: frames may follow the head at once (an endpoint that
+    # sends on connect), and they must stay in the socket for read_frame.
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)
+        if not byte:
+            break
+        head += byte
     return sock, head
 
 
