@@ -59,7 +59,7 @@ from localhost.config.loader import (
 from localhost.config.model import DEFAULT_CGI_TIMEOUT, Location
 from localhost.handlers.base import BodyPolicy, Exchange, Handler, HandlerSpec
 from localhost.handlers.cgi_response import CGIError, CGIResponseParser
-from localhost.handlers.environ import add_http_variables, server_name
+from localhost.handlers.environ import add_http_variables, scheme_variables, server_name
 from localhost.handlers.error_pages import error_response
 from localhost.handlers.static import inside
 from localhost.http.errors import HTTPError
@@ -190,6 +190,7 @@ def cgi_environ(
     content_length: int | None,
     session_id: str | None = None,
     server_names: tuple[str, ...] = (),
+    scheme: str = "http",
 ) -> dict[str, str]:
     """The environment of a CGI script (RFC 3875 §4.1): a pure function.
 
@@ -226,6 +227,7 @@ def cgi_environ(
             env["CONTENT_TYPE"] = content_type
     if session_id is not None:
         env["SESSION_ID"] = session_id
+    scheme_variables(env, scheme)
     add_http_variables(env, request.headers)
     return env
 
@@ -363,6 +365,7 @@ class CGIHandler(Handler):
             self.body_length if self.request.has_body else None,
             exchange.session,
             exchange.server.server_names,
+            exchange.scheme,
         )
         try:
             self.process = subprocess.Popen(

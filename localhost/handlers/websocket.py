@@ -253,6 +253,7 @@ class ExecHandler(Handler):
             None,
             exchange.session,
             exchange.server.server_names,
+            exchange.scheme,
         )
         endpoint = ExecEndpoint(exchange.loop, argv, env)
         ws = WebSocket(exchange.loop, endpoint, request, accepted, self.settings, {}, exchange.peer)
