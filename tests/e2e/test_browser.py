@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, start_server
 from tests.e2e.test_demo import start_demo, uploaded
 
 if TYPE_CHECKING:
@@ -235,3 +235,36 @@ def test_clock_page_over_websocket_exec(page: Page, demo: Server) -> None:
     page.get_by_label("Send a line").fill("ping")
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#replies li")).to_have_text(["echo ping"])
+
+
+PROXY = """
+server {
+    host 127.0.0.1
+    port {port0}
+    location / {
+        proxy_pass http://127.0.0.1:BACKEND
+        proxy_set_header Host $http_host
+    }
+}
+"""
+
+
+def test_chat_through_the_reverse_proxy(browser: Browser, demo: Server, tmp_path: Path) -> None:
+    # localhost in front of the demo: the page, then its WebSocket (an
+    # Upgrade the proxy tunnels), come through the proxy.
+    proxy = start_server(PROXY.replace("BACKEND", str(demo.port)), tmp_path)
+    contexts = [browser.new_context() for _ in range(2)]
+    try:
+        pages = [context.new_page() for context in contexts]
+        for page, name in zip(pages, ("ann", "ben"), strict=True):
+            page.goto(proxy.url(f"/chat.html?room=proxied&name={name}"))
+            page.get_by_role("button", name="Join").click()
+            expect(page.locator("#status")).to_contain_text("Connected to #proxied")
+        expect(pages[0].locator("#messages")).to_contain_text("ben joined")
+        pages[1].get_by_label("Message").fill("through the proxy")
+        pages[1].get_by_role("button", name="Send").click()
+        expect(pages[0].locator("#messages li").last).to_have_text("ben: through the proxy")
+    finally:
+        for context in contexts:
+            context.close()
+        proxy.stop()
