@@ -1304,6 +1304,12 @@ def main() -> int:
         help="the applications section (WSGI, App API, Flask, streaming memory) instead of "
         "the static files; rewrites only that section of --output",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="the HTTPS section (bench/tls.py: localhost vs nginx vs uvicorn over TLS); "
+        "rewrites only that section of --output",
+    )
     parser.add_argument("--output", type=Path, default=DOCS / "benchmarks.md")
     parser.add_argument(
         "--baseline",
@@ -1325,6 +1331,15 @@ def main() -> int:
         args.duration, args.rounds = 2, 2
     if args.apps:
         return run_apps(args)
+    if args.tls:
+        # bench/ is this script's folder: tls.py sits next to it.
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import tls
+
+        return tls.main(
+            ["--duration", str(args.duration), "--rounds", str(args.rounds),
+             "--output", str(args.output)]
+        )  # fmt: skip
     needs = missing()
     if needs:
         print("bench/run.py needs:\n  " + "\n  ".join(needs), file=sys.stderr)
