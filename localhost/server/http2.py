@@ -216,7 +216,8 @@ class Stream:
         self.blocked = False  # write() said False: on_writable when drained
         self.reset = False
         self.logged = False
-        self.started_at = conn.loop.now
+        #: When the client last sent something of this request (head or body).
+        self.heard_at = conn.loop.now
         self.stalled_since = 0.0
 
     # -- the request ----------------------------------------------------------
@@ -295,6 +296,7 @@ class Stream:
     def on_data(self, data: bytes, flow: int) -> None:
         exchange = self.exchange
         conn = self.conn
+        self.heard_at = conn.loop.now
         if exchange is None or exchange.done and self.handler is None:
             conn.acknowledge(self.stream_id, flow)
             return
@@ -1070,7 +1072,8 @@ class HTTP2Protocol(Protocol):
         for stream in list(self.streams.values()):
             if (
                 not stream.request_ended
-                and now - stream.started_at > limits.recv_timeout
+                and not stream.body_paused  # held back by its handler, not stalled
+                and now - stream.heard_at > limits.recv_timeout
                 and (stream.exchange is None or not stream.exchange.done)
             ):
                 log.info("%s:%d: HTTP/2 request timed out", *self.peer)

@@ -32,6 +32,7 @@ server {
     root ./www
     http2 on
     http2_max_concurrent_streams 8
+    http2_recv_timeout 2s
     error_page 404 /missing.html
     location / { directory_listing on }
     location /cgi-bin {
@@ -462,3 +463,17 @@ def test_h2load_without_errors(server: Server) -> None:
         check=True,
     )
     assert "2000 succeeded, 0 failed, 0 errored" in result.stdout, result.stdout
+
+
+def test_a_request_that_stalls_is_reset_at_the_recv_timeout(server: Server) -> None:
+    client = Client(server.port)
+    try:
+        started = time.monotonic()
+        stalled = client.request("/cgi-bin/env.py", method="POST", body=b"part", end=False)
+        served = client.get("/index.html")  # the connection serves others meanwhile
+        assert served["headers"][":status"] == "200"
+        client.pump(lambda: "reset" in client.responses[stalled], limit=10)
+        assert client.responses[stalled]["reset"] == h2.errors.ErrorCodes.CANCEL
+        assert 1.5 < time.monotonic() - started < 6
+    finally:
+        client.close()
