@@ -338,7 +338,8 @@ class WSGIHandler(AppHandler):
     def __init__(self, exchange: Exchange) -> None:
         location = exchange.location
         assert location is not None
-        mounted = exchange.services.applications.get(location)
+        # Applications.get without the call (one per request).
+        mounted = exchange.services.applications._by_location[id(location)]
         super().__init__(exchange, mounted.pool)
         self.mounted = mounted
         self.status: Any = None
@@ -408,7 +409,8 @@ class WSGIHandler(AppHandler):
                 if self.status is None:
                     raise AppError("the application did not call start_response")
                 result = _Chained(first, iterator, result)
-            code = status_code(self.status)
+            status = self.status
+            code = _STATUS_CODES.get(status) or status_code(status)
             fields, length, encoded = app_head(self.headers)
             kind = type(result)
             if not self.writes and (kind is list or kind is tuple):
