@@ -68,7 +68,8 @@ class AppRouteHandler(AppHandler):
     def __init__(self, exchange: Exchange) -> None:
         location = exchange.location
         assert location is not None
-        mounted = exchange.services.applications.get(location)
+        # Applications.get without the call (one per request).
+        mounted = exchange.services.applications._by_location[id(location)]
         super().__init__(exchange, mounted.pool)
         self.mounted = mounted
         self.route: Route | None = None
