@@ -23,7 +23,7 @@ import requests
 import zstandard
 
 from tests.conftest import Server, read_all, recv_until, start_server
-from tests.proc import rss_kib
+from tests.proc import open_fds, rss_kib, wait_for
 
 CONFIG = """
 server {
@@ -62,6 +62,11 @@ server {
     }
     location /v10 {
         root ./www
+        gzip_http_version 1.0
+    }
+    location /v10-cgi {
+        root ./cgi-bin
+        cgi .py python3
         gzip_http_version 1.0
     }
     location /proxied {
@@ -593,3 +598,29 @@ def test_a_changed_static_variant_is_served_anew(site: Server) -> None:
     response, body = fetch(site, "/pre/changing.txt", accept="gzip")
     assert response.headers["Content-Encoding"] == "gzip"
     assert gzip.decompress(body) == changed
+
+
+def test_http10_streamed_output_is_close_delimited(site: Server) -> None:
+    request = b"GET /v10-cgi/page.py HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n"
+    head, body = raw_request(site, request)
+    lower = head.lower()
+    assert b"content-encoding: gzip" in lower
+    assert b"transfer-encoding" not in lower and b"content-length" not in lower
+    assert gzip.decompress(body) == CGI_BODY
+
+
+def test_a_client_leaving_mid_file_releases_the_file(site: Server) -> None:
+    pid = site.process.pid
+    fetch(site, "/large.txt", accept="gzip")  # the file's cache entry holds its descriptor now
+    assert wait_for(lambda: fetch(site, "/small.html")[0].status_code == 200)
+    before = open_fds(pid)
+    for _ in range(5):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.connect(("127.0.0.1", site.port))
+        sock.sendall(b"GET /slow.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+        assert b"Content-Encoding: gzip" in recv_until(sock, b"\r\n\r\n")
+        sock.close()  # mid-body: the server is still sending
+    assert wait_for(lambda: open_fds(pid) <= before + 1, limit=10), (open_fds(pid), before)
+    response, body = fetch(site, "/large.txt", accept="zstd")
+    assert_encoded(response, body, "zstd", LARGE)
