@@ -385,10 +385,16 @@ def _ports(v: _Validator, args: list[Token]) -> list[tuple[int, Token]]:
 
 
 def _port_list(v: _Validator, args: list[Token]) -> list[tuple[int, Token, bool]]:
-    """``port PORT [ssl] PORT [ssl]...``: ``(port, token, ssl)``; a flag
-    applies to the port before it (``port 8080 8443 ssl``: 8443 is TLS)."""
+    """``port PORT [ssl] [http2] PORT...``: ``(port, token, ssl)``; a flag
+    applies to the port before it (``port 8080 8443 ssl``: 8443 is TLS). An
+    ``http2`` flag (kept in ``Validator.http2_ports``) means ``http2 on``."""
     ports: list[tuple[int, Token, bool]] = []
     for arg in args:
+        if arg == "http2":
+            if not ports or id(ports[-1][1]) in v.http2_ports:
+                v.fail(arg, '"http2" applies to the port before it (port 8443 ssl http2)')
+            v.http2_ports.add(id(ports[-1][1]))
+            continue
         if arg == "ssl":
             if not ports or ports[-1][2]:
                 v.fail(arg, '"ssl" applies to the port before it (port 8080 8443 ssl)')
@@ -559,7 +565,6 @@ def _keepalive_requests(v: _Validator, args: list[Token]) -> int:
 
 #: ``listen`` parameters of NGINX that localhost does not have.
 _LISTEN_UNSUPPORTED = (
-    "http2",
     "quic",
     "proxy_protocol",
     "reuseport",
@@ -577,8 +582,9 @@ _LISTEN_UNSUPPORTED = (
 
 
 def _listen(v: _Validator, args: list[Token]) -> tuple[str, int, bool, Token, bool]:
-    """``listen [ADDRESS:]PORT [default_server] [ssl]``: ``(host, port, default,
-    token, ssl)``, the flags in any order.
+    """``listen [ADDRESS:]PORT [default_server] [ssl] [http2]``: ``(host, port,
+    default, token, ssl)``, the flags in any order (``http2``: ``http2 on``,
+    kept in ``Validator.http2_ports``).
 
     As NGINX: ``ADDRESS`` alone listens on port 80, ``PORT`` alone on every
     address (``*``); ``[IPv6]:PORT``, ``localhost:PORT`` and ``*:PORT`` work;
@@ -586,7 +592,7 @@ def _listen(v: _Validator, args: list[Token]) -> tuple[str, int, bool, Token, bo
     address speak TLS.
     """
     token, *flags = args
-    default = tls = False
+    default = tls = http2 = False
     for flag in flags:
         if flag in ("default_server", "default") and not default:
             default = True
@@ -594,12 +600,17 @@ def _listen(v: _Validator, args: list[Token]) -> tuple[str, int, bool, Token, bo
         if flag == "ssl" and not tls:
             tls = True
             continue
-        if flag in ("default_server", "default", "ssl"):
+        if flag == "http2" and not http2:
+            http2 = True
+            v.http2_ports.add(id(token))
+            continue
+        if flag in ("default_server", "default", "ssl", "http2"):
             v.fail(flag, f"{_q(flag)} is given twice")
         known = flag.split("=", 1)[0] + ("=" if "=" in flag else "")
         if flag in _LISTEN_UNSUPPORTED or known in _LISTEN_UNSUPPORTED:
             v.fail(flag, f"listen parameter {_q(flag)} is not supported by localhost")
-        v.fail(flag, f"unknown listen parameter {_q(flag)} (expected default_server or ssl)")
+        expected = "expected default_server, ssl or http2"
+        v.fail(flag, f"unknown listen parameter {_q(flag)} ({expected})")
     text = str(token)
     if text.startswith("unix:"):
         v.fail(token, "UNIX-domain sockets are not supported (expected [ADDRESS:]PORT)")
@@ -872,7 +883,9 @@ class Directive:
 #: ``localhost.handlers.redirect``.
 DIRECTIVES: dict[str, Directive] = {
     "host": Directive((SERVER,), 1, 1, _host, syntax="host ADDRESS"),
-    "port": Directive((SERVER,), 1, None, _port_list, repeatable=True, syntax="port PORT [ssl]..."),
+    "port": Directive(
+        (SERVER,), 1, None, _port_list, repeatable=True, syntax="port PORT [ssl] [http2]..."
+    ),
     "server_name": Directive(
         (SERVER,), 1, None, _names, repeatable=True, syntax="server_name NAME..."
     ),
@@ -927,7 +940,7 @@ DIRECTIVES: dict[str, Directive] = {
         None,
         _listen,
         repeatable=True,
-        syntax="listen [ADDRESS:]PORT [default_server] [ssl]",
+        syntax="listen [ADDRESS:]PORT [default_server] [ssl] [http2]",
     ),
     # TLS (localhost.io.tls), NGINX's names and inheritance.
     "ssl_certificate": Directive((MAIN, SERVER), 1, 1, _tls_file, syntax="ssl_certificate FILE"),
@@ -1093,6 +1106,8 @@ class _Validator:
         self.location_names: frozenset[str] = frozenset()
         # listen ... default_server: (host, port) -> where it was set.
         self.default_servers: dict[tuple[str, int], Token] = {}
+        #: id() of the port and listen tokens given the ``http2`` flag.
+        self.http2_ports: set[int] = set()
         # id(server block) -> its listen addresses with the tokens that set them.
         self.address_tokens: dict[int, dict[tuple[str, int], Token]] = {}
         # One TLSSettings (and SSLContext) per distinct set of TLS settings.
@@ -1586,6 +1601,8 @@ class _Validator:
             for name, row in self.directives.items()
             if row.derive_server is not None
         }
+        if any(id(token) in self.http2_ports for token in addresses.values()):
+            server_options["http2"] = True  # port ... http2, listen ... http2
         server = ServerBlock(
             options=MappingProxyType(server_options),
             addresses=tuple(addresses),
@@ -1602,7 +1619,7 @@ class _Validator:
                 "keepalive_requests", DEFAULT_KEEPALIVE_REQUESTS, scope, main
             ),
             default_server=frozenset(defaults),
-            tls=self.tls(scope, main),
+            tls=self.tls(scope, main, bool(server_options.get("http2"))),
             ssl_addresses=frozenset(secure),
         )
         self.address_tokens[id(server)] = addresses
@@ -1672,7 +1689,7 @@ class _Validator:
 
     # -- TLS ------------------------------------------------------------------
 
-    def tls(self, scope: _Scope, main: _Scope) -> TLSSettings | None:
+    def tls(self, scope: _Scope, main: _Scope, http2: bool = False) -> TLSSettings | None:
         """A block's TLS settings, each inherited from the top level when not
         set here (NGINX's http → server), with its context built once per
         distinct settings; None without ``ssl_certificate``. A file that
@@ -1703,13 +1720,13 @@ class _Validator:
         protocols, _ = setting("ssl_protocols")
         ciphers, ciphers_token = setting("ssl_ciphers")
         protocols = protocols or DEFAULT_TLS_PROTOCOLS
-        identity = (certificate, key, protocols, ciphers)
+        identity = (certificate, key, protocols, ciphers, http2)
         found = self.tls_settings.get(identity)
         if found is not None:
             return found
         ktls = probe_ktls()[0]
         try:
-            context = make_context(certificate, key, protocols, ciphers, ktls=ktls)
+            context = make_context(certificate, key, protocols, ciphers, ktls=ktls, http2=http2)
         except TLSConfigError as exc:
             where = {"ssl_certificate": certificate_token, "ssl_ciphers": ciphers_token}
             self.fail(where.get(exc.setting) or key_token, _printable(str(exc)))

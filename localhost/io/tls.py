@@ -78,9 +78,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("localhost")
 
-#: ALPN protocol names offered, most preferred first (RFC 7301). HTTP/2 over
-#: TLS goes first here ("h2") once the worker picks the protocol by
-#: ``get_extra_info("alpn_protocol")``.
+#: ALPN protocol names offered, most preferred first (RFC 7301); a block with
+#: ``http2 on`` offers ``h2`` before them, and the worker picks the protocol
+#: by ``get_extra_info("alpn_protocol")``.
 ALPN_PROTOCOLS: tuple[str, ...] = ("http/1.1",)
 
 #: ``ssl_protocols`` values and their versions; anything older is refused.
@@ -137,13 +137,15 @@ def make_context(
     ciphers: str | None = None,
     *,
     ktls: bool = False,
+    http2: bool = False,
 ) -> ssl.SSLContext:
     """A server ``SSLContext`` for a PEM certificate chain and its private key.
 
     ``protocols`` are ``PROTOCOLS`` names (the context allows the range from
     the oldest to the newest); ``ciphers`` an OpenSSL cipher string (TLS
     1.2; TLS 1.3 suites stay OpenSSL's); ``ktls`` asks OpenSSL for kernel
-    TLS (``OP_ENABLE_KTLS``). The context offers ``ALPN_PROTOCOLS`` and
+    TLS (``OP_ENABLE_KTLS``). The context offers ``ALPN_PROTOCOLS`` (with
+    ``h2`` first when ``http2``: the block has ``http2 on``) and
     calls ``_on_sni`` for the name a client asks for.
 
     Raises ``TLSConfigError`` naming the setting at fault: a file that
@@ -182,7 +184,7 @@ def make_context(
     context.options |= ssl.OP_NO_COMPRESSION  # CRIME
     if ktls:
         context.options |= OP_ENABLE_KTLS
-    context.set_alpn_protocols(list(ALPN_PROTOCOLS))
+    context.set_alpn_protocols(["h2", *ALPN_PROTOCOLS] if http2 else list(ALPN_PROTOCOLS))
     # typeshed types the callback for SSLObject; wrap_socket passes the SSLSocket.
     context.sni_callback = _on_sni  # type: ignore[assignment]
     context.sslsocket_class = _ServerSocket

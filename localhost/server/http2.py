@@ -220,6 +220,11 @@ class Stream:
         self.heard_at = conn.loop.now
         self.stalled_since = 0.0
 
+    @property
+    def transport(self) -> Transport | None:
+        """The connection's transport (what the TLS pipeline checks for 421)."""
+        return self.conn.transport
+
     # -- the request ----------------------------------------------------------
 
     def on_request(self, fields: list[tuple[bytes, bytes]], ended: bool) -> None:
@@ -1121,3 +1126,20 @@ class PrefaceSniffer(Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+
+
+class ALPNChooser(Protocol):
+    """The first protocol of a TLS connection to an ``http2`` block: once the
+    handshake is done, HTTP/2 if ALPN chose ``h2`` (RFC 9113 §3.2), else
+    HTTP/1.1; it steps aside in ``connection_made``."""
+
+    def __init__(self, make_h1: Callable[[], Any], make_h2: Callable[[], Any]) -> None:
+        super().__init__()
+        self._make_h1 = make_h1
+        self._make_h2 = make_h2
+
+    def connection_made(self, transport: Transport) -> None:
+        chosen = transport.get_extra_info("alpn_protocol")
+        successor = self._make_h2() if chosen == "h2" else self._make_h1()
+        transport.set_protocol(successor)
+        successor.connection_made(transport)

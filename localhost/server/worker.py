@@ -45,6 +45,7 @@ from localhost.io.tls import TLSTransport, probe_ktls
 from localhost.limits import LIMITS
 from localhost.routing import Router
 from localhost.server.http1 import HTTP1Protocol
+from localhost.server.http2 import ALPNChooser, HTTP2Protocol, PrefaceSniffer
 from localhost.server.listener import Address, ListenError, ListenSpec, bind_all
 from localhost.server.pipeline import Pipeline, TLSHost, TLSPipeline
 from localhost.server.protocols import plain_http_reply, protocol_factory, wrap_idle_timeout
@@ -96,7 +97,17 @@ class Heartbeat:
 
 
 class _Listener:
-    __slots__ = ("sock", "spec", "address", "shared", "default_server", "paused", "factory", "tls")
+    __slots__ = (
+        "sock",
+        "spec",
+        "address",
+        "shared",
+        "default_server",
+        "paused",
+        "factory",
+        "http2",
+        "tls",
+    )
 
     def __init__(self, sock: socket.socket, spec: ListenSpec, default: ServerBlock) -> None:
         self.sock = sock
@@ -107,8 +118,17 @@ class _Listener:
         self.paused = False
         # None for HTTP; every block of an address speaks the same protocol.
         self.factory: Callable[[], Any] | None = protocol_factory(default)
+        #: ``http2 on``: a clear-text client may open with the HTTP/2 preface.
+        self.http2 = bool(default.options.get("http2"))
         #: The TLS context handshakes start with (None: plain TCP).
         self.tls = spec.ssl
+
+
+def _sniffer(host: Any, server: ServerBlock, http: HTTP1Protocol) -> PrefaceSniffer:
+    """HTTP/1.1 or, when the client opens with the preface, HTTP/2 (``http2 on``)."""
+    return PrefaceSniffer(
+        lambda: http, lambda: HTTP2Protocol(host, server), server.timeouts.client_header
+    )
 
 
 class Worker:
@@ -243,10 +263,12 @@ class Worker:
                 local = sock.getsockname()[:2]
                 server = self.router.select(local, "")
                 factory = protocol_factory(server)
+                http2 = bool(server.options.get("http2"))
                 tls = self.router.address_context(local)
             else:
                 local, server = listener.address, listener.default_server
                 factory = listener.factory
+                http2 = listener.http2
                 tls = listener.tls
             hooks = self.hooks.get(id(server)) if self.hooks else None
             if hooks is not None and not run_setup_hooks(hooks[0], peer[:2], local):
@@ -261,10 +283,13 @@ class Worker:
                     http.number = self.accepted
                     if hooks is not None:
                         http.teardown = hooks[1]
+                    first: Any = http
+                    if http2:
+                        first = _sniffer(self, server, http)
                     transport = SocketTransport(
                         self.loop,
                         sock,
-                        http,
+                        first,
                         recv_buffer=self.recv_buffer,
                         peername=peer,
                         sockname=local,
@@ -293,7 +318,8 @@ class Worker:
         self, sock: socket.socket, peer: Any, local: Address, server: ServerBlock, context: Any
     ) -> Transport:
         """A TLS connection: the handshake (deadline ``client_header_timeout``),
-        then HTTP/1.1 through the TLS pipeline."""
+        then HTTP/1.1 through the TLS pipeline, or HTTP/2 when the block has
+        ``http2 on`` and ALPN chose ``h2``."""
         # TLSHost is the worker with another pipeline (read-only: mypy cannot tell).
         http = HTTP1Protocol(cast(Any, self.tls_host), server)
         self.accepted += 1
@@ -301,10 +327,14 @@ class Worker:
         hooks = self.hooks.get(id(server)) if self.hooks else None
         if hooks is not None:
             http.teardown = hooks[1]
+        first: Any = http
+        if server.options.get("http2"):
+            tls_host = cast(Any, self.tls_host)
+            first = ALPNChooser(lambda: http, lambda: HTTP2Protocol(tls_host, server, "https"))
         return TLSTransport(
             self.loop,
             sock,
-            http,
+            first,
             context=context,
             handshake_timeout=server.timeouts.client_header,
             select_context=self._sni,

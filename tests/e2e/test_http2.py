@@ -477,3 +477,113 @@ def test_a_request_that_stalls_is_reset_at_the_recv_timeout(server: Server) -> N
         assert 1.5 < time.monotonic() - started < 6
     finally:
         client.close()
+
+
+# -- over TLS (ALPN) ----------------------------------------------------------
+
+TLS_CONFIG = """
+ssl_certificate ./a.pem
+ssl_certificate_key ./a.key
+server {
+    host 127.0.0.1
+    port {port0} ssl http2
+    server_name a.test
+    root ./www
+}
+server {
+    host 127.0.0.1
+    port {port0} ssl http2
+    server_name b.test
+    ssl_certificate ./b.pem
+    ssl_certificate_key ./b.key
+    root ./www
+}
+server {
+    listen 127.0.0.1:{port1} http2
+    root ./www
+}
+"""
+
+
+@pytest.fixture
+def tls_server(server_factory, tmp_path: Path) -> tuple[Server, Path]:
+    import trustme
+
+    ca = trustme.CA()
+    for name in ("a", "b"):
+        cert = ca.issue_cert(f"{name}.test")
+        cert.private_key_pem.write_to_path(str(tmp_path / f"{name}.key"))
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / f"{name}.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "index.html").write_text("<p>secure</p>\n")
+    return server_factory(TLS_CONFIG, nports=2), tmp_path / "ca.pem"
+
+
+def tls_client(port: int, ca: Path, name: str, alpn: list[str]) -> tuple[Any, str | None]:
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca))
+    context.set_alpn_protocols(alpn)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock = context.wrap_socket(raw, server_hostname=name)
+    return sock, sock.selected_alpn_protocol()
+
+
+def test_alpn_h2_over_tls(tls_server: tuple[Server, Path]) -> None:
+    server, ca = tls_server
+    sock, chosen = tls_client(server.port, ca, "a.test", ["h2", "http/1.1"])
+    assert chosen == "h2"
+    client = Client.__new__(Client)
+    client.sock = sock
+    client.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.conn.initiate_connection()
+    client.flush()
+    client.responses, client.events, client.auto_ack = {}, [], True
+    try:
+        stream_id = client.conn.get_next_available_stream_id()
+        fields = [(":method", "GET"), (":path", "/index.html"), (":scheme", "https"),
+                  (":authority", "a.test")]  # fmt: skip
+        client.conn.send_headers(stream_id, fields, end_stream=True)
+        client.flush()
+        client.responses[stream_id] = {"headers": None, "body": bytearray(), "ended": False}
+        client.pump(lambda: client.responses[stream_id]["ended"])
+        assert bytes(client.responses[stream_id]["body"]) == b"<p>secure</p>\n"
+        # A Host of the block with the other certificate: 421 (RFC 9110 §15.5.20).
+        stream_id = client.conn.get_next_available_stream_id()
+        fields[3] = (":authority", "b.test")
+        client.conn.send_headers(stream_id, fields, end_stream=True)
+        client.flush()
+        client.responses[stream_id] = {"headers": None, "body": bytearray(), "ended": False}
+        client.pump(lambda: client.responses[stream_id]["ended"])
+        assert client.responses[stream_id]["headers"][":status"] == "421"
+    finally:
+        sock.close()
+    # A client that offers only HTTP/1.1 gets it.
+    sock, chosen = tls_client(server.port, ca, "b.test", ["http/1.1"])
+    with sock:
+        assert chosen == "http/1.1"
+        sock.sendall(b"GET /index.html HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"<p>secure</p>\n")
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is missing")
+def test_curl_negotiates_h2_and_listen_flag(tls_server: tuple[Server, Path]) -> None:
+    server, ca = tls_server
+    result = subprocess.run(
+        ["curl", "-s", "--http2", "--cacert", str(ca), "--resolve",
+         f"a.test:{server.port}:127.0.0.1", "-w", "%{http_version}",
+         f"https://a.test:{server.port}/index.html"],
+        capture_output=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert result.stdout == b"<p>secure</p>\n2"
+    # listen ... http2 on a clear-text address: prior knowledge.
+    plain = subprocess.run(
+        ["curl", "-s", "--http2-prior-knowledge", "-w", "%{http_version}",
+         server.url("/index.html", port=server.ports[1])],
+        capture_output=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert plain.stdout == b"<p>secure</p>\n2"

@@ -146,10 +146,11 @@ def test_default_server_marks_the_default_block_of_its_address(site: Path) -> No
 @pytest.mark.parametrize(
     ("value", "column", "message"),
     [
-        ("80 ssl", 15, 'listen parameter "ssl" is not supported by localhost'),
-        ("80 http2", 15, 'listen parameter "http2" is not supported by localhost'),
+        ("80 ssl ssl", 19, '"ssl" is given twice'),
+        ("80 http2 http2", 21, '"http2" is given twice'),
+        ("80 quic", 15, 'listen parameter "quic" is not supported by localhost'),
         ("80 backlog=511", 15, 'listen parameter "backlog=511" is not supported by localhost'),
-        ("80 fast", 15, 'unknown listen parameter "fast" (expected default_server)'),
+        ("80 fast", 15, 'unknown listen parameter "fast" (expected default_server, ssl or http2)'),
         ("80 default_server default", 30, '"default" is given twice'),
         ("unix:/run/x.sock", 12, "UNIX-domain sockets are not supported"),
         ("127.0.0.1:0", 12, 'invalid port in "127.0.0.1:0"'),
