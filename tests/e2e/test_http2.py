@@ -587,3 +587,23 @@ def test_curl_negotiates_h2_and_listen_flag(tls_server: tuple[Server, Path]) -> 
         capture_output=True, timeout=30, check=True,
     )  # fmt: skip
     assert plain.stdout == b"<p>secure</p>\n2"
+
+
+def test_http2_flag_errors_and_dash_big_t(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    conf = tmp_path / "h2.conf"
+    conf.write_text("server {\n    port 8080 http2 http2\n}\n")
+    result = run_cli(["-t", str(conf)])
+    assert result.returncode != 0
+    assert (
+        f"{conf}:2:21:" in result.stderr
+        and '"http2" applies to the port before it' in result.stderr
+    )
+    conf.write_text("server {\n    listen 8080 http2\n    http2_max_concurrent_streams 0\n}\n")
+    result = run_cli(["-t", str(conf)])
+    assert result.returncode != 0 and f"{conf}:3:34:" in result.stderr
+    conf.write_text("server {\n    listen 127.0.0.1:8080 http2\n}\n")
+    result = run_cli(["-T", str(conf)])
+    assert result.returncode == 0, result.stderr
+    assert "http2 on;" in result.stdout
