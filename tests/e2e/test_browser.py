@@ -268,3 +268,46 @@ def test_chat_through_the_reverse_proxy(browser: Browser, demo: Server, tmp_path
         for context in contexts:
             context.close()
         proxy.stop()
+
+
+HTTPS_DEMO = """
+ssl_certificate ./certs/localhost.crt
+ssl_certificate_key ./certs/localhost.key
+server {
+    listen 127.0.0.1:{port0} ssl http2
+    root ./www
+    location / { default_file index.html }
+    location /files { root ./www/files; directory_listing on }
+    location /session { session on }
+}
+"""
+
+
+def test_demo_over_https_and_http2(browser: Browser, tmp_path: Path) -> None:
+    import trustme
+
+    from tests.e2e.test_demo import copy_demo
+
+    copy_demo(tmp_path)
+    (tmp_path / "certs").mkdir()
+    cert = trustme.CA().issue_cert("localhost", "127.0.0.1")
+    cert.private_key_pem.write_to_path(str(tmp_path / "certs" / "localhost.key"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "certs" / "localhost.crt"))
+    server = start_server(HTTPS_DEMO, tmp_path)
+    context = browser.new_context(ignore_https_errors=True)  # the test's own CA
+    try:
+        page = context.new_page()
+        page.goto(f"https://127.0.0.1:{server.port}/")
+        protocol = page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol")
+        assert protocol == "h2"
+        assert page.locator("body > header nav a").count() >= 9
+        # Subresources share the connection: the stylesheet applied.
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(247, 245, 240)"
+        page.goto(f"https://127.0.0.1:{server.port}/files/")
+        expect(page.locator("table.listing")).to_be_visible()
+        page.goto(f"https://127.0.0.1:{server.port}/session.html")
+        expect(page.locator("#visits")).to_have_text("1")
+    finally:
+        context.close()
+        server.stop()
