@@ -194,7 +194,6 @@ class Request:
         "headers",
         "peer",
         "local",
-        "scheme",
         "params",
         "_body",
         "_args",
@@ -211,10 +210,14 @@ class Request:
         self.headers: Headers = request.headers
         self.peer = exchange.peer
         self.local = exchange.local
-        self.scheme = url_scheme(exchange)
         self.params: tuple[str, ...] = ()
         self._body: Any = None
         self._args: dict[str, list[str]] | None = None
+
+    @property
+    def scheme(self) -> str:
+        """``"https"`` on a TLS connection, else ``"http"`` (its transport's)."""
+        return url_scheme(self.exchange)
 
     @property
     def args(self) -> dict[str, list[str]]:
