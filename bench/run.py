@@ -2,6 +2,7 @@
 
     python bench/run.py [--duration SECONDS] [--rounds N] [--quick] [--only NAMES]
     python bench/run.py --apps [--duration SECONDS] [--rounds N] [--only KEYS]
+    python bench/run.py --tls | --gzip | --proxy | --websocket | --http2 [--duration S] [--rounds N]
 
 Loopback only and bounded in time (about 10 minutes by default, 2 with
 ``--quick``). It installs nothing: it checks for what it needs and names what
@@ -1288,6 +1289,41 @@ def missing() -> list[str]:
     return needs
 
 
+#: The sections measured by their own scripts (next to this one): flag →
+#: (script, heading). Each script prints its section (or writes it to
+#: ``--output``); ``run_section`` puts it in the page in place of the old one.
+SECTIONS = {
+    "gzip": ("compression.py", "## Compression (issue 15)"),
+    "proxy": ("proxy.py", "## Reverse proxy (issue 16)"),
+    "websocket": ("websocket.py", "## WebSocket (issue 17)"),
+    "http2": ("http2.py", "## HTTP/2 (issue 18)"),
+}
+
+
+def run_section(flag: str, args: argparse.Namespace) -> int:
+    """Run ``bench/SCRIPT`` for the ``flag`` section and splice what it reports
+    into ``args.output`` (the other sections are kept)."""
+    script, heading = SECTIONS[flag]
+    command = [sys.executable, str(Path(__file__).resolve().parent / script)]
+    command += ["--rounds", str(args.rounds)]
+    if flag != "http2":  # h2load runs a number of requests, not a duration
+        command += ["--duration", str(args.duration)]
+    with tempfile.TemporaryDirectory(prefix="localhost-bench-") as tmp_name:
+        written = Path(tmp_name) / "section.md"
+        if flag != "proxy":
+            command += ["--output", str(written)]
+        result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+        if result.returncode != 0:
+            return result.returncode
+        text = written.read_text() if written.exists() else result.stdout
+    if not text.lstrip().startswith(heading):
+        text = f"{heading}\n\n{time.strftime('%Y-%m-%d')}: `python bench/{script}`.\n{text}"
+    page = args.output.read_text() if args.output.exists() else "# Benchmarks\n"
+    args.output.write_text(splice_section(page, heading, text))
+    print(f"{heading[3:]}: written to {args.output}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
@@ -1310,6 +1346,12 @@ def main() -> int:
         help="the HTTPS section (bench/tls.py: localhost vs nginx vs uvicorn over TLS); "
         "rewrites only that section of --output",
     )
+    for flag, (script, _heading) in SECTIONS.items():
+        parser.add_argument(
+            f"--{flag}",
+            action="store_true",
+            help=f"the {_heading[3:]} section (bench/{script}); rewrites only that section",
+        )
     parser.add_argument("--output", type=Path, default=DOCS / "benchmarks.md")
     parser.add_argument(
         "--baseline",
@@ -1340,6 +1382,9 @@ def main() -> int:
             ["--duration", str(args.duration), "--rounds", str(args.rounds),
              "--output", str(args.output)]
         )  # fmt: skip
+    for flag in SECTIONS:
+        if getattr(args, flag):
+            return run_section(flag, args)
     needs = missing()
     if needs:
         print("bench/run.py needs:\n  " + "\n  ".join(needs), file=sys.stderr)
