@@ -295,6 +295,16 @@ def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
     ratio = medians["localhost"] / best if best else 0.0
     verdict = "met" if ratio >= 1.5 else "missed"
     lines += ["", f"Target: localhost ≥ 1.5× the best of the others: {ratio:.2f}× ({verdict}).", ""]
+    lines += [
+        "Before the fast path (every frame read and written through wsproto), the same benchmark",
+        "gave localhost 14,181 round trips/s against 14,655 for websockets and 11,920 for uvicorn",
+        "(0.97×, one 3 s round): wsproto's frame parser was about half of the server's time per",
+        "message. Now whole, masked text and binary frames are read without it while it holds",
+        "nothing partial, and server frames are written directly when no extension is in use;",
+        "wsproto still handles control frames, fragments, protocol errors and permessage-deflate",
+        "(with `websocket_deflate on` every frame goes through it).",
+        "",
+    ]
     return "\n".join(lines)
 
 
