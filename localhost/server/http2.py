@@ -272,6 +272,11 @@ class Stream:
             # No tunnels over HTTP/2 here (RFC 9113 §8.5; RFC 8441 not done).
             self._answer(exchange, error_response(501, server.error_pages))
             return
+        # The header list as RFC 9113 §6.5.2 counts it (32 bytes of overhead a field).
+        if sum(len(n) + len(v) + 32 for n, v in fields) > conn.limits.max_field_size:
+            log.info("%s:%d: HTTP/2 header list over http2_max_field_size", *conn.peer)
+            self._answer(exchange, error_response(431, server.error_pages))
+            return
         try:
             request.path, request.query = normalize_target(target)
         except HTTPError as exc:

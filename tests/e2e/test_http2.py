@@ -607,3 +607,14 @@ def test_http2_flag_errors_and_dash_big_t(tmp_path: Path) -> None:
     result = run_cli(["-T", str(conf)])
     assert result.returncode == 0, result.stderr
     assert "http2 on;" in result.stdout
+
+
+def test_header_list_over_the_limit_is_431(server: Server) -> None:
+    client = Client(server.port)
+    try:
+        big = client.get("/index.html", headers=[("x-big", "a" * 20000)])
+        assert big["headers"][":status"] == "431"
+        small = client.get("/index.html", headers=[("x-small", "a" * 1000)])
+        assert small["headers"][":status"] == "200"  # the connection goes on
+    finally:
+        client.close()
