@@ -382,7 +382,7 @@ def test_many_sockets_on_one_worker(server: Server) -> None:
     try:
         before = rss_kib(server.process.pid)
         for _ in range(count):
-            sock, head = raw_handshake(server, "/echo")
+            sock, head = raw_handshake(server, "/patient/echo")
             assert head.startswith(b"HTTP/1.1 101 ")
             socks.append(sock)
         for sock in socks:
