@@ -209,7 +209,7 @@ class Stream:
         self.body_paused = False
         self.unacked = 0  # body bytes received and not yet given back to the window
         self.request_ended = False
-        self.out: deque[bytes | FileBody] = deque()
+        self.out: deque[Any] = deque()  # bytes, FileBody, or an encoding FilePump
         self.out_size = 0
         self.end_after = False  # END_STREAM once ``out`` is sent
         self.ended = False  # END_STREAM (or RST_STREAM) sent: the response is over
@@ -407,11 +407,25 @@ class Stream:
         status = exchange.log_status = response.status
         extra = exchange.extra_headers
         header_filter = exchange.header_filter
+        pump = None
         if header_filter is not None:
             exchange.response_headers = response.headers
             extra = header_filter(exchange, status, extra)
+            compression = exchange.compression
+            if compression is not None:
+                # The location encodes responses (localhost.modules.compression).
+                exchange.compression = None
+                try:
+                    response, extra, pump = compression.whole(exchange, response, extra)
+                except Exception:
+                    log.exception("%s: encoding the response failed", request)
+                    response.release()
+                    response = self.conn.host.pipeline.internal_error(exchange)
+                status = exchange.log_status = response.status
         head_only = request.method == "HEAD" or status == 204 or status == 304
         length = None if status == 204 or status == 304 else response.content_length
+        if pump is not None:
+            length = None  # a file encoded as it goes
         try:
             fields = self._fields(response.headers, extra, status, length)
         except ValueError as exc:
@@ -424,7 +438,13 @@ class Stream:
         exchange.response_headers = [*response.headers, *extra] if extra else response.headers
         if head_only:
             response.release()
+            if pump is not None:
+                pump.close()
             self._head(fields, True)
+        elif pump is not None:
+            self._head(fields, False)
+            self.out.append(pump)
+            self.end_after = True
         elif response.file is not None:
             exchange.log_bytes = response.file.count
             self._head(fields, False)
@@ -460,6 +480,12 @@ class Stream:
         if header_filter is not None:
             exchange.response_headers = response.headers
             extra = header_filter(exchange, status, extra)
+            compression = exchange.compression
+            if compression is not None:
+                exchange.compression = None
+                response, length, encoder = compression.start(exchange, response, length)
+                if encoder is not None and not exchange.head_only:
+                    exchange.encoder = encoder
         try:
             fields = self._fields(response.headers, extra, status, length)
         except ValueError as exc:
@@ -475,9 +501,13 @@ class Stream:
         if exchange is not self.exchange or self.reset:
             return False
         if data and not exchange.head_only:
-            exchange.log_bytes += len(data)
-            self._queue(data)
-            self.conn.pump()
+            encoder = exchange.encoder
+            if encoder is not None:
+                data = encoder.compress(data)
+            if data:
+                exchange.log_bytes += len(data)
+                self._queue(data)
+                self.conn.pump()
         if self.out_size > STREAM_HIGH_WATER:
             self.blocked = True
             return False
@@ -490,6 +520,13 @@ class Stream:
         if exchange.head_only:
             self._done_if_sent()
             return
+        encoder = exchange.encoder
+        if encoder is not None:
+            exchange.encoder = None
+            tail = encoder.finish()
+            if tail:
+                exchange.log_bytes += len(tail)
+                self._queue(tail)
         self.end_after = True
         self.conn.pump()
 
@@ -602,6 +639,26 @@ class Stream:
                 break
             self.stalled_since = 0.0
             item = self.out[0]
+            if type(item) is not FileBody and not isinstance(item, (bytes, bytearray, memoryview)):
+                # A file encoded as it goes (compression's FilePump): its next
+                # piece goes in front of it, only when the window allows.
+                try:
+                    piece = item.read()
+                except OSError as exc:
+                    log.error("%s: reading the file failed: %s", self.exchange, exc)
+                    piece = None
+                    self.conn.reset_stream(self.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                    self.on_reset()
+                    return sent
+                if piece is None:
+                    self.out.popleft()
+                    item.close()
+                elif piece:
+                    assert self.exchange is not None
+                    self.exchange.log_bytes += len(piece)
+                    self.out.appendleft(piece)
+                    self.out_size += len(piece)
+                continue
             if type(item) is FileBody:
                 try:
                     chunk = os.pread(item.fd, min(window, FILE_CHUNK), item.offset)
@@ -684,7 +741,7 @@ class Stream:
 
     def _release_output(self) -> None:
         for item in self.out:
-            if type(item) is FileBody:
+            if not isinstance(item, (bytes, bytearray, memoryview)):
                 item.close()
         self.out.clear()
         self.out_size = 0

@@ -51,6 +51,11 @@ server {
         wsgi_threads 0
     }
     location /session { session on }
+    location /gz {
+        root ./www/gz
+        gzip on
+        gzip_types text/plain
+    }
 }
 """
 
@@ -76,6 +81,7 @@ def app(environ, start_response):
 def server(server_factory, tmp_path: Path) -> Server:
     www = tmp_path / "www"
     (www / "dir").mkdir(parents=True)
+    (www / "gz").mkdir()
     (www / "index.html").write_text("<p>home</p>\n")
     (www / "missing.html").write_text("custom not found\n")
     (www / "dir" / "a.txt").write_text("a\n")
@@ -616,5 +622,26 @@ def test_header_list_over_the_limit_is_431(server: Server) -> None:
         assert big["headers"][":status"] == "431"
         small = client.get("/index.html", headers=[("x-small", "a" * 1000)])
         assert small["headers"][":status"] == "200"  # the connection goes on
+    finally:
+        client.close()
+
+
+def test_compressed_responses(server: Server, tmp_path: Path) -> None:
+    import gzip
+
+    gz = tmp_path / "www" / "gz"
+    small = b"compress me, " * 100
+    large = os.urandom(200 * 1024).hex().encode()  # 400 KiB of text: encoded as it goes
+    (gz / "small.txt").write_bytes(small)
+    (gz / "large.txt").write_bytes(large)
+    client = Client(server.port)
+    try:
+        for name, body in (("small.txt", small), ("large.txt", large)):
+            entry = client.get(f"/gz/{name}", headers=[("accept-encoding", "gzip")])
+            assert entry["headers"][":status"] == "200"
+            assert entry["headers"]["content-encoding"] == "gzip"
+            assert gzip.decompress(bytes(entry["body"])) == body
+        plain = client.get("/gz/small.txt")
+        assert "content-encoding" not in plain["headers"] and bytes(plain["body"]) == small
     finally:
         client.close()
