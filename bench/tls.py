@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port  # noqa: E402
+from bench.common import cpu_seconds, family, free_port  # noqa: E402
 
 SERVER_CPU = "0"
 LOAD_CPU = "1"
@@ -140,30 +140,6 @@ def peers(tmp: Path) -> list[Peer]:
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
     found.append(Peer("uvicorn", uvicorn, port))
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def family(pid: int) -> list[int]:
-    found = [pid]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
     return found
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import REPO, free_port  # noqa: E402
+from bench.common import REPO, cpu_seconds, family, free_port  # noqa: E402
 
 SERVER_CPU = "0"
 LOAD_CPU = "1"
@@ -147,11 +147,6 @@ def peers(tmp: Path) -> list[Peer]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def handshake(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     key = base64.b64encode(os.urandom(16)).decode()
@@ -222,8 +217,8 @@ def measure(peer: Peer, seconds: float, clients: int) -> dict[str, float]:
                     raise RuntimeError(f"{peer.name} did not start") from None
                 time.sleep(0.1)
         time.sleep(0.3)
-        pids = [process.pid, *_children(process.pid)]
-        before = sum(cpu_seconds(pid) for pid in pids)
+        pids = family(process.pid)
+        before = cpu_seconds(pids)
         load = subprocess.run(
             [
                 "taskset",
@@ -243,7 +238,7 @@ def measure(peer: Peer, seconds: float, clients: int) -> dict[str, float]:
             timeout=seconds + 60,
             check=True,
         )
-        used = sum(cpu_seconds(pid) for pid in pids if os.path.exists(f"/proc/{pid}")) - before
+        used = cpu_seconds(pids) - before
         trips = int(load.stdout.strip())
         return {"per_s": trips / seconds, "cpu_per_10k": used / trips * 10_000 if trips else 0.0}
     finally:
@@ -252,19 +247,6 @@ def measure(peer: Peer, seconds: float, clients: int) -> dict[str, float]:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> str:
