@@ -76,12 +76,9 @@ from localhost.handlers.error_pages import (
     ErrorPageRequest,
     ErrorResponse,
     error_page_answer,
-    error_page_request,
     error_response,
-    error_target,
     refusal_response,
 )
-from localhost.handlers.redirect import location_value, redirect, render
 from localhost.http.errors import HTTPError
 from localhost.http.message import Headers, Request, Response
 from localhost.http.methods import IMPLEMENTED_METHODS
@@ -91,6 +88,7 @@ from localhost.http.writer import LAST_CHUNK, chunk, response_head, stream_frami
 from localhost.io import Protocol
 from localhost.limits import LIMITS
 from localhost.routing import Router
+from localhost.server.error_page import error_page
 from localhost.server.exchange import Exchange
 
 if TYPE_CHECKING:
@@ -612,45 +610,15 @@ class HTTP1Protocol(Protocol):
             self._call(handler.on_body_end)
 
     def _error_page(self, exchange: Exchange, response: Response) -> Response | None:
-        """``error_page`` for the server-made error ``response`` (NGINX's
-        ``ngx_http_send_error_page``): the response to send (the same, one
-        with its status changed, a redirect), or None when the page is served
-        by an internal redirect instead (a URI, a named location), whose
-        answer takes the error's status (``ErrorPageRequest``). Not again
-        for an error of the error page itself (``recursive_error_pages
-        off``), nor past the rewrite limit."""
-        request = exchange.request
-        if (
-            type(request) is ErrorPageRequest
-            or request is _NO_REQUEST
-            or exchange.redirects >= MAX_REWRITES
-        ):
-            return response
-        location = exchange.location
-        pages = location.error_pages if location is not None else exchange.server.error_pages
-        target = error_target(pages, response.status)
-        if target is None:
-            return response
-        kind = target.kind
-        if kind == "file":
-            response.status = target.status or 200
-            return response
-        if kind == "url":
-            response.release()
-            url = location_value(render(target.template, exchange))
-            moved = redirect(url, target.status or 302)
-            moved.close = response.close
-            return moved
-        try:
-            redirected = error_page_request(exchange, target, response.status, response.close)
-        except HTTPError:
-            return response
-        response.release()
-        exchange.redirects += 1
-        exchange.done = False  # the error page's answer is still to come
-        self.handler = None  # it answered: the error page replaces its answer
-        self._restart(exchange, redirected, target.text if kind == "named" else None)
-        return None
+        """``error_page`` for the server-made error ``response``
+        (``localhost.server.error_page``): the response to send, or None
+        when the page is served by an internal redirect instead."""
+        found = error_page(exchange, response, exchange.request is _NO_REQUEST)
+        if type(found) is tuple:
+            self.handler = None  # it answered: the error page replaces its answer
+            self._restart(exchange, *found)
+            return None
+        return found  # type: ignore[return-value]
 
     def resume_body(self, exchange: Exchange) -> None:
         """The handler takes body bytes again."""

@@ -67,19 +67,16 @@ from localhost.handlers.error_pages import (
     ErrorPageRequest,
     ErrorResponse,
     error_page_answer,
-    error_page_request,
     error_response,
-    error_target,
 )
-from localhost.handlers.redirect import location_value, redirect, render
 from localhost.http.errors import HTTPError
 from localhost.http.message import Headers, Request, Response
 from localhost.http.target import normalize_target
 from localhost.io import Protocol, Transport
 from localhost.io.body import FileBody
 from localhost.limits import LIMITS
-from localhost.modules.base import MAX_REWRITES
 from localhost.modules.http2 import DEFAULT_LIMITS, Limits2
+from localhost.server.error_page import error_page
 from localhost.server.exchange import Exchange
 
 if TYPE_CHECKING:
@@ -613,7 +610,9 @@ class Stream:
             self.ended = True
             self._finished()
 
-    def _queue(self, item: bytes | FileBody) -> None:
+    def _queue(self, item: bytes | bytearray | FileBody) -> None:
+        if type(item) is bytearray:
+            item = bytes(item)  # a handler's buffer: it may reuse it
         size = item.count if type(item) is FileBody else len(item)
         if size:
             self.out.append(item)
@@ -639,7 +638,7 @@ class Stream:
                 break
             self.stalled_since = 0.0
             item = self.out[0]
-            if type(item) is not FileBody and not isinstance(item, (bytes, bytearray, memoryview)):
+            if type(item) is not FileBody and not isinstance(item, (bytes, memoryview)):
                 # A file encoded as it goes (compression's FilePump): its next
                 # piece goes in front of it, only when the window allows.
                 try:
@@ -659,6 +658,7 @@ class Stream:
                     self.out.appendleft(piece)
                     self.out_size += len(piece)
                 continue
+            chunk: bytes | memoryview
             if type(item) is FileBody:
                 try:
                     chunk = os.pread(item.fd, min(window, FILE_CHUNK), item.offset)
@@ -741,7 +741,7 @@ class Stream:
 
     def _release_output(self) -> None:
         for item in self.out:
-            if not isinstance(item, (bytes, bytearray, memoryview)):
+            if not isinstance(item, (bytes, memoryview)):
                 item.close()
         self.out.clear()
         self.out_size = 0
@@ -804,32 +804,12 @@ class Stream:
     def _error_page(self, exchange: Exchange, response: Response) -> Response | None:
         """As ``HTTP1Protocol._error_page``: the response to send, or None when an
         internal redirect serves the error page."""
-        request = exchange.request
-        if type(request) is ErrorPageRequest or exchange.redirects >= MAX_REWRITES:
-            return response
-        location = exchange.location
-        pages = location.error_pages if location is not None else exchange.server.error_pages
-        target = error_target(pages, response.status)
-        if target is None:
-            return response
-        kind = target.kind
-        if kind == "file":
-            response.status = target.status or 200
-            return response
-        if kind == "url":
-            response.release()
-            url = location_value(render(target.template, exchange))
-            return redirect(url, target.status or 302)
-        try:
-            redirected = error_page_request(exchange, target, response.status, response.close)
-        except HTTPError:
-            return response
-        response.release()
-        exchange.redirects += 1
-        exchange.done = False
-        self.handler = None
-        self._restart(exchange, redirected, target.text if kind == "named" else None)
-        return None
+        found = error_page(exchange, response)
+        if type(found) is tuple:
+            self.handler = None
+            self._restart(exchange, *found)
+            return None
+        return found  # type: ignore[return-value]
 
     def _log(self, exchange: Exchange) -> None:
         self.logged = True

@@ -1,0 +1,57 @@
+"""``error_page`` for a server-made error, shared by the HTTP/1.1 and HTTP/2 protocols.
+
+NGINX's ``ngx_http_send_error_page``: an error response the server made
+(an ``ErrorResponse``: 404, 403, 413, a failed handler's 500...) is sent as
+it is, with another status (``error_page 404 =200 /x.html`` of a file), as a
+redirect (a URL target), or served by an internal redirect to a URI or a
+named location, whose answer then takes the error's status.
+"""
+
+from __future__ import annotations
+
+from localhost.handlers.error_pages import ErrorPageRequest, error_page_request, error_target
+from localhost.handlers.redirect import location_value, redirect, render
+from localhost.http.errors import HTTPError
+from localhost.http.message import Request, Response
+from localhost.modules.base import MAX_REWRITES
+from localhost.server.exchange import Exchange
+
+
+def error_page(
+    exchange: Exchange, response: Response, bare: bool = False
+) -> Response | tuple[Request, str | None]:
+    """The response to send for the error ``response`` of ``exchange``, or
+    ``(request, named)``: the request to serve in its place (from the start
+    of the pipeline, or at the named location ``named``).
+
+    Not again for an error of an error page (``recursive_error_pages off``),
+    nor for an answer outside any request (``bare``), nor past the rewrite
+    limit. When it returns a request, ``response`` is released and the
+    exchange counts one more redirect and is open again (``done`` False).
+    """
+    request = exchange.request
+    if bare or type(request) is ErrorPageRequest or exchange.redirects >= MAX_REWRITES:
+        return response
+    location = exchange.location
+    pages = location.error_pages if location is not None else exchange.server.error_pages
+    target = error_target(pages, response.status)
+    if target is None:
+        return response
+    kind = target.kind
+    if kind == "file":
+        response.status = target.status or 200
+        return response
+    if kind == "url":
+        response.release()
+        url = location_value(render(target.template, exchange))
+        moved = redirect(url, target.status or 302)
+        moved.close = response.close
+        return moved
+    try:
+        redirected = error_page_request(exchange, target, response.status, response.close)
+    except HTTPError:
+        return response
+    response.release()
+    exchange.redirects += 1
+    exchange.done = False  # the error page's answer is still to come
+    return redirected, target.text if kind == "named" else None
