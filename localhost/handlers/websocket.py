@@ -150,13 +150,16 @@ class ExecEndpoint:
 
     def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
         process = self.process
-        if process is not None and process.returncode is None:
+        if process is not None:
+            # The whole group, even when the program itself has exited: a child
+            # of it may hold its output open.
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             except PermissionError:
-                process.kill()
+                if process.returncode is None:
+                    process.kill()
         for pipe in (self.stdin, self.stdout, self.stderr):
             if pipe is not None:
                 pipe.abort()

@@ -212,6 +212,7 @@ class Stream:
         self.ended = False  # END_STREAM (or RST_STREAM) sent: the response is over
         self.blocked = False  # write() said False: on_writable when drained
         self.reset = False
+        self.restarted = False  # an internal redirect replaced the request (no body)
         self.logged = False
         #: When the client last sent something of this request (head or body).
         self.heard_at = conn.loop.now
@@ -281,7 +282,10 @@ class Stream:
             return
         handler = self.handler = conn.host.pipeline.start(exchange)
         try:
-            self.policy = handler.on_head()
+            policy = handler.on_head()
+            if self.handler is not handler or self.restarted:
+                return  # an error page took over (an internal redirect)
+            self.policy = policy
         except HTTPError as exc:
             self._drop_handler("error")
             self._answer(exchange, conn.host.pipeline.error_response(exchange, exc))
@@ -305,6 +309,9 @@ class Stream:
         conn = self.conn
         self.heard_at = conn.loop.now
         if exchange is None or exchange.done and self.handler is None:
+            conn.acknowledge(self.stream_id, flow)
+            return
+        if self.restarted:
             conn.acknowledge(self.stream_id, flow)
             return
         self.body_seen += len(data)
@@ -355,8 +362,8 @@ class Stream:
     def _on_end(self) -> None:
         exchange = self.exchange
         assert exchange is not None
-        if exchange.done:
-            return
+        if exchange.done or self.restarted:
+            return  # answered, or an error page's handler has the request
         pending = self.pending
         if pending is not None:
             self.pending = None
@@ -440,8 +447,11 @@ class Stream:
             self._head(fields, True)
         elif pump is not None:
             self._head(fields, False)
-            self.out.append(pump)
-            self.end_after = True
+            if self.reset:
+                pump.close()
+            else:
+                self.out.append(pump)
+                self.end_after = True
         elif response.file is not None:
             exchange.log_bytes = response.file.count
             self._head(fields, False)
@@ -487,6 +497,7 @@ class Stream:
             fields = self._fields(response.headers, extra, status, length)
         except ValueError as exc:
             log.error("%s: %s", request, exc)
+            exchange.started = False  # no head went out: a 500 still can
             self._drop_handler("invalid response")
             self._answer(exchange, self.conn.host.pipeline.internal_error(exchange))
             return
@@ -611,6 +622,11 @@ class Stream:
             self._finished()
 
     def _queue(self, item: bytes | bytearray | FileBody) -> None:
+        if self.reset:
+            # The stream is gone (its head could not be sent): nothing is kept.
+            if type(item) is FileBody:
+                item.close()
+            return
         if type(item) is bytearray:
             item = bytes(item)  # a handler's buffer: it may reuse it
         size = item.count if type(item) is FileBody else len(item)
@@ -789,6 +805,14 @@ class Stream:
             exchange.body = None
         self.policy = 0
         self.pending = None
+        # The new request has no body: what is left of the old one is dropped
+        # (no limit, no spool, no second on_body_end at its end).
+        self.body_limit = 0
+        self.restarted = True
+        spool = self.spool
+        if spool is not None:
+            self.spool = None
+            spool.close()
         pipeline = self.conn.host.pipeline
         if named is None:
             handler = pipeline.start(exchange)
@@ -867,6 +891,8 @@ class HTTP2Protocol(Protocol):
         self._date = ""
         self._timer_cb = self._on_timer
         self._idle_since: float | None = None
+        self._last_queued = 0  # bytes queued on the transport at the last tick
+        self._queue_since = 0.0  # since when the queue has not gone down
         self.batching = False  # handling the events of one read (see data_received)
         self.dirty = False  # a pump is due at the end of the batch
         self.number = 0
@@ -965,6 +991,10 @@ class HTTP2Protocol(Protocol):
             if not self._flood("_settings"):
                 self.pump()
         elif kind is h2.events.ConnectionTerminated:
+            # h2 sends nothing after the client's GOAWAY: the streams in
+            # flight stop (their handlers are told) rather than answer into it.
+            for stream in list(self.streams.values()):
+                stream.on_reset()
             self._close()
 
     def _flood(self, counter: str) -> bool:
@@ -1091,6 +1121,8 @@ class HTTP2Protocol(Protocol):
         transport = self.transport
         if transport is not None:
             transport.close()
+            # A client that does not read what is queued: dropped after send_timeout.
+            self.loop.call_at(self.loop.now + self.server.timeouts.send, transport.abort)
 
     # -- deadlines ------------------------------------------------------------
 
@@ -1116,6 +1148,16 @@ class HTTP2Protocol(Protocol):
         else:
             self._idle_since = None
         send_timeout = self.server.timeouts.send
+        queued = transport.get_write_buffer_size()
+        if queued and self._last_queued and queued >= self._last_queued:
+            # The client takes nothing of what is queued (whatever its windows say).
+            if now - self._queue_since >= send_timeout:
+                log.info("%s:%d: HTTP/2 send timed out", *self.peer)
+                transport.abort()
+                return
+        else:
+            self._queue_since = now
+        self._last_queued = queued
         for stream in list(self.streams.values()):
             if (
                 not stream.request_ended

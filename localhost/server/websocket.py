@@ -68,6 +68,8 @@ HIGH_WATER = LIMITS.websocket_high_water_bytes
 LOW_WATER = LIMITS.websocket_low_water_bytes
 #: Bytes queued beyond which the client is disconnected (it does not read).
 HARD_LIMIT = LIMITS.websocket_hard_limit_bytes
+#: Seconds a closing connection has to send what is queued before it is dropped.
+CLOSE_DRAIN_SECONDS = LIMITS.linger_timeout_seconds
 
 
 class Close(enum.IntEnum):
@@ -354,7 +356,7 @@ class WebSocket(Protocol):
         else:
             transport.write(bytes((first, 127)) + length.to_bytes(8, "big"))
             transport.write(bytes(payload))
-        return self._check_queue(transport)
+        return self._check_queue(transport, length)
 
     def ping(self, data: bytes = b"") -> None:
         """Send a ping (the client answers with a pong)."""
@@ -538,7 +540,7 @@ class WebSocket(Protocol):
             return
         self._end(event.code, event.reason or "")
         if transport is not None:
-            transport.close()  # once the close frame is out
+            self._close_transport(transport)  # once the close frame is out
 
     def _fail(self, code: int, reason: str) -> None:
         """Close at once with ``code`` (RFC 6455 §7.1.7): no more reading."""
@@ -549,7 +551,14 @@ class WebSocket(Protocol):
             self._write(CloseConnection(code=code, reason=reason[:120]))
         self._end(code, reason)
         if transport is not None:
-            transport.close()
+            self._close_transport(transport)
+
+    def _close_transport(self, transport: Transport) -> None:
+        """Close once what is queued is sent; a client that does not read it is
+        dropped after a few seconds (the transport's own deadlines end with
+        the connection's protocol)."""
+        transport.close()
+        self.loop.call_at(self.loop.now + CLOSE_DRAIN_SECONDS, transport.abort)
 
     def _write(self, event: Any) -> bool:
         transport = self.transport
@@ -560,12 +569,15 @@ class WebSocket(Protocol):
         except LocalProtocolError:
             return False
         transport.write(data)
-        return self._check_queue(transport)
+        return self._check_queue(transport, len(data))
 
-    def _check_queue(self, transport: Transport) -> bool:
+    def _check_queue(self, transport: Transport, written: int) -> bool:
+        """False above ``HIGH_WATER`` queued; the client is dropped when what was
+        queued before this message (``written`` bytes) passes ``HARD_LIMIT``:
+        one large message to a client that reads is not a client that doesn't."""
         queued = transport.get_write_buffer_size()
         if queued > HIGH_WATER:
-            if queued > HARD_LIMIT:
+            if queued - written > HARD_LIMIT:
                 log.warning(
                     "WebSocket %s from %s: client does not read (%d bytes queued); closed",
                     self.request.path,

@@ -33,6 +33,7 @@ server {
     http2 on
     http2_max_concurrent_streams 8
     http2_recv_timeout 2s
+    send_timeout 3s
     error_page 404 /missing.html
     location / { directory_listing on }
     location /cgi-bin {
@@ -645,3 +646,4 @@ def test_compressed_responses(server: Server, tmp_path: Path) -> None:
         assert "content-encoding" not in plain["headers"] and bytes(plain["body"]) == small
     finally:
         client.close()
+

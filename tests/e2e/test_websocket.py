@@ -121,6 +121,9 @@ server {
     location /exec {
         websocket_exec ./upper.py
     }
+    location /orphan {
+        websocket_exec ./orphan.sh
+    }
     location /patient {
         app wsapp:app
         wsgi_path .
@@ -136,6 +139,9 @@ def server(server_factory, tmp_path: Path) -> Server:
     program = tmp_path / "upper.py"
     program.write_text(ECHO_PROGRAM)
     program.chmod(0o755)
+    orphan = tmp_path / "orphan.sh"
+    orphan.write_text("#!/bin/sh\nsleep 300 &\necho child $!\n")  # exits, its child lives on
+    orphan.chmod(0o755)
     return server_factory(CONFIG)
 
 
@@ -532,3 +538,10 @@ def test_refused_handshakes_say_why(server: Server) -> None:
         assert head.startswith(b"HTTP/1.1 400 "), head
         assert b"Content-Type: text/plain" in head
         assert b"missing or malformed Sec-WebSocket-Key" in head
+
+
+def test_exec_kills_the_whole_group_even_after_the_program_exited(server: Server) -> None:
+    with connect(ws_url(server, "/orphan")) as ws:
+        pid = int(str(ws.recv(timeout=5)).split()[1])
+        assert os.path.exists(f"/proc/{pid}")  # the child holds the output open
+    assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 5)
