@@ -242,8 +242,6 @@ class Applications:
         self._pools = []
 
 
-
-
 def wsgi_environ(
     exchange: Exchange, mounted: Mounted, body: Any, length: int | None, scheme: str = "http"
 ) -> dict[str, Any]:

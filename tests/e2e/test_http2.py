@@ -646,4 +646,3 @@ def test_compressed_responses(server: Server, tmp_path: Path) -> None:
         assert "content-encoding" not in plain["headers"] and bytes(plain["body"]) == small
     finally:
         client.close()
-
