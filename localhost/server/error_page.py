@@ -1,4 +1,5 @@
-"""``error_page`` for a server-made error, shared by the HTTP/1.1 and HTTP/2 protocols.
+"""Internal redirects shared by the HTTP/1.1 and HTTP/2 protocols: ``error_page``
+for a server-made error, and the GET a local redirect serves (``redirected``).
 
 NGINX's ``ngx_http_send_error_page``: an error response the server made
 (an ``ErrorResponse``: 404, 403, 413, a failed handler's 500...) is sent as
@@ -12,9 +13,30 @@ from __future__ import annotations
 from localhost.handlers.error_pages import ErrorPageRequest, error_page_request, error_target
 from localhost.handlers.redirect import location_value, redirect, render
 from localhost.http.errors import HTTPError
-from localhost.http.message import Request, Response
+from localhost.http.message import Headers, Request, Response
+from localhost.http.target import normalize_target
 from localhost.modules.base import MAX_REWRITES
 from localhost.server.exchange import Exchange
+
+#: Fields of the original request that a body-less GET does not carry.
+_BODY_FIELDS = frozenset({"content-length", "transfer-encoding", "content-type", "expect"})
+
+
+def redirected(request: Request, target: str) -> tuple[Request, HTTPError | None]:
+    """The GET for ``target`` that replaces ``request`` in a local redirect (RFC
+    3875 §6.2.2: a CGI's ``Location: /path``): its fields without the body's,
+    and the error (a 400) when ``target`` is not a valid origin-form target,
+    in which case the request has no path yet."""
+    headers = Headers([(n, v) for n, v in request.headers if n not in _BODY_FIELDS])
+    new = Request(
+        "GET", target, request.version, headers, request.host, request.keep_alive,
+        None, False, False,
+    )  # fmt: skip
+    try:
+        new.path, new.query = normalize_target(target)
+    except HTTPError as exc:
+        return new, exc
+    return new, None
 
 
 def error_page(

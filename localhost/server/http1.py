@@ -88,7 +88,7 @@ from localhost.http.writer import LAST_CHUNK, chunk, response_head, stream_frami
 from localhost.io import Protocol
 from localhost.limits import LIMITS
 from localhost.routing import Router
-from localhost.server.error_page import error_page
+from localhost.server.error_page import error_page, redirected
 from localhost.server.exchange import Exchange
 
 if TYPE_CHECKING:
@@ -111,7 +111,6 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 OPTIONS_STAR_ALLOW = ", ".join(sorted(IMPLEMENTED_METHODS))
 # BodyPolicy values (localhost.handlers.base): compared as ints on the hot path.
 _IGNORE, _DISCARD, _STREAM, _SPOOL = 0, 1, 2, 3
-_BODY_FIELDS = frozenset({"content-length", "transfer-encoding", "content-type", "expect"})
 # Debugging aid for the process model: which worker answered.
 _DEBUG_PID = os.environ.get("LOCALHOST_DEBUG_PID") == "1"
 
@@ -557,19 +556,12 @@ class HTTP1Protocol(Protocol):
             log.error("internal redirect cycle at %s", target)
             self._answer(exchange, self._internal_error(exchange))
             return
-        request = exchange.request
-        headers = Headers([(n, v) for n, v in request.headers if n not in _BODY_FIELDS])
-        redirected = Request(
-            "GET", target, request.version, headers, request.host, request.keep_alive,
-            None, False, False,
-        )  # fmt: skip
-        try:
-            redirected.path, redirected.query = normalize_target(target)
-        except HTTPError as exc:
-            exchange.request = redirected
+        new, exc = redirected(exchange.request, target)
+        if exc is not None:
+            exchange.request = new
             self._answer(exchange, self._error(exchange, exc))
             return
-        self._restart(exchange, redirected)
+        self._restart(exchange, new)
 
     def _restart(self, exchange: Exchange, request: Request, named: str | None = None) -> None:
         """Handle ``exchange`` again as ``request`` (an internal redirect): from

@@ -76,7 +76,7 @@ from localhost.io import Protocol, Transport
 from localhost.io.body import FileBody
 from localhost.limits import LIMITS
 from localhost.modules.http2 import DEFAULT_LIMITS, Limits2
-from localhost.server.error_page import error_page
+from localhost.server.error_page import error_page, redirected
 from localhost.server.exchange import Exchange
 
 if TYPE_CHECKING:
@@ -109,7 +109,6 @@ MAX_INTERNAL_REDIRECTS = LIMITS.max_internal_redirects
 _CONNECTION_FIELDS = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 )
-_BODY_FIELDS = frozenset({"content-length", "content-type", "transfer-encoding"})
 
 
 def limits_of(server: ServerBlock) -> Limits2:
@@ -555,18 +554,12 @@ class Stream:
             log.error("internal redirect cycle at %s", target)
             self._answer(exchange, self.conn.host.pipeline.internal_error(exchange))
             return
-        request = exchange.request
-        headers = Headers([(n, v) for n, v in request.headers if n not in _BODY_FIELDS])
-        redirected = Request(
-            "GET", target, request.version, headers, request.host, True, None, False, False
-        )
-        try:
-            redirected.path, redirected.query = normalize_target(target)
-        except HTTPError as exc:
-            exchange.request = redirected
+        new, exc = redirected(exchange.request, target)
+        if exc is not None:
+            exchange.request = new
             self._answer(exchange, self.conn.host.pipeline.error_response(exchange, exc))
             return
-        self._restart(exchange, redirected)
+        self._restart(exchange, new)
 
     def resume_body(self, exchange: Exchange) -> None:
         if exchange is not self.exchange or not self.body_paused:
