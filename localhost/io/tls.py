@@ -387,9 +387,16 @@ class TLSTransport(SocketTransport):
             if first[0] != _HANDSHAKE_RECORD:
                 self._refuse_plain()
                 return
-            tls = self._tls = self._initial.wrap_socket(  # type: ignore[assignment]
-                self._sock, server_side=True, do_handshake_on_connect=False
-            )
+            try:
+                tls = self._initial.wrap_socket(  # type: ignore[assignment]
+                    self._sock, server_side=True, do_handshake_on_connect=False
+                )
+            except OSError as exc:
+                # The client reset the connection between its ClientHello and
+                # now (wrap_socket asks for the peer's address): a lost client.
+                self._fail(exc)
+                return
+            self._tls = tls
             assert tls is not None
             tls.owner = self
             self._sock = tls

@@ -449,3 +449,17 @@ def test_reload_picks_up_a_new_certificate(tmp_path: Path, ca: trustme.CA) -> No
             time.sleep(0.05)
     finally:
         started.stop()
+
+
+def test_clients_that_reset_right_after_their_client_hello(server: Server) -> None:
+    """wrap_socket fails for a client already gone (it asks for the peer's
+    address): the connection is dropped quietly, not an unexpected error."""
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64
+    for _ in range(100):
+        sock = socket.create_connection(("127.0.0.1", server.ports[1]), timeout=5)
+        sock.sendall(hello)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()
+    response = requests.get(https(server, "/small.txt"), verify=False, timeout=5)
+    assert response.status_code == 200
+    assert "unexpected error" not in server.log()
