@@ -357,11 +357,38 @@ class TLSHost:
     def __init__(self, worker: Any) -> None:
         self._worker = worker
 
+    # What a protocol reads per request is a property: a name that falls to
+    # __getattr__ first fails the normal lookup, which builds an AttributeError.
     @property
     def pipeline(self) -> Pipeline:
         """The worker's ``TLSPipeline``."""
         pipeline: Pipeline = self._worker.tls_pipeline
         return pipeline
+
+    @property
+    def router(self) -> Any:
+        """The worker's router."""
+        return self._worker.router
+
+    @property
+    def services(self) -> Any:
+        """The worker's services."""
+        return self._worker.services
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the worker is stopping."""
+        return bool(self._worker.stopping)
+
+    @property
+    def loop(self) -> Any:
+        """The worker's event loop."""
+        return self._worker.loop
+
+    @property
+    def parse_memo(self) -> Any:
+        """The worker's memo of parsed request heads."""
+        return self._worker.parse_memo
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._worker, name)
