@@ -255,7 +255,7 @@ def _on_sni(sock: ssl.SSLSocket, name: str | None, context: ssl.SSLContext) -> i
 
 
 def _tls_sender(sock: ssl.SSLSocket) -> Callable[[bytes | bytearray | memoryview], int]:
-    send = sock.send
+    send = _native(sock, "write") or sock.send
 
     def send_tls(data: bytes | bytearray | memoryview) -> int:
         # Without partial writes, OpenSSL wants the same bytes again after a
@@ -266,6 +266,32 @@ def _tls_sender(sock: ssl.SSLSocket) -> Callable[[bytes | bytearray | memoryview
             raise BlockingIOError(errno.EAGAIN, "TLS wants the socket") from None
 
     return send_tls
+
+
+def _native(sock: ssl.SSLSocket, name: str) -> Any:
+    """The method ``name`` of the ``_ssl`` object under ``sock``, or None.
+
+    ``ssl.SSLSocket.recv_into`` and ``send`` are Python wrappers (argument
+    checks, then ``_sslobj.read``/``write``): calling the object below saves
+    two Python calls per read and per write on every TLS request. Without
+    it (another Python), the public methods serve.
+    """
+    native = getattr(sock, "_sslobj", None)
+    return getattr(native, name, None)
+
+
+def _tls_reader(sock: ssl.SSLSocket) -> Callable[[int, bytearray], int]:
+    """``read(size, buffer) -> count``: decrypted bytes into ``buffer``.
+
+    Raises ``ssl.SSLWantReadError`` when OpenSSL needs more of a record,
+    ``ssl.SSLEOFError`` when the peer closed without close_notify; 0 is a
+    clean close (close_notify received).
+    """
+    native = _native(sock, "read")
+    if native is not None:
+        return native  # type: ignore[no-any-return]
+    recv_into = sock.recv_into
+    return lambda size, buffer: recv_into(buffer, size)
 
 
 class _Handshaking:
@@ -319,7 +345,7 @@ class TLSTransport(SocketTransport):
         "_handshaking",
         "_ktls",
         "_sni",
-        "_tls_recv_into",
+        "_tls_read",
         "_tls_recv",
         "_tls_pending",
         "handshake_time",
@@ -426,7 +452,8 @@ class TLSTransport(SocketTransport):
         self.handshake_time = time.monotonic()
         self._send = _tls_sender(tls)
         self._recv = self._tls_recv = tls.recv
-        self._recv_into = self._tls_recv_into = tls.recv_into
+        self._recv_into = tls.recv_into
+        self._tls_read = _tls_reader(tls)
         self._tls_pending = tls.pending
         if self._ktls and _ktls_sending(tls):
             self._sendfile = True  # the kernel encrypts what sendfile sends
@@ -475,13 +502,19 @@ class TLSTransport(SocketTransport):
         while True:
             try:
                 if self._mv:
-                    received = self._tls_recv_into(self._buffer)
+                    buffer = self._buffer
+                    received = self._tls_read(len(buffer), buffer)
                     data: bytes | memoryview = self._view[:received]
                 else:
                     data = self._tls_recv(RECV_SIZE)
                     received = len(data)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
                 return
+            except ssl.SSLEOFError:
+                # The peer closed without close_notify: an end of input, as
+                # ssl.SSLSocket's suppress_ragged_eofs makes it.
+                received = 0
+                data = b""
             except InterruptedError:
                 return
             except OSError as exc:
