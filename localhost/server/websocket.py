@@ -31,6 +31,7 @@ import base64
 import enum
 import hashlib
 import logging
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import CloseReason
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError
 
@@ -235,7 +237,7 @@ def accept(
         if chosen is not None:
             headers.append(("Sec-WebSocket-Protocol", chosen))
     extensions: list[Extension] = []
-    if settings.deflate:
+    if settings.deflate and _DEFLATE_USABLE:
         requested = [
             part.strip()
             for value in request.headers.get_all("sec-websocket-extensions")
@@ -243,12 +245,79 @@ def accept(
             if part.strip()
         ]
         if requested:
-            deflate = PerMessageDeflate()
+            deflate = BoundedDeflate(settings.max_message)
             agreed = server_extensions_handshake(requested, [deflate])
             if agreed is not None:
                 headers.append(("Sec-WebSocket-Extensions", agreed.decode("ascii")))
                 extensions.append(deflate)
     return Accepted(Response(101, headers), chosen, extensions)
+
+
+class BoundedDeflate(PerMessageDeflate):
+    """permessage-deflate (RFC 7692) that inflates at most ``limit`` bytes of a message.
+
+    wsproto inflates each compressed payload whole, so a frame of a few KiB
+    could become gigabytes before ``websocket_max_message`` is checked (a
+    compression bomb). Here inflation stops one byte past what the message
+    may still hold, and the connection is closed with 1009 (RFC 6455
+    §7.4.1). The decompressor is wsproto's (its private state, pinned to
+    wsproto 1.x); ``usable()`` is False when that state is not where it is
+    expected, and then the extension is not offered at all.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.inflated = 0  # bytes of the current message so far
+
+    @staticmethod
+    def usable() -> bool:
+        """Whether wsproto's deflate keeps the state this class relies on."""
+        probe = PerMessageDeflate()
+        return all(
+            hasattr(probe, name)
+            for name in ("_inbound_compressed", "_inbound_is_compressible", "_decompressor")
+        )
+
+    def _inflate(self, data: bytes) -> bytes | CloseReason:
+        room = self.limit - self.inflated
+        decompressor = self._decompressor
+        assert decompressor is not None
+        try:
+            out: bytes = decompressor.decompress(data, room + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        if len(out) > room or decompressor.unconsumed_tail:
+            return CloseReason.MESSAGE_TOO_BIG
+        self.inflated += len(out)
+        return out
+
+    def frame_inbound_payload_data(
+        self, proto: Any, data: bytes | bytearray
+    ) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return bytes(data)
+        return self._inflate(bytes(data))
+
+    def frame_inbound_complete(self, proto: Any, fin: bool) -> bytes | CloseReason | None:
+        if not fin:
+            return None
+        if not self._inbound_is_compressible or not self._inbound_compressed:
+            self._inbound_compressed = None
+            self.inflated = 0
+            return None
+        # The end of a message: the empty block the sender removed (RFC 7692 §7.2.2).
+        tail = self._inflate(b"\x00\x00\xff\xff")
+        if isinstance(tail, CloseReason):
+            return tail
+        if self.client_no_context_takeover:
+            self._decompressor = None
+        self._inbound_compressed = None
+        self.inflated = 0
+        return tail
+
+
+_DEFLATE_USABLE = BoundedDeflate.usable()
 
 
 def _nothing(*_args: Any) -> None:

@@ -11,6 +11,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.conftest import Server, recv_until
-from tests.proc import rss_kib, wait_for
+from tests.proc import children_of, rss_kib, wait_for
 
 APP = '''
 import os
@@ -304,6 +305,38 @@ def test_ten_mib_message_with_deflate(server: Server) -> None:
         assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
         ws.send(payload)
         assert ws.recv(timeout=30) == payload
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The largest resident memory (VmHWM) of ``pid`` or any of its children, in KiB."""
+    peaks = []
+    for each in [pid, *(child for child, _ in children_of(pid))]:
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]))
+    return max(peaks)
+
+
+def test_a_compression_bomb_is_closed_with_1009_without_inflating_it(server: Server) -> None:
+    # 256 MiB of zeros deflate to about 256 KiB; the location allows 16 MiB messages.
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = compressor.compress(bytes(256 * 1024 * 1024)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert bomb.endswith(b"\x00\x00\xff\xff")
+    bomb = bomb[:-4]  # the sender removes the empty block's tail (RFC 7692 §7.2.1)
+    before = peak_rss_kib(server.process.pid)
+    sock, head = raw_handshake(
+        server, "/big/echo", "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    )
+    with sock:
+        assert b"permessage-deflate" in head
+        sock.sendall(frame(0x2, bomb, rsv=0b100))  # RSV1: a compressed message
+        assert close_code(sock) == 1009
+    # Inflating stopped near the 16 MiB limit: not 64 MiB per read, not 256 MiB.
+    assert peak_rss_kib(server.process.pid) - before < 40 * 1024
+    # A compressed message within the limit still goes through.
+    with connect(ws_url(server, "/big/echo"), max_size=None) as ws:
+        ws.send(b"a" * (8 * 1024 * 1024))
+        assert ws.recv(timeout=30) == b"a" * (8 * 1024 * 1024)
 
 
 def test_idle_timeout_pings_then_closes(server: Server) -> None:
