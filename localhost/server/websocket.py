@@ -564,8 +564,10 @@ class WebSocket(Protocol):
 
     def _message(self, event: Message[Any]) -> bool:
         parts = self._parts
-        parts.append(event.data)
-        self._size += len(event.data)
+        data = event.data
+        parts.append(data)
+        # The limit is in bytes as sent (UTF-8 for text), as on the fast path.
+        self._size += len(data) if type(data) is not str or data.isascii() else len(data.encode())
         if self._size > self.settings.max_message:
             self._parts = []
             self._size = 0

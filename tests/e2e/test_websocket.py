@@ -258,6 +258,26 @@ def test_binary_and_text_and_fragmented_frames(server: Server) -> None:
         assert sock.recv(10) == b""  # and closes the TCP connection
 
 
+def test_the_message_limit_counts_utf8_bytes_of_text(server: Server) -> None:
+    # 40,000 two-byte characters: 80,000 bytes, over the 64k limit in bytes.
+    text = ("é" * 20000).encode()
+    for frames in (
+        [frame(0x1, text + text)],  # one frame (wsproto's path: over 65,535 bytes)
+        [frame(0x1, text, fin=False), frame(0x0, text)],  # two fragments
+    ):
+        sock, _ = raw_handshake(server, "/echo")
+        with sock:
+            sock.sendall(b"".join(frames))
+            assert close_code(sock) == 1009
+    # Just under the limit in bytes still goes through.
+    sock, _ = raw_handshake(server, "/echo")
+    with sock:
+        under = ("é" * 16000).encode()
+        sock.sendall(frame(0x1, under, fin=False) + frame(0x0, under))
+        opcode, payload = read_frame(sock)
+        assert (opcode, payload) == (0x1, under + under)
+
+
 def test_close_codes(server: Server, tmp_path: Path) -> None:
     # A message over websocket_max_message (64k here): 1009.
     with pytest.raises(ConnectionClosed) as closed, connect(ws_url(server, "/echo")) as ws:
