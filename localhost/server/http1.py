@@ -929,6 +929,10 @@ class HTTP1Protocol(Protocol):
         successor.connection_made(transport)
         if rest and not transport.is_closing():
             successor.data_received(rest)
+        if self.host.stopping:
+            # Switched after the worker told its connections to stop: this
+            # one gets the same word (WebSocket: close 1001 going away).
+            transport.shutdown()
         return True
 
     def _response_done(self) -> None:

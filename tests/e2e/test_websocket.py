@@ -467,6 +467,43 @@ def test_graceful_stop_closes_with_1001(server: Server) -> None:
     assert server.process.wait(10) == 0
 
 
+def test_a_handshake_that_arrives_during_a_graceful_stop_is_closed_with_1001(
+    server: Server,
+) -> None:
+    # A keep-alive connection, idle when the stop begins, carries a handshake
+    # within the grace the server gives requests already on their way.
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    with sock:
+        sock.sendall(b"GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        recv_until(sock, b"\r\n\r\n")
+        server.process.send_signal(signal.SIGTERM)
+
+        def refused() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+            except OSError:
+                return True
+            return False
+
+        assert wait_for(refused, 5)  # the worker is stopping
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            (
+                "GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        started = time.monotonic()
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101")
+        assert close_code(sock) == 1001
+        assert time.monotonic() - started < 2  # not at worker_shutdown_timeout (5 s)
+    assert server.process.wait(10) == 0
+
+
 # -- websocket_exec -------------------------------------------------------
 
 
