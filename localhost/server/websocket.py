@@ -27,10 +27,13 @@ bytes pile up is disconnected, so a slow reader cannot exhaust memory.
 
 from __future__ import annotations
 
+import array
 import base64
 import enum
+import fcntl
 import hashlib
 import logging
+import termios
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -324,6 +327,22 @@ def _nothing(*_args: Any) -> None:
     return None
 
 
+def _unsent(transport: Transport) -> int:
+    """Bytes written to ``transport`` that the client has not acknowledged:
+    the transport's queue and the kernel's send queue (``TIOCOUTQ``, Linux).
+    """
+    queued = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return queued
+    found = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, found)
+    except (OSError, ValueError):
+        return queued
+    return queued + found[0]
+
+
 def _decoder_idle(connection: Connection) -> bool:
     """Whether wsproto holds no partial frame or message (so bytes may bypass it).
 
@@ -387,6 +406,7 @@ class WebSocket(Protocol):
         self._last_seen = 0.0
         self._pinged = False
         self._close_after_send = False
+        self._unsent_at_close = 0  # bytes not yet taken by the client when we closed
 
     # -- the application's API ----------------------------------------------
 
@@ -443,7 +463,9 @@ class WebSocket(Protocol):
         if transport is None or self._connection.state is not ConnectionState.OPEN:
             return
         self._write(CloseConnection(code=code, reason=reason))
-        # A client that never answers the close is dropped at the idle deadline.
+        # A client that never answers the close is dropped at the idle
+        # deadline, unless it is still taking what was queued before it.
+        self._unsent_at_close = _unsent(transport)
         self._arm(min(self.settings.idle_timeout, 5.0))
 
     # -- protocol callbacks ---------------------------------------------------
@@ -695,6 +717,13 @@ class WebSocket(Protocol):
         if transport is None:
             return
         if self._connection.state is not ConnectionState.OPEN:
+            unsent = _unsent(transport)
+            if 0 < unsent < self._unsent_at_close:
+                # A slow client still reading what came before the close
+                # frame: it cannot answer until it has read that.
+                self._unsent_at_close = unsent
+                self._arm(min(self.settings.idle_timeout, 5.0))
+                return
             # The closing handshake took too long.
             self._end(ABNORMAL, "")
             transport.abort()

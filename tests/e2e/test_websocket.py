@@ -72,6 +72,18 @@ class Flood:
         self.pump(ws)
 
 
+@app.websocket("/drip")
+class Drip(Flood):
+    """4 MiB (64 x 64 KiB), then a close."""
+
+    def pump(self, ws):
+        while self.sent < 64:
+            self.sent += 1
+            if not ws.send(b"y" * 65536):
+                return
+        ws.close(1000, "done")
+
+
 @app.websocket("/blocking", threaded=True)
 def blocking(ws):
     for message in ws:
@@ -412,6 +424,27 @@ def test_slow_reader_keeps_memory_bounded(server: Server) -> None:
             else:
                 received += len(payload)
         assert received == 800 * 65536
+
+
+def test_a_close_waits_for_a_slow_client_that_is_still_reading(server: Server) -> None:
+    # The endpoint queues 4 MiB and closes at once; the client takes about 6 s
+    # to read it, three times the 2 s idle timeout that bounds a closing
+    # handshake. It keeps reading, so it gets every byte and the close frame.
+    sock, head = raw_handshake(server, "/drip")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    with sock:
+        sock.settimeout(10)
+        received = 0
+        while True:
+            opcode, payload = read_frame(sock)
+            if opcode == 0x8:
+                assert payload == struct.pack("!H", 1000) + b"done"
+                break
+            received += len(payload)
+            time.sleep(0.1)  # 64 KiB per 0.1 s
+        assert received == 64 * 65536
+        sock.sendall(frame(0x8, payload))
+        assert sock.recv(10) == b""
 
 
 def test_plain_requests_and_unknown_paths(server: Server) -> None:
