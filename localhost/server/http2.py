@@ -14,20 +14,30 @@ clear text when the client opens with the connection preface ("prior
 knowledge", RFC 9113 §3.3; there is no h2c Upgrade, which RFC 9113
 removed). ``PrefaceSniffer`` tells the two apart on a clear-text port.
 
-Sending: a response's head is one HEADERS frame (``:status``, the
-handler's fields minus the connection-specific ones of RFC 9113 §8.2.2,
-Date, Server, Content-Length when known); its body goes out in DATA frames
-no larger than the peer's ``SETTINGS_MAX_FRAME_SIZE`` and its stream and
-connection windows, file bodies read in chunks (``os.pread``). While the
-transport holds more than ``HIGH_WATER`` bytes no stream produces more;
-a streamed body's ``write`` returns False past ``STREAM_HIGH_WATER`` bytes
+Sending: a response's head is one HEADERS frame (CONTINUATION frames past
+the peer's frame size): ``:status``, the handler's fields minus the
+connection-specific ones of RFC 9113 §8.2.2, Date, Server, Content-Length
+when known. Its body goes out in DATA frames no larger than the peer's
+``SETTINGS_MAX_FRAME_SIZE`` and its stream and connection windows, file
+bodies read in chunks (``os.pread``); a body in memory that the windows
+allow goes out with its head at once. The frames are written into h2's
+output by ``HTTP2Protocol.send_head``/``send_data``, with h2's state
+machines and windows kept as its own methods keep them. While the
+transport holds more than ``HIGH_WATER`` bytes no stream produces more; a
+streamed body's ``write`` returns False past ``STREAM_HIGH_WATER`` bytes
 queued for its stream, and ``on_writable`` follows when it drains.
 
-Receiving: request bodies are given to the handler as DATA frames arrive;
-the flow-control window is given back as the handler consumes them (a
-handler that pauses, ``on_body`` returning False, stops the client at its
-window). ``body_limit`` is enforced as bytes arrive (413, then the stream
-is reset).
+Receiving: a request's header list is checked here rather than by h2
+(``_parse_head``: RFC 9113 §8.2 field names and values, connection-specific
+fields, TE; §8.3 pseudo-header fields; :authority and Host; split Cookie
+fields joined, §8.2.3), once per distinct list on a connection, as is the
+HPACK decoding of a block that only refers to the table (``_DecodeCache``).
+A malformed request is a stream error (RST_STREAM PROTOCOL_ERROR, §8.1.1)
+that counts towards the reset flood limit below. Request bodies are given
+to the handler as DATA frames arrive; the flow-control window is given
+back as the handler consumes them (a handler that pauses, ``on_body``
+returning False, stops the client at its window). ``body_limit`` is
+enforced as bytes arrive (413, then the stream is reset).
 
 Limits and defences (``Limits2``): ``http2_max_concurrent_streams``
 (SETTINGS_MAX_CONCURRENT_STREAMS; more is refused with REFUSED_STREAM),
@@ -46,6 +56,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
 import tempfile
 import time
 from collections import deque
@@ -59,6 +70,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import hpack
+import hpack.table
 
 from localhost import SERVER_SOFTWARE
 from localhost.accesslog import combined_line, write_access_logs
@@ -102,8 +114,41 @@ WINDOW = LIMITS.http2_window_bytes
 SPOOL_MEMORY = LIMITS.body_spool_memory_bytes
 #: Encoded response header blocks kept per connection.
 BLOCK_CACHE = LIMITS.http2_header_block_cache
+#: Request header blocks (decoded) and header lists (parsed) kept per
+#: connection, and the largest of each kept: a client's repeated requests are
+#: a handful of blocks of a few bytes (references to the HPACK table).
+REQUEST_CACHE = 16
+CACHED_BLOCK_BYTES = 512
+CACHED_HEAD_BYTES = 2048
 #: Internal redirects in a row before 500 (as HTTP/1.1).
 MAX_INTERNAL_REDIRECTS = LIMITS.max_internal_redirects
+
+# The frames of a response are written here rather than by h2's send_headers
+# and send_data, which cost more than the rest of a small response together
+# (field lists re-encoded to bytes and scanned, frame objects built and
+# serialized, debug logging). h2 still owns the state: the same inputs go to
+# its connection and stream state machines, the same flow-control windows
+# are charged, and the frames go into its output buffer in order, so that
+# what h2 checks and sends afterwards is what it would have been. These are
+# h2's internals (the same in 4.1 to 4.4); without them h2's public methods
+# are used.
+try:
+    from h2.connection import ConnectionInputs as _ConnectionInputs
+    from h2.stream import StreamInputs as _StreamInputs
+
+    _C_SEND_HEADERS = _ConnectionInputs.SEND_HEADERS
+    _C_SEND_DATA = _ConnectionInputs.SEND_DATA
+    _S_SEND_HEADERS = _StreamInputs.SEND_HEADERS
+    _S_SEND_DATA = _StreamInputs.SEND_DATA
+    _S_SEND_END_STREAM = _StreamInputs.SEND_END_STREAM
+    FRAMES_HERE = True
+except (ImportError, AttributeError):  # pragma: no cover - another h2
+    FRAMES_HERE = False
+
+#: A frame header (RFC 9113 §4.1): length (24 bits) and type, flags, stream.
+_FRAME_HEADER = struct.Struct(">IBL")
+_END_STREAM = 0x1
+_END_HEADERS = 0x4
 
 #: RFC 9113 §8.2.2: fields that have no meaning in HTTP/2 are not sent.
 _CONNECTION_FIELDS = frozenset(
@@ -158,14 +203,251 @@ class _BlockCache(hpack.Encoder):
         return block
 
 
+class _Table(hpack.table.HeaderTable):
+    """hpack's header table, counting its changes (``generation``): an entry
+    added (which may evict others) or a size change."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generation = 0
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.generation += 1
+        super().add(name, value)
+
+    @property
+    def maxsize(self) -> int:
+        return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, newmax: int) -> None:
+        self.generation += 1
+        hpack.table.HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
+
+
+class _DecodeCache(hpack.Decoder):
+    """hpack's decoder, keeping the header lists of the blocks it decoded
+    without changing its dynamic table (RFC 7541 §3.2: indexed fields and
+    literals without indexing, no size update). Decoding such a block again
+    gives the same list as long as the table has not changed since, so a
+    client that repeats its requests (the same block, made of references to
+    the table) costs a dictionary look-up each instead of an HPACK decoding.
+    Any change of the table (``_Table.generation``) or of the limits the
+    decoding checks empties the cache."""
+
+    def __init__(self, max_header_list_size: int) -> None:
+        super().__init__(max_header_list_size)
+        table = self.header_table = _Table()
+        self.max_allowed_table_size = table.maxsize
+        self.blocks: dict[bytes, list[Any]] = {}
+        self._state = (table.generation, max_header_list_size, self.max_allowed_table_size)
+
+    def decode(self, data: bytes, raw: bool = False) -> Any:
+        table = self.header_table
+        assert isinstance(table, _Table)
+        state = (table.generation, self.max_header_list_size, self.max_allowed_table_size)
+        if state == self._state and raw:
+            found = self.blocks.get(data)
+            if found is not None:
+                return list(found)
+        else:
+            self.blocks.clear()
+            self._state = state
+        headers = super().decode(data, raw)
+        if (
+            table.generation == state[0]
+            and raw
+            and type(data) is bytes
+            and len(data) <= CACHED_BLOCK_BYTES
+        ):
+            if len(self.blocks) >= REQUEST_CACHE:
+                self.blocks.clear()
+            self.blocks[data] = list(headers)
+        return headers
+
+
+class _Head:
+    """A request's header list (``Stream.on_request``), checked and parsed once
+    for the identical lists that follow on the connection: pseudo-header
+    fields, the regular fields as ``Headers`` takes them, the size RFC 9113
+    §6.5.2 counts, and the target's path and query (or its error)."""
+
+    __slots__ = (
+        "method",
+        "target",
+        "scheme",
+        "host",
+        "fields",
+        "index",
+        "length",
+        "size",
+        "path",
+        "query",
+        "error",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        scheme: str,
+        host: str,
+        fields: list[tuple[str, str]],
+        index: dict[str, str],
+        length: int | None,
+        size: int,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.scheme = scheme
+        self.host = host
+        self.fields = fields
+        self.index = index
+        self.length = length  # -1: a Content-Length that is not a number
+        self.size = size
+        self.path = self.query = ""
+        self.error: HTTPError | None = None
+        if target:
+            try:
+                self.path, self.query = normalize_target(target)
+            except HTTPError as exc:
+                self.error = exc
+
+
+#: RFC 9113 §8.2.1: the bytes a regular field name may hold (visible ASCII
+#: without upper case and the colon).
+_NAME_BYTES = bytes(c for c in range(0x21, 0x7F) if not 0x41 <= c <= 0x5A and c != 0x3A)
+#: RFC 9113 §8.3.1 (and :protocol, RFC 8441, for a CONNECT).
+_REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
+#: RFC 9113 §8.2.2.
+_CONNECTION_NAMES = frozenset(name.encode() for name in _CONNECTION_FIELDS)
+
+
+def _check_fields(fields: list[tuple[bytes, bytes]], trailers: bool = False) -> str | None:
+    """Why the header (or trailer) list ``fields`` (names and values as
+    bytes) is malformed per RFC 9113 §8.2 and §8.3, or None: a character a
+    field may not hold, an empty or upper-case name, a connection-specific
+    field, TE other than ``trailers``, a pseudo-header field unknown,
+    repeated, after a regular one or in trailers. Whether the pseudo-header
+    fields a request needs are there is ``_parse_head``'s."""
+    regular = False
+    seen: set[bytes] = set()
+    for name, value in fields:
+        if not name:
+            return "an empty field name"
+        if name[0] == 0x3A:
+            if regular or trailers:
+                return f"pseudo-header field {name!r} after the regular ones"
+            if name not in _REQUEST_PSEUDO:
+                return f"pseudo-header field {name!r}"
+            if name in seen:
+                return f"pseudo-header field {name!r} twice"
+            seen.add(name)
+        else:
+            regular = True
+            if name.translate(None, _NAME_BYTES):
+                return f"field name {name!r}"
+            if name in _CONNECTION_NAMES:
+                return f"connection-specific field {name!r}"
+            if name == b"te" and value.lower() != b"trailers":
+                return "TE other than trailers"
+        if value:
+            if b"\r" in value or b"\n" in value or b"\0" in value:
+                return f"CR, LF or NUL in the value of {name!r}"
+            if value[0] in (0x20, 0x09) or value[-1] in (0x20, 0x09):
+                return f"white space around the value of {name!r}"
+    return None
+
+
+def _parse_head(fields: list[tuple[bytes, bytes]]) -> _Head | str:
+    """The request head of ``fields`` (a HEADERS block decoded to bytes), or
+    why it is malformed (RFC 9113 §8.1.1: a stream error). Split Cookie
+    fields are joined (RFC 9113 §8.2.3), last in the list."""
+    problem = _check_fields(fields)
+    if problem is not None:
+        return problem
+    pseudo: dict[bytes, str] = {}
+    regular: list[tuple[str, str]] = []
+    index: dict[str, str] = {}
+    cookies: list[str] = []
+    hosts = 0
+    size = 0
+    for raw_name, raw_value in fields:
+        size += len(raw_name) + len(raw_value) + 32
+        value = raw_value.decode("latin-1")
+        if raw_name[0] == 0x3A:
+            pseudo[raw_name] = value
+            continue
+        name = raw_name.decode("latin-1")
+        if name == "cookie":
+            cookies.append(value)
+            continue
+        if name == "host":
+            hosts += 1
+        regular.append((name, value))
+        known = index.get(name)
+        index[name] = value if known is None else f"{known}, {value}"
+    if cookies:
+        joined = "; ".join(cookies)
+        regular.append(("cookie", joined))
+        index["cookie"] = joined
+    method = pseudo.get(b":method")
+    if method is None:
+        return "no :method"
+    connect = method == "CONNECT"
+    if b":protocol" in pseudo and not connect:
+        return ":protocol without CONNECT"
+    if connect and b":protocol" not in pseudo:
+        if b":scheme" in pseudo or b":path" in pseudo:
+            return "CONNECT with :scheme or :path"
+    elif b":scheme" not in pseudo or not pseudo.get(b":path"):
+        return "no :scheme or :path"
+    authority = pseudo.get(b":authority")
+    host = index.get("host")
+    if hosts > 1:
+        return "more than one Host"
+    if authority is None and host is None:
+        return "no :authority nor Host"
+    if authority is not None and host is not None and authority != host:
+        return ":authority and Host differ"
+    length_text = index.get("content-length")
+    length = None
+    if length_text is not None:
+        length = int(length_text) if length_text.isdigit() else -1
+    return _Head(
+        method,
+        pseudo.get(b":path", ""),
+        pseudo.get(b":scheme", ""),
+        authority or host or "",
+        regular,
+        index,
+        length,
+        size,
+    )
+
+
 class _H2Connection(h2.connection.H2Connection):
-    """h2's connection, with one change: a client that opens more streams than
+    """h2's connection, with two changes. A client that opens more streams than
     SETTINGS_MAX_CONCURRENT_STREAMS allows gets the extra ones refused
     (RST_STREAM REFUSED_STREAM), a stream error as RFC 9113 §5.1.2 requires,
     where h2 would end the whole connection. The header block is decoded
     anyway so that HPACK stays in step. This reaches into h2's internals
     (pinned to h2 4.x); should they move, h2's own behaviour (GOAWAY) holds.
+
+    And h2 counts the open streams (``open_inbound_streams``, a walk over all
+    the streams it holds that also drops the closed ones) at every new
+    stream, to compare with SETTINGS_MAX_CONCURRENT_STREAMS: here the count
+    is only made when the streams held, open or closed, reach that limit; below
+    it, their number is the answer (a bound, never over the limit), and the
+    closed ones are dropped a batch at a time.
     """
+
+    @property
+    def open_inbound_streams(self) -> int:
+        held = len(self.streams)
+        if held < self.local_settings.max_concurrent_streams:
+            return held
+        return self._open_streams(1)
 
     def _receive_headers_frame(self, frame: Any) -> Any:
         try:
@@ -224,38 +506,27 @@ class Stream:
 
     # -- the request ----------------------------------------------------------
 
-    def on_request(self, fields: list[tuple[bytes, bytes]], ended: bool) -> None:
+    def on_request(self, head: _Head, ended: bool) -> None:
         conn = self.conn
-        method = target = authority = scheme = ""
-        headers = Headers()
-        for raw_name, raw_value in fields:
-            name = raw_name.decode("latin-1")
-            value = raw_value.decode("latin-1")
-            if name[0] == ":":
-                if name == ":method":
-                    method = value
-                elif name == ":path":
-                    target = value
-                elif name == ":authority":
-                    authority = value
-                elif name == ":scheme":
-                    scheme = value
-                continue
-            headers.add(name, value)
-        host = authority or headers.get("host") or ""
-        length_text = headers.get("content-length")
-        content_length = None
-        if length_text is not None:
-            if not length_text.isdigit():
-                conn.reset_stream(self.stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
-                return
-            content_length = int(length_text)
-        unknown_length = not ended and content_length is None
+        length = head.length
+        if length == -1:
+            conn.reset_stream(self.stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            self.on_reset()
+            return
+        method = head.method
         request = Request(
-            method, target, "HTTP/2", headers, host, True, content_length, unknown_length, False
+            method,
+            head.target,
+            "HTTP/2",
+            Headers.parsed(list(head.fields), dict(head.index)),
+            head.host,
+            True,
+            length,
+            not ended and length is None,
+            False,
         )
         self.request_ended = ended
-        server = conn.host.router.select(conn.local, host)
+        server = conn.host.router.select(conn.local, head.host)
         exchange = self.exchange = Exchange(
             self,  # type: ignore[arg-type]
             request,
@@ -264,21 +535,20 @@ class Stream:
             conn.loop,
             conn.loop.now,
         )
-        exchange.scheme = scheme or conn.scheme
+        exchange.scheme = head.scheme or conn.scheme
         if method == "CONNECT":
             # No tunnels over HTTP/2 here (RFC 9113 §8.5; RFC 8441 not done).
             self._answer(exchange, error_response(501, server.error_pages))
             return
-        # The header list as RFC 9113 §6.5.2 counts it (32 bytes of overhead a field).
-        if sum(len(n) + len(v) + 32 for n, v in fields) > conn.limits.max_field_size:
+        if head.size > conn.limits.max_field_size:
             log.info("%s:%d: HTTP/2 header list over http2_max_field_size", *conn.peer)
             self._answer(exchange, error_response(431, server.error_pages))
             return
-        try:
-            request.path, request.query = normalize_target(target)
-        except HTTPError as exc:
-            self._answer(exchange, conn.host.pipeline.error_response(exchange, exc))
+        if head.error is not None:
+            self._answer(exchange, conn.host.pipeline.error_response(exchange, head.error))
             return
+        request.path = head.path
+        request.query = head.query
         handler = self.handler = conn.host.pipeline.start(exchange)
         try:
             policy = handler.on_head()
@@ -290,7 +560,7 @@ class Stream:
             self._answer(exchange, conn.host.pipeline.error_response(exchange, exc))
             return
         except Exception:
-            log.exception("error starting %s %s", method, target)
+            log.exception("error starting %s %s", method, head.target)
             self._drop_handler("error")
             self._answer(exchange, conn.host.pipeline.internal_error(exchange))
             return
@@ -465,10 +735,19 @@ class Stream:
         else:
             body = response.body
             exchange.log_bytes = len(body)
-            self._head(fields, not body)
-            if body:
-                self._queue(body)
-                self.end_after = True
+            conn = self.conn
+            if body and not conn.write_blocked and len(body) <= conn.window(self.stream_id):
+                # Head and body in one go (the windows allow it): nothing queued.
+                self._head(fields, False)
+                if not self.reset:
+                    conn.send_data(self.stream_id, body, True)
+                    self.ended = True
+                    self._finished()
+            else:
+                self._head(fields, not body)
+                if body:
+                    self._queue(body)
+                    self.end_after = True
         self.conn.pump()
 
     def start(self, exchange: Exchange, response: Response, length: int | None) -> None:
@@ -602,13 +881,12 @@ class Stream:
         exchange = self.exchange
         assert exchange is not None
         try:
-            self.conn.h2.send_headers(self.stream_id, fields, end_stream=end)
+            exchange.head_sent = self.conn.send_head(self.stream_id, fields, end)
         except (h2.exceptions.ProtocolError, ValueError, UnicodeError) as exc:
             log.error("%s: invalid response fields: %s", exchange.request, exc)
             self.conn.reset_stream(self.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
             self.on_reset()
             return
-        exchange.head_sent = sum(len(n) + len(v) + 4 for n, v in fields)
         exchange.started = True
         if end:
             self.ended = True
@@ -633,14 +911,9 @@ class Stream:
         """Queue DATA frames for up to ``budget`` bytes within the stream's and
         the connection's windows; returns the bytes queued."""
         conn = self.conn
-        h2conn = conn.h2
         sent = 0
         while self.out and sent < budget:
-            window = min(
-                h2conn.local_flow_control_window(self.stream_id),
-                h2conn.max_outbound_frame_size,
-                budget - sent,
-            )
+            window = min(conn.window(self.stream_id), budget - sent)
             if window <= 0:
                 if not self.stalled_since:
                     self.stalled_since = conn.loop.now
@@ -694,12 +967,12 @@ class Stream:
                     self.out[0] = data[window:]
             self.out_size -= len(chunk)
             last = not self.out and self.end_after
-            h2conn.send_data(self.stream_id, chunk, end_stream=last)
+            conn.send_data(self.stream_id, chunk, last)
             sent += len(chunk)
             if last:
                 self.ended = True
         if not self.out and self.end_after and not self.ended:
-            h2conn.end_stream(self.stream_id)
+            conn.send_data(self.stream_id, b"", True)
             self.ended = True
         if self.ended:
             self._finished()
@@ -863,17 +1136,24 @@ class HTTP2Protocol(Protocol):
         self.limits = limits_of(server)
         self.peer: tuple[str, int] = ("", 0)
         self.local: tuple[str, int] = ("", 0)
-        # Inbound fields are checked by h2 (RFC 9113 §8.2); outbound ones are
-        # ours, already lower-case and checked in Stream._fields.
+        # Fields are checked here, not by h2: inbound ones once per distinct
+        # header list (_parse_head, RFC 9113 §8.2, §8.3), outbound ones are
+        # already lower-case and checked in Stream._fields.
         config = h2.config.H2Configuration(
             client_side=False,
             header_encoding=None,
-            validate_inbound_headers=True,
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
         self.h2 = _H2Connection(config)
         self.h2.encoder = _BlockCache()
+        self.frames_here = FRAMES_HERE and isinstance(
+            getattr(self.h2, "_data_to_send", None), bytearray
+        )
+        self.h2.decoder = _DecodeCache(self.h2.decoder.max_header_list_size)
+        self.heads: dict[tuple[tuple[bytes, bytes], ...], _Head] = {}
         self.streams: dict[int, Stream] = {}
         self.closing = False
         self.going_away = False
@@ -976,6 +1256,16 @@ class HTTP2Protocol(Protocol):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 stream.on_reset()
+        elif kind is h2.events.TrailersReceived:
+            problem = _check_fields(event.headers, trailers=True)
+            if problem is not None:
+                log.info("%s:%d: HTTP/2 malformed trailers: %s", *self.peer, problem)
+                if self._flood("_resets"):
+                    return
+                self.reset_stream(event.stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.on_reset()
         elif kind is h2.events.WindowUpdated:
             self.pump()
         elif kind is h2.events.PingReceived:
@@ -1015,9 +1305,24 @@ class HTTP2Protocol(Protocol):
         if len(self.streams) >= self.limits.max_concurrent_streams:
             self.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
+        fields = event.headers
+        key = tuple(fields)
+        head = self.heads.get(key)
+        if head is None:
+            parsed = _parse_head(fields)
+            if isinstance(parsed, str):
+                log.info("%s:%d: HTTP/2 malformed request: %s", *self.peer, parsed)
+                # Resets the client provokes count as its own (MadeYouReset).
+                if not self._flood("_resets"):
+                    self.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                return
+            head = parsed
+            if head.size <= CACHED_HEAD_BYTES:
+                if len(self.heads) >= REQUEST_CACHE:
+                    self.heads.clear()
+                self.heads[key] = head
         stream = self.streams[stream_id] = Stream(self, stream_id)
-        ended = event.stream_ended is not None
-        stream.on_request(event.headers, ended)
+        stream.on_request(head, event.stream_ended is not None)
 
     def eof_received(self) -> bool | None:
         return None
@@ -1067,6 +1372,80 @@ class HTTP2Protocol(Protocol):
         data = self.h2.data_to_send()
         if data:
             transport.write(data)
+
+    def send_head(self, stream_id: int, fields: list[tuple[str, str]], end: bool) -> int:
+        """Queue the response head ``fields`` (``:status`` first) of stream
+        ``stream_id`` as h2's ``send_headers`` would: HEADERS, CONTINUATION
+        frames past the peer's SETTINGS_MAX_FRAME_SIZE, END_STREAM when
+        ``end``. Returns the bytes queued ($bytes_sent counts them, as NGINX
+        does); raises h2's ``ProtocolError`` (``StreamClosedError``...) when
+        the stream cannot send it."""
+        h2conn = self.h2
+        stream = h2conn.streams.get(stream_id) if self.frames_here else None
+        if stream is None or fields[0][1][0] == "1":
+            # A stream h2 has closed (it raises what it should), or an
+            # informational head (another input of its state machine).
+            h2conn.send_headers(stream_id, fields, end_stream=end)
+            return sum(len(n) + len(v) + 4 for n, v in fields)  # about what h2 queued
+        # The state changes before the encoding, as h2 does (RFC 7541 §4.1
+        # changes cannot be undone; none here, but a table size update).
+        h2conn.state_machine.process_input(_C_SEND_HEADERS)
+        machine = stream.state_machine
+        machine.process_input(_S_SEND_HEADERS)
+        if end:
+            machine.process_input(_S_SEND_END_STREAM)
+        block = h2conn.encoder.encode(fields)
+        size = len(block)
+        limit = h2conn.max_outbound_frame_size
+        out = h2conn._data_to_send
+        if size <= limit:
+            flags = _END_HEADERS | _END_STREAM if end else _END_HEADERS
+            out += _FRAME_HEADER.pack(size << 8 | 0x1, flags, stream_id)
+            out += block
+            return size + 9
+        out += _FRAME_HEADER.pack(limit << 8 | 0x1, _END_STREAM if end else 0, stream_id)
+        out += block[:limit]
+        for start in range(limit, size, limit):
+            piece = block[start : start + limit]
+            last = start + limit >= size
+            out += _FRAME_HEADER.pack(len(piece) << 8 | 0x9, _END_HEADERS if last else 0, stream_id)
+            out += piece
+        return size + 9 * -(-size // limit)
+
+    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
+        """Queue one DATA frame of stream ``stream_id`` as h2's ``send_data``
+        would (``data`` within ``window``), charging the stream's and the
+        connection's windows; END_STREAM when ``end``. Raises as h2 does."""
+        h2conn = self.h2
+        stream = h2conn.streams.get(stream_id) if self.frames_here else None
+        size = len(data)
+        if stream is None or size > self.window(stream_id):
+            h2conn.send_data(stream_id, data, end_stream=end)
+            return
+        h2conn.state_machine.process_input(_C_SEND_DATA)
+        machine = stream.state_machine
+        machine.process_input(_S_SEND_DATA)
+        if end:
+            machine.process_input(_S_SEND_END_STREAM)
+        stream.outbound_flow_control_window -= size
+        h2conn.outbound_flow_control_window -= size
+        out = h2conn._data_to_send
+        out += _FRAME_HEADER.pack(size << 8, _END_STREAM if end else 0, stream_id)
+        out += data
+
+    def window(self, stream_id: int) -> int:
+        """The bytes of DATA stream ``stream_id`` may send now: its window,
+        the connection's, and the peer's SETTINGS_MAX_FRAME_SIZE, the least;
+        raises h2's ``StreamClosedError`` for a stream it has forgotten."""
+        h2conn = self.h2
+        stream = h2conn.streams.get(stream_id)
+        if stream is None:
+            return min(h2conn.local_flow_control_window(stream_id), h2conn.max_outbound_frame_size)
+        window = stream.outbound_flow_control_window
+        if h2conn.outbound_flow_control_window < window:
+            window = h2conn.outbound_flow_control_window
+        limit = h2conn.max_outbound_frame_size
+        return window if window < limit else limit
 
     def pump(self) -> None:
         """Give each stream with output its share of the windows, flushing as it
