@@ -46,6 +46,7 @@ import ipaddress
 import socket
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 from typing import Protocol as TypingProtocol
 
 __all__ = [
@@ -183,6 +184,7 @@ class Peer:
 
     __slots__ = (
         "server",
+        "address",
         "current",
         "effective",
         "conns",
@@ -193,6 +195,8 @@ class Peer:
 
     def __init__(self, server: UpstreamServer) -> None:
         self.server = server
+        #: ``server.address``, made once (``$upstream_addr``, log lines).
+        self.address = server.address
         self.current = 0
         self.effective = server.weight
         self.conns = 0  # requests using this server now (least_conn)
@@ -205,7 +209,7 @@ class Peer:
         return not self.server.down and now >= self.down_until
 
     def __repr__(self) -> str:
-        return f"<Peer {self.server.address} w={self.server.weight} fails={self.fails}>"
+        return f"<Peer {self.address} w={self.server.weight} fails={self.fails}>"
 
 
 class Balancer:
@@ -216,10 +220,28 @@ class Balancer:
     request already failed on (``proxy_next_upstream``): not chosen again.
     """
 
-    __slots__ = ("upstream", "primary", "backup", "single", "idle", "_select")
+    __slots__ = (
+        "upstream",
+        "primary",
+        "backup",
+        "single",
+        "idle",
+        "head_memo",
+        "request_memo",
+        "fields_memo",
+        "_select",
+    )
 
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
+        #: The response heads recently parsed on this group's connections
+        #: (``localhost.http.client.ResponseParser``'s ``memo``).
+        self.head_memo: dict[bytes, Any] = {}
+        #: Request heads recently sent to this group, by what they were made of
+        #: (``localhost.handlers.proxy``).
+        self.request_memo: dict[Any, tuple[Any, bytes]] = {}
+        #: What the proxy passes on of each recently parsed response head.
+        self.fields_memo: dict[int, Any] = {}
         self.primary = [Peer(s) for s in upstream.servers if not s.backup]
         self.backup = [Peer(s) for s in upstream.servers if s.backup]
         # One server in all: never marked unavailable (NGINX's single peer).
@@ -237,6 +259,13 @@ class Balancer:
     def select(self, client: str, now: float, tried: frozenset[Peer] = frozenset()) -> Peer | None:
         """The server for a request from ``client`` (an IP address) at ``now``
         (seconds, monotonic), never one of ``tried``; None when none is available."""
+        if self.single and not tried:
+            # One server: never marked unavailable, so it is the answer unless down.
+            only = (self.primary or self.backup)[0]
+            if only.server.down:
+                return None
+            only.conns += 1
+            return only
         peer = self._select(self.primary, client, now, tried)
         if peer is None and self.backup:
             peer = self._round_robin(self.backup, client, now, tried)
@@ -318,6 +347,8 @@ class Balancer:
     def take(self, peer: Peer) -> Idle | None:
         """The most recently pooled idle connection to ``peer`` (removed), or None."""
         idle = self.idle
+        if idle and idle[-1][0] is peer:
+            return idle.pop()[1]
         for index in range(len(idle) - 1, -1, -1):
             if idle[index][0] is peer:
                 connection = idle[index][1]

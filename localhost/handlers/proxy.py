@@ -77,6 +77,7 @@ from localhost.handlers.redirect import compile_value
 from localhost.http.client import (
     END,
     LAST_CHUNK,
+    MEMO_RESPONSES,
     NEED_DATA,
     Data,
     ResponseHead,
@@ -86,6 +87,7 @@ from localhost.http.client import (
 )
 from localhost.http.errors import HTTPError
 from localhost.http.message import Response
+from localhost.http.writer import encode_fields
 from localhost.io import Protocol, Transport, connect
 from localhost.upstream import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -162,6 +164,7 @@ _NEXT_UPSTREAM = frozenset(
 # Statuses that count as a server failure when proxy_next_upstream names them.
 _FAILURE_STATUSES = frozenset({500, 502, 503, 504, 429})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_NO_PEERS: frozenset[Peer] = frozenset()
 
 
 # -- configuration ------------------------------------------------------------
@@ -204,6 +207,12 @@ class ProxySettings:
     next_upstream: frozenset[str]
     next_upstream_tries: int
     buffering: bool
+    #: The statuses that ``next_upstream`` names (``http_502`` → 502).
+    retry_statuses: frozenset[int] = frozenset()
+    #: Whether every header template depends on the request head, the
+    #: client's address and the scheme alone (``_REQUEST_VARIABLES``): the
+    #: upstream head can then be remembered for these (``_request_head``).
+    memo: bool = False
 
 
 def _proxy_pass(v: Validator, args: list[Token]) -> ProxyTarget:
@@ -300,6 +309,12 @@ def _settings(scopes: tuple[Scope, Scope, Scope]) -> Any:
     headers = tuple((name, template) for name, template in merged.values() if template.static != "")
     proxy_host = target.host if target.port is None else f"{target.host}:{target.port}"
     host_template = host[1] if host is not None else None
+    templates = [template for _, template in headers]
+    if host_template is not None:
+        templates.append(host_template)
+    memo = all(_request_variable(name) for t in templates for name in t.names)
+    next_upstream = inherit("proxy_next_upstream", frozenset({"error", "timeout"}), *scopes)
+    retry_statuses = frozenset(int(v[5:]) for v in next_upstream if v.startswith("http_"))
     return ProxySettings(
         upstream=target.group,
         uri=target.uri,
@@ -310,10 +325,39 @@ def _settings(scopes: tuple[Scope, Scope, Scope]) -> Any:
         connect_timeout=inherit("proxy_connect_timeout", DEFAULT_CONNECT_TIMEOUT, *scopes),
         read_timeout=inherit("proxy_read_timeout", DEFAULT_READ_TIMEOUT, *scopes),
         send_timeout=inherit("proxy_send_timeout", DEFAULT_SEND_TIMEOUT, *scopes),
-        next_upstream=inherit("proxy_next_upstream", frozenset({"error", "timeout"}), *scopes),
+        next_upstream=next_upstream,
         next_upstream_tries=inherit("proxy_next_upstream_tries", 0, *scopes),
         buffering=inherit("proxy_buffering", True, *scopes),
+        memo=memo,
+        retry_statuses=retry_statuses,
     )
+
+
+#: Variables whose value is a function of the request head (as the request
+#: parser's memo shares it), the client's address and the scheme, for a
+#: given location: an upstream head made of them can be remembered.
+_REQUEST_VARIABLES = frozenset(
+    {
+        "remote_addr",
+        "scheme",
+        "https",
+        "host",
+        "proxy_host",
+        "proxy_add_x_forwarded_for",
+        "request_method",
+        "request_uri",
+        "args",
+        "query_string",
+        "is_args",
+        "content_type",
+        "content_length",
+    }
+)
+_REQUEST_FAMILIES = ("http_", "arg_", "cookie_")
+
+
+def _request_variable(name: str) -> bool:
+    return name in _REQUEST_VARIABLES or name.startswith(_REQUEST_FAMILIES)
 
 
 def _default_headers() -> dict[str, tuple[str, Template]]:
@@ -434,7 +478,7 @@ class UpstreamConnection(Protocol):
         super().__init__()
         self.peer = peer
         self.balancer = balancer
-        self.parser = ResponseParser()
+        self.parser = ResponseParser(memo=balancer.head_memo)
         self.handler: ProxyHandler | None = None
         self.connected = False
         self.reused = False
@@ -528,7 +572,6 @@ class ProxyHandler(Handler):
         "settings",
         "balancer",
         "request",
-        "loop",
         "record",
         "head_bytes",
         "chunked",
@@ -544,6 +587,7 @@ class ProxyHandler(Handler):
         "upstream_paused",
         "over",
         "response",
+        "held",
         "finished",
         "began",
         "client",
@@ -559,7 +603,6 @@ class ProxyHandler(Handler):
         upstreams: Upstreams = getattr(exchange.services, "upstreams", None) or WORKER
         self.balancer = upstreams.balancer(settings.upstream)
         self.request = exchange.request
-        self.loop = exchange.loop
         self.record = UpstreamRecord()
         if exchange.cleanups is None:
             exchange.cleanups = []
@@ -568,7 +611,7 @@ class ProxyHandler(Handler):
         self.chunked = False
         self.peer: Peer | None = None
         self.conn: UpstreamConnection | None = None
-        self.tried: set[Peer] = set()
+        self.tried: frozenset[Peer] = _NO_PEERS
         self.tries = 0
         self.queued = bytearray()  # body bytes taken before the connection was up
         self.body_written = 0
@@ -578,6 +621,9 @@ class ProxyHandler(Handler):
         self.upstream_paused = False
         self.over = 0
         self.response: ResponseHead | None = None
+        #: Body pieces of a response with a Content-Length that may yet come
+        #: whole with its head (``_events``); None once it streams.
+        self.held: list[bytes] | None = None
         self.finished = False
         self.began = 0.0
         self.client: Transport | None = None  # the client's transport, once tunnelled
@@ -593,15 +639,32 @@ class ProxyHandler(Handler):
         except ValueError as exc:
             log.error("proxy: cannot send %s %s upstream: %s", request.method, request.target, exc)
             raise HTTPError(500, f"invalid upstream request: {exc}") from None
+        # Known before connecting: a request without a body is whole at once.
+        self.client_ended = not request.has_body
         self._connect(first=True)
-        if self.finished:
-            return BodyPolicy.IGNORE
-        if not request.has_body:
-            self.client_ended = True
+        if self.finished or self.client_ended:
             return BodyPolicy.IGNORE
         return BodyPolicy.STREAM
 
     def _request_head(self) -> bytes:
+        settings = self.settings
+        if not settings.memo:
+            return self._make_request_head()
+        exchange = self.exchange
+        # The request parser hands out one Request per distinct head: a
+        # repeated request from the same address finds its upstream head here.
+        key = (self.request, exchange.peer[0], exchange.scheme)
+        memo = self.balancer.request_memo
+        found = memo.get(key)
+        if found is not None and found[0] is settings:
+            return found[1]
+        head = self._make_request_head()
+        if len(memo) >= MEMO_RESPONSES:
+            memo.clear()
+        memo[key] = (settings, head)
+        return head
+
+    def _make_request_head(self) -> bytes:
         settings = self.settings
         exchange = self.exchange
         request = self.request
@@ -644,7 +707,7 @@ class ProxyHandler(Handler):
         settings = self.settings
         balancer = self.balancer
         now = time.monotonic()
-        peer = balancer.select(self.exchange.peer[0], now, frozenset(self.tried))
+        peer = balancer.select(self.exchange.peer[0], now, self.tried)
         if peer is None:
             if not self.failed_status:
                 log.error(
@@ -659,7 +722,7 @@ class ProxyHandler(Handler):
         self.peer = peer
         self.tries += 1
         record = self.record
-        record.addresses.append(peer.server.address)
+        record.addresses.append(peer.address)
         record.statuses.append(0)
         record.times.append(0.0)
         self.began = now
@@ -671,7 +734,7 @@ class ProxyHandler(Handler):
             conn = UpstreamConnection(peer, balancer)
             try:
                 conn.transport = connect(
-                    self.loop,
+                    self.exchange.loop,
                     peer.server.host,
                     peer.server.port,
                     lambda: conn,
@@ -713,13 +776,13 @@ class ProxyHandler(Handler):
             queued.clear()
             self.body_written += len(data)
             transport.write(chunk(data) if self.chunked else data)
-        if self.client_ended and not self.end_written:
+        if not self.client_ended:
+            transport.set_timeout(self.settings.send_timeout, self._on_timeout)
+        elif not self.end_written:
             self.end_written = True
             if self.chunked:
                 transport.write(LAST_CHUNK)
             transport.set_timeout(self.settings.read_timeout, self._on_timeout)
-        else:
-            transport.set_timeout(self.settings.send_timeout, self._on_timeout)
 
     def on_body(self, data: bytes) -> bool:
         if self.finished:
@@ -741,7 +804,7 @@ class ProxyHandler(Handler):
 
     def on_body_end(self) -> None:
         self.client_ended = True
-        if not self.finished:
+        if not self.finished and not self.end_written:
             self._flush_body()
 
     def upstream_pause_writing(self) -> None:
@@ -765,10 +828,13 @@ class ProxyHandler(Handler):
             self.client.write(data)
             self._tunnel_active()
             return
-        if conn.transport is not None and not self.upstream_paused:
-            conn.transport.set_timeout(self.settings.read_timeout, self._on_timeout)
         conn.parser.feed(data)
         self._events()
+        # Between two reads (none once the response is complete or the client stalls it).
+        if self.conn is conn and not self.finished and not self.upstream_paused:
+            transport = conn.transport
+            if transport is not None:
+                transport.set_timeout(self.settings.read_timeout, self._on_timeout)
 
     def upstream_eof(self) -> bool | None:
         conn = self.conn
@@ -789,35 +855,60 @@ class ProxyHandler(Handler):
                 self._failed("invalid_header", 502, exc.detail, failure=True)
                 return
             if event is NEED_DATA:
+                held = self.held
+                if held is not None:
+                    # The rest of the body is still on its way: stream it.
+                    self.held = None
+                    head = self.response
+                    assert head is not None
+                    self._start(head)
+                    for data in held:
+                        if not exchange.done:
+                            self._write(data)
                 return
             if type(event) is ResponseHead:
                 if event.interim:
                     continue
-                self.record.statuses[-1] = event.status
-                if event.status == 101:
+                status = event.status
+                self.record.statuses[-1] = status
+                if status == 101:
                     self._switch(event)
                     return
-                if self._retry_status(event.status):
+                if status in self.settings.retry_statuses and self._retry_status(status):
                     return
+                if (
+                    event.content_length is not None
+                    and not event.chunked
+                    and status >= 200
+                    and status != 204
+                    and status != 304
+                    and self.request.method != "HEAD"
+                ):
+                    # Held until the parser runs out of bytes: a body that came
+                    # whole with its head goes out with it in one write.
+                    self.response = event
+                    self.held = []
+                    continue
                 self._start(event)
             elif event is END:
                 self._complete()
                 return
-            elif not exchange.done:
-                data = cast(Data, event).data
-                if not exchange.write(data):
-                    self.over += len(data)
-                    if not self.settings.buffering or self.over > PROXY_BUFFER:
-                        self._pause_upstream()
+            elif type(event) is Data:
+                if self.held is not None:
+                    self.held.append(event.data)
+                elif not exchange.done:
+                    self._write(event.data)
+
+    def _write(self, data: bytes) -> None:
+        if not self.exchange.write(data):
+            self.over += len(data)
+            if not self.settings.buffering or self.over > PROXY_BUFFER:
+                self._pause_upstream()
 
     def _start(self, head: ResponseHead) -> None:
         self.response = head
         status = head.status
-        fields = [(n, v) for n, v in head.headers if n not in _RESPONSE_DROP]
-        connection = head.headers.get("connection")
-        if connection is not None:
-            named = {t.strip(" \t").lower() for t in connection.split(",")}
-            fields = [(n, v) for n, v in fields if n not in named]
+        fields = self._response_fields(head)[0]
         if self.request.method == "HEAD":
             length = None if head.chunked else head.content_length
         elif status < 200 or status == 204 or status == 304 or head.chunked:
@@ -849,29 +940,61 @@ class ProxyHandler(Handler):
         assert conn is not None and peer is not None
         head = self.response
         self.finished = True
-        self.record.times[-1] = time.monotonic() - self.began
+        now = time.monotonic()
+        self.record.times[-1] = now - self.began
         self.conn = None
         conn.handler = None
         transport = conn.transport
+        balancer = self.balancer
         reusable = (
             head is not None
             and head.keep_alive
             and self.end_written
-            and conn.parser.buffered == 0
-            and conn.parser.outstanding == 0
+            and conn.parser.idle
             and transport is not None
             and not transport.is_closing()
         )
-        if reusable and self.balancer.put(peer, conn):
+        if reusable and balancer.put(peer, conn):
             assert transport is not None
             conn.reused = False
             transport.resume_reading()
-            transport.set_timeout(self.balancer.upstream.keepalive_timeout, conn.close_idle)
+            transport.set_timeout(balancer.upstream.keepalive_timeout, conn.close_idle)
         elif transport is not None:
             transport.abort()
-        self.balancer.release(peer, False, time.monotonic())
+        balancer.release(peer, False, now)
         self.peer = None
-        self.exchange.finish()
+        held = self.held
+        if held is None:
+            self.exchange.finish()
+            return
+        self.held = None
+        assert head is not None
+        body = held[0] if len(held) == 1 else b"".join(held)
+        fields, raw = self._response_fields(head)
+        self.exchange.send(Response(head.status, fields, body, raw_fields=raw))
+
+    def _response_fields(self, head: ResponseHead) -> tuple[list[tuple[str, str]], bytes | None]:
+        """The fields of ``head`` for the client, and encoded with its
+        Content-Length (None when it has none), made once per head remembered
+        by the response parser (whose copies share ``headers``)."""
+        headers = head.headers
+        memo = self.balancer.fields_memo
+        found = memo.get(id(headers))
+        if found is not None and found[0] is headers:
+            return found[1], found[2]
+        fields = _response_fields(head)
+        raw: bytes | None = None
+        length = head.content_length
+        if length is not None:
+            try:
+                raw = encode_fields(fields) + b"Content-Length: %d\r\n" % length
+            except ValueError:
+                raw = None  # the writer refuses it again, with the 500 it answers
+        if len(memo) >= MEMO_RESPONSES:
+            memo.clear()
+        # The entry holds ``headers``: its id cannot be reused while it is here.
+        memo[id(headers)] = (headers, fields, raw)
+        return fields, raw
 
     # -- failures ---------------------------------------------------------------
 
@@ -906,7 +1029,7 @@ class ProxyHandler(Handler):
 
     def _retry_status(self, status: int) -> bool:
         """A status named by ``proxy_next_upstream``: try the next server instead."""
-        if f"http_{status}" not in self.settings.next_upstream or not self._may_repeat():
+        if status not in self.settings.retry_statuses or not self._may_repeat():
             return False
         if self._out_of_tries():
             return False
@@ -946,6 +1069,7 @@ class ProxyHandler(Handler):
             peer_name(self.peer),
         )
         self.failed_status = status
+        self.held = None
         if kind in self.settings.next_upstream and self._may_repeat() and not self._out_of_tries():
             self._retry(failed=failure)
             return
@@ -961,8 +1085,9 @@ class ProxyHandler(Handler):
         peer = self.peer
         self._drop_upstream(failed=failed)
         if peer is not None and forget_peer:
-            self.tried.add(peer)
+            self.tried = self.tried | {peer}
         self.response = None
+        self.held = None
         self.end_written = False
         self._connect()
 
@@ -1056,9 +1181,20 @@ class ProxyHandler(Handler):
             self.peer = None
 
 
+def _response_fields(head: ResponseHead) -> list[tuple[str, str]]:
+    """The fields of ``head`` passed on to the client: not hop-by-hop, nor
+    named by its Connection field (RFC 9110 §7.6.1), nor Date/Server."""
+    fields = [(n, v) for n, v in head.headers if n not in _RESPONSE_DROP]
+    connection = head.headers.get("connection")
+    if connection is not None:
+        named = {t.strip(" \t").lower() for t in connection.split(",")}
+        fields = [(n, v) for n, v in fields if n not in named]
+    return fields
+
+
 def peer_name(peer: Peer | None) -> str:
     """``IP:PORT`` of ``peer`` for log lines (``-`` when none)."""
-    return peer.server.address if peer is not None else "-"
+    return peer.address if peer is not None else "-"
 
 
 # -- registration ---------------------------------------------------------------------

@@ -51,6 +51,7 @@ from localhost.http.parser import (
     MAX_FIELD_SECTION,
     MAX_FIELDS,
     MAX_REQUEST_LINE,
+    MEMO_HEAD,
     NEED_DATA,
     ChunkedReader,
     Data,
@@ -60,10 +61,14 @@ from localhost.http.parser import (
 from localhost.http.writer import LAST_CHUNK as LAST_CHUNK  # re-exported for clients
 
 BAD_GATEWAY = 502  # the status of every HTTPError the response parser raises
+#: Response heads a memo remembers (each up to ``MEMO_HEAD`` bytes); it is
+#: emptied when full. A backend's heads differ in Date every second.
+MEMO_RESPONSES = 256
 
 __all__ = [
     "BAD_GATEWAY",
     "END",
+    "MEMO_RESPONSES",
     "LAST_CHUNK",
     "NEED_DATA",
     "CloseReader",
@@ -98,6 +103,7 @@ class ResponseHead:
         "keep_alive",
         "content_length",
         "chunked",
+        "interim",
     )
 
     def __init__(
@@ -117,11 +123,20 @@ class ResponseHead:
         self.keep_alive = keep_alive
         self.content_length = content_length
         self.chunked = chunked
+        #: Whether another head follows for the same request (1xx but 101).
+        self.interim = status < 200 and status != 101
 
-    @property
-    def interim(self) -> bool:
-        """Whether another head follows for the same request (1xx but 101)."""
-        return self.status < 200 and self.status != 101
+    def copy(self) -> ResponseHead:
+        """A new head with the same values; ``headers`` is the same object."""
+        return ResponseHead(
+            self.status,
+            self.reason,
+            self.version,
+            self.headers,
+            self.keep_alive,
+            self.content_length,
+            self.chunked,
+        )
 
     def __repr__(self) -> str:
         return f"<ResponseHead {self.version} {self.status} {self.reason}>"
@@ -169,14 +184,37 @@ class ResponseParser:
 
     ``in_head and buffered == 0 and outstanding == 0`` says the connection is
     idle: every response announced has been read whole.
+
+    ``memo``, shared by the parsers of the connections to one backend,
+    remembers the head parsed from each recent response head of up to
+    ``MEMO_HEAD`` bytes (at most ``MEMO_RESPONSES``), as the request parser's
+    memo does: parsing is a pure function of those bytes, and a backend
+    repeats its heads byte for byte within a second (only Date and the
+    length change from one resource to the next). Each response still gets
+    its own ``ResponseHead``, but a remembered head's ``headers`` object is
+    shared: its consumers must not change it.
     """
 
-    __slots__ = ("_buf", "_state", "_reader", "_methods", "_eof", "_scanned", "_switch")
+    __slots__ = (
+        "_buf",
+        "_state",
+        "_reader",
+        "_length",
+        "_methods",
+        "_eof",
+        "_scanned",
+        "_switch",
+        "_memo",
+    )
 
-    def __init__(self, method: str | None = None) -> None:
+    def __init__(
+        self, method: str | None = None, memo: dict[bytes, ResponseHead] | None = None
+    ) -> None:
+        self._memo = memo
         self._buf = bytearray()
         self._state = _HEAD
         self._reader: LengthReader | ChunkedReader | CloseReader = LengthReader(0)
+        self._length: LengthReader | None = None
         self._methods: deque[str] = deque()
         if method is not None:
             self._methods.append(method)
@@ -216,6 +254,12 @@ class ResponseParser:
     def outstanding(self) -> int:
         """Requests announced whose final response head has not arrived."""
         return len(self._methods)
+
+    @property
+    def idle(self) -> bool:
+        """``in_head and buffered == 0 and outstanding == 0``: every response
+        announced has been read whole, and nothing more has come."""
+        return self._state == _HEAD and not self._buf and not self._methods
 
     @property
     def switched(self) -> bool:
@@ -276,7 +320,17 @@ class ResponseParser:
         head_bytes = bytes(buf[: end + 1])
         del buf[: end + skip]
         self._scanned = 0
-        head = self._parse_head(head_bytes)
+        memo = self._memo
+        known = memo.get(head_bytes) if memo is not None else None
+        if known is None:
+            head = self._parse_head(head_bytes)
+            if memo is not None and len(head_bytes) <= MEMO_HEAD:
+                if len(memo) >= MEMO_RESPONSES:
+                    memo.clear()
+                # A copy: the one returned may yet lose keep_alive (below).
+                memo[head_bytes] = head.copy()
+        else:
+            head = known.copy()
         status = head.status
         if head.interim:
             return head  # the request still waits for its final response
@@ -293,7 +347,14 @@ class ResponseParser:
             self._state = _BODY
         elif head.content_length is not None:
             if head.content_length:
-                self._reader = LengthReader(head.content_length)
+                # One reader per connection for bodies of this kind, reset for each.
+                reader = self._length
+                if reader is None:
+                    reader = self._length = LengthReader(head.content_length)
+                else:
+                    reader.remaining = head.content_length
+                    reader.done = False
+                self._reader = reader
                 self._state = _BODY
             else:
                 self._state = _END

@@ -612,3 +612,91 @@ def test_gunicorn_backend(server_factory: Any, tmp_path: Path) -> None:
     finally:
         gunicorn.send_signal(signal.SIGTERM)
         gunicorn.wait(10)
+
+
+def _data_segments_in(sock: socket.socket) -> int | None:
+    """``tcpi_data_segs_in`` of ``sock``: TCP segments with payload received (Linux 4.6+)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_INFO", 11), 256)
+    if len(info) < 156:
+        return None
+    return int.from_bytes(info[152:156], sys.byteorder)
+
+
+def _read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """The head and the body of one response with a Content-Length."""
+    data = recv_until(sock, b"\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        piece = sock.recv(65536)
+        assert piece, "closed mid-body"
+        body += piece
+    assert len(body) == length
+    return head, body
+
+
+def test_a_small_response_reaches_the_client_in_one_write(
+    server_factory: Any, backends: Any
+) -> None:
+    # The backend writes each answer's head and body at once; through the
+    # proxy they go on together in one segment, not a head and then a body.
+    (app,) = backends(1)
+    server: Server = server_factory(
+        f"""
+        upstream app {{ server {app.address}
+            keepalive 4 }}
+        server {{ host 127.0.0.1
+            port {{port0}}
+            location / {{ proxy_pass http://app }} }}
+        """
+    )
+    with server.connect() as sock:
+        if not sys.platform.startswith("linux") or _data_segments_in(sock) is None:
+            pytest.skip("needs TCP_INFO's tcpi_data_segs_in (Linux 4.6+)")
+        for _ in range(3):
+            before = _data_segments_in(sock)
+            assert before is not None
+            sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = _read_response(sock)
+            assert head.startswith(b"HTTP/1.1 200 ") and json.loads(body)["target"] == "/echo"
+            assert _data_segments_in(sock) == before + 1
+        # A body that does not come whole with its head is still streamed.
+        sock.sendall(b"GET /big?size=3000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_response(sock)[1] == b"x" * 3000000
+
+
+def test_remembered_upstream_heads_keep_per_client_values(
+    server_factory: Any, backends: Any
+) -> None:
+    # The same request head from two addresses, twice each: every forwarded
+    # head names its own client, and a per-request variable ($request_id)
+    # is never taken from an earlier request.
+    (app,) = backends(1)
+    server: Server = server_factory(
+        f"""
+        upstream app {{ server {app.address}
+            keepalive 4 }}
+        server {{ host 127.0.0.1
+            port {{port0}}
+            location /same/ {{ proxy_pass http://app/ }}
+            location /id/ {{
+                proxy_pass http://app/
+                proxy_set_header X-Id $request_id
+            }} }}
+        """
+    )
+
+    def forwarded(source: str, target: str) -> dict[str, str]:
+        with socket.create_connection(("127.0.0.1", server.port), 5, (source, 0)) as sock:
+            sock.sendall(
+                b"GET %s HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n"
+                % target.encode()
+            )
+            return fields(json.loads(_read_response(sock)[1]))
+
+    for source in ("127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.2"):
+        got = forwarded(source, "/same/echo")
+        assert got["x-forwarded-for"] == f"198.51.100.1, {source}"
+        assert got["x-forwarded-proto"] == "http"
+    ids = {forwarded("127.0.0.1", "/id/echo")["x-id"] for _ in range(3)}
+    assert len(ids) == 3

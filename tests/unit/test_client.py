@@ -37,9 +37,14 @@ def drain(parser: ResponseParser, out: list[object]) -> None:
         out.append(event)
 
 
-def parse(pieces: Iterable[bytes], methods: list[str], eof: bool = False) -> list[object]:
+def parse(
+    pieces: Iterable[bytes],
+    methods: list[str],
+    eof: bool = False,
+    memo: dict[bytes, ResponseHead] | None = None,
+) -> list[object]:
     """Summarised events: heads as tuples, the Data between two events merged."""
-    parser = ResponseParser(methods[0])
+    parser = ResponseParser(methods[0], memo=memo)
     for method in methods[1:]:
         parser.expect_response(method)
     events: list[object] = []
@@ -214,6 +219,63 @@ def test_valid_responses_followed_by_a_pipelined_response(
 ) -> None:
     for pieces in splits(raw + NEXT):
         assert parse(pieces, [method, "GET"]) == expected + NEXT_EVENTS
+
+
+def test_a_memo_changes_no_event() -> None:
+    # Every valid case twice through one memo: the second time from the memo,
+    # after heads for other methods had been remembered too.
+    memo: dict[bytes, ResponseHead] = {}
+    for _ in range(2):
+        for _name, raw, method, expected in VALID:
+            assert parse([raw + NEXT], [method, "GET"], memo=memo) == expected + NEXT_EVENTS
+    assert memo
+
+
+def test_a_remembered_head_is_framed_for_each_method() -> None:
+    # The same head is a close-delimited body for GET (the connection then
+    # cannot be kept) and no body at all for HEAD (it can).
+    memo: dict[bytes, ResponseHead] = {}
+    raw = b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n"
+    for method, keep_alive in [("HEAD", True), ("GET", False), ("HEAD", True)]:
+        parser = ResponseParser(method, memo=memo)
+        parser.feed(raw)
+        head = parser.next_event()
+        assert isinstance(head, ResponseHead) and head.keep_alive is keep_alive, method
+    heads = []
+    for _ in range(2):
+        parser = ResponseParser("GET", memo=memo)
+        parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: 1\r\n\r\n")
+        head = parser.next_event()
+        assert isinstance(head, ResponseHead)
+        heads.append(head)
+    assert heads[0] is not heads[1] and heads[0].headers is heads[1].headers
+
+
+def test_a_memo_stays_bounded_and_skips_long_heads() -> None:
+    memo: dict[bytes, ResponseHead] = {}
+    parser = ResponseParser(memo=memo)
+    for number in range(2000):
+        parser.expect_response("GET")
+        parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-N: %d\r\n\r\n" % number)
+        assert isinstance(parser.next_event(), ResponseHead)
+        assert parser.next_event() is END
+    assert 0 < len(memo) < 2000
+    memo.clear()
+    parser.expect_response("GET")
+    parser.feed(b"HTTP/1.1 204 No Content\r\nX-Long: " + b"v" * 8000 + b"\r\n\r\n")
+    assert isinstance(parser.next_event(), ResponseHead)
+    assert not memo  # a head of 8 KB is not remembered (README: heads up to 2 KiB)
+
+
+def test_invalid_heads_are_never_remembered() -> None:
+    memo: dict[bytes, ResponseHead] = {}
+    for _ in range(2):
+        parser = ResponseParser("GET", memo=memo)
+        parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        with pytest.raises(HTTPError) as caught:
+            parser.next_event()
+        assert caught.value.status == BAD_GATEWAY
+    assert not memo
 
 
 def test_head_fields_and_framing_values() -> None:
