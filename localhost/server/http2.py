@@ -174,6 +174,9 @@ def _nothing(*_args: Any) -> None:
     return None
 
 
+#: Response fields left out: the connection-specific ones, and Content-Length,
+#: which is the body's own.
+_NOT_SENT = _CONNECTION_FIELDS | {"content-length"}
 #: Characters no field name or value may carry (RFC 9113 §8.2.1, RFC 9110 §5.5).
 _FORBIDDEN = frozenset("\r\n\0")
 
@@ -471,6 +474,33 @@ class _H2Connection(h2.connection.H2Connection):
 
 class Stream:
     """One request stream: the protocol side of its ``Exchange``."""
+
+    __slots__ = (
+        "conn",
+        "stream_id",
+        "peer",
+        "local",
+        "exchange",
+        "handler",
+        "policy",
+        "pending",
+        "body_seen",
+        "body_limit",
+        "spool",
+        "body_paused",
+        "unacked",
+        "request_ended",
+        "out",
+        "out_size",
+        "end_after",
+        "ended",
+        "blocked",
+        "reset",
+        "restarted",
+        "logged",
+        "heard_at",
+        "stalled_since",
+    )
 
     def __init__(self, conn: HTTP2Protocol, stream_id: int) -> None:
         self.conn = conn
@@ -862,14 +892,14 @@ class Stream:
         length: int | None,
     ) -> list[tuple[str, str]]:
         fields = [(":status", str(status))]
-        for source in (headers, extra):
+        forbidden = _FORBIDDEN
+        for source in (headers, extra) if extra else (headers,):
             for name, value in source:
                 lower = name.lower()
-                if lower in _CONNECTION_FIELDS or lower == "content-length":
+                if lower in _NOT_SENT:
                     continue
-                for bad in _FORBIDDEN:
-                    if bad in value or bad in name:
-                        raise ValueError(f"response field {name!r} has CR, LF or NUL")
+                if not (forbidden.isdisjoint(value) and forbidden.isdisjoint(name)):
+                    raise ValueError(f"response field {name!r} has CR, LF or NUL")
                 fields.append((lower, value))
         fields.append(("date", self.conn.date()))
         fields.append(("server", SERVER_SOFTWARE))
@@ -914,7 +944,12 @@ class Stream:
         sent = 0
         while self.out and sent < budget:
             window = min(conn.window(self.stream_id), budget - sent)
-            if window <= 0:
+            if window < 0:
+                # Closed on h2's side (reset by the client in the events
+                # still to be handled): nothing more can go out.
+                self.on_reset()
+                return sent
+            if window == 0:
                 if not self.stalled_since:
                     self.stalled_since = conn.loop.now
                 break
@@ -1436,11 +1471,11 @@ class HTTP2Protocol(Protocol):
     def window(self, stream_id: int) -> int:
         """The bytes of DATA stream ``stream_id`` may send now: its window,
         the connection's, and the peer's SETTINGS_MAX_FRAME_SIZE, the least;
-        raises h2's ``StreamClosedError`` for a stream it has forgotten."""
+        -1 for a stream h2 no longer holds (closed, its end already handled)."""
         h2conn = self.h2
         stream = h2conn.streams.get(stream_id)
         if stream is None:
-            return min(h2conn.local_flow_control_window(stream_id), h2conn.max_outbound_frame_size)
+            return -1
         window = stream.outbound_flow_control_window
         if h2conn.outbound_flow_control_window < window:
             window = h2conn.outbound_flow_control_window
