@@ -238,9 +238,17 @@ class HTTP1Protocol(Protocol):
     def data_received(self, data: bytes) -> None:
         state = self.state
         if state == _IDLE:
-            self.state = state = _HEAD
-            self.transport.set_timeout(self.timeouts.client_header, self._timeout_cb)  # type: ignore[union-attr]
-        elif state == _BODY:
+            # A request on a kept-alive connection: its header deadline counts
+            # from now, but is set only if the head is still incomplete after
+            # this read. Most requests arrive whole and are answered at once,
+            # and their answer sets the next deadline (no timer moved twice).
+            self.state = _HEAD
+            self.parser.feed(data)
+            self._process()
+            if self.state == _HEAD and self.transport is not None:
+                self.transport.set_timeout(self.timeouts.client_header, self._timeout_cb)
+            return
+        if state == _BODY:
             self.transport.set_timeout(self.timeouts.client_body, self._timeout_cb)  # type: ignore[union-attr]
         self.parser.feed(data)
         if state <= _BODY:
