@@ -278,7 +278,9 @@ def _exec(v: Validator, args: list[Token]) -> tuple[str, ...]:
             program,
             f"websocket_exec program {quote(program)} {problem}{resolved_note(program, path)}",
         )
-    return (str(path), *(str(arg) for arg in args[1:]))
+    # Absolute: the program runs in its own folder, where a path relative to
+    # the server's working directory (a relative config path) would not resolve.
+    return (os.path.abspath(path), *(str(arg) for arg in args[1:]))
 
 
 def _origins(v: Validator, args: list[Token]) -> tuple[str, ...]:

@@ -9,6 +9,8 @@ import os
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -19,7 +21,7 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import Server, recv_until
+from tests.conftest import REPO, Server, free_port, recv_until
 from tests.proc import children_of, rss_kib, wait_for
 
 APP = '''
@@ -550,6 +552,46 @@ def test_exec_lines_are_messages(server: Server) -> None:
         assert ws.recv(timeout=5) == "TWO"
     # The socket closed: the process is killed and reaped.
     assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 5)
+
+
+def test_exec_with_a_relative_config_path(tmp_path: Path) -> None:
+    # As in `cd site && python -m localhost site.conf`: the program's path comes
+    # out relative to the working directory, and the program runs in its folder.
+    site = tmp_path / "site"
+    (site / "apps").mkdir(parents=True)
+    program = site / "apps" / "upper.py"
+    program.write_text(ECHO_PROGRAM)
+    program.chmod(0o755)
+    port = free_port()
+    (site / "site.conf").write_text(
+        f"server {{\n host 127.0.0.1\n port {port}\n"
+        "  location /exec { websocket_exec ./apps/upper.py }\n}\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localhost", "site.conf"],
+        cwd=site,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_for(lambda: port_open(port), 15)
+        with connect(f"ws://127.0.0.1:{port}/exec") as ws:
+            assert str(ws.recv(timeout=5)).startswith("pid ")
+            assert str(ws.recv(timeout=5)).startswith("query ")
+            ws.send("relative")
+            assert ws.recv(timeout=5) == "RELATIVE"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def test_exec_exit_status_is_the_close_code(server: Server) -> None:
