@@ -240,6 +240,8 @@ class _Renderer:
                 words.append("default_server")
             if (host, port) in server.ssl_addresses:
                 words.append("ssl")
+            if (host, port) in server.http2_addresses:
+                words.append("http2")
             out.append(_line(1, words))
         tls = server.tls
         if tls is not None:
@@ -250,8 +252,6 @@ class _Renderer:
                 out.append(_line(1, ["ssl_ciphers", quoted(tls.ciphers)]))
         if server.server_names:
             out.append(_line(1, ["server_name", *(quoted(n) for n in server.server_names)]))
-        if server.options.get("http2") and "http2" not in scope.values | main.values:
-            out.append(_line(1, ["http2", "on"], "from an http2 flag of port or listen"))
         if server.protocol is not None:
             out.append(_line(1, ["protocol", quoted(server.protocol)]))
             out.append(_line(1, ["keepalive_timeout", time_text(server.timeouts.keepalive)]))

@@ -1601,8 +1601,10 @@ class _Validator:
             for name, row in self.directives.items()
             if row.derive_server is not None
         }
-        if any(id(token) in self.http2_ports for token in addresses.values()):
-            server_options["http2"] = True  # port ... http2, listen ... http2
+        # port ... http2, listen ... http2: that address only.
+        http2_addresses = frozenset(
+            address for address, token in addresses.items() if id(token) in self.http2_ports
+        )
         server = ServerBlock(
             options=MappingProxyType(server_options),
             addresses=tuple(addresses),
@@ -1619,8 +1621,13 @@ class _Validator:
                 "keepalive_requests", DEFAULT_KEEPALIVE_REQUESTS, scope, main
             ),
             default_server=frozenset(defaults),
-            tls=self.tls(scope, main, bool(server_options.get("http2"))),
+            # ALPN's list is the certificate context's, shared by the block's
+            # TLS addresses: an http2 flag on one of them offers h2 on all.
+            tls=self.tls(
+                scope, main, bool(server_options.get("http2")) or bool(http2_addresses & secure)
+            ),
             ssl_addresses=frozenset(secure),
+            http2_addresses=http2_addresses,
         )
         self.address_tokens[id(server)] = addresses
         if self.trace is not None:
@@ -1735,7 +1742,7 @@ class _Validator:
             day = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expiry))
             self.warn(certificate_token, f"the certificate {certificate} expired on {day}")
         found = self.tls_settings[identity] = TLSSettings(
-            certificate, key, protocols, ciphers, context
+            certificate, key, protocols, ciphers, context, http2=http2
         )
         return found
 

@@ -156,6 +156,9 @@ class TLSSettings:
     protocols: tuple[str, ...] = DEFAULT_TLS_PROTOCOLS
     ciphers: str | None = None
     context: Any = field(default=None, compare=False, repr=False)
+    #: ``h2`` is in the context's ALPN list (``http2 on``, or an ``http2`` flag
+    #: on one of the block's TLS addresses).
+    http2: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +289,17 @@ class ServerBlock:
     #: ``listen 8443 ssl``). An address is TLS when any block lists it so;
     #: every block on it then needs ``tls`` (``Router.tls_addresses``).
     ssl_addresses: frozenset[tuple[str, int]] = frozenset()
+    #: The addresses this block lists with ``http2`` (``port 8080 http2``,
+    #: ``listen 8443 ssl http2``): HTTP/2 there only, as NGINX's listen flag.
+    #: ``http2 on`` (``options["http2"]``) is HTTP/2 on all of them.
+    http2_addresses: frozenset[tuple[str, int]] = frozenset()
+
+    def speaks_http2(self, *addresses: tuple[str, int]) -> bool:
+        """Whether a connection to any of ``addresses`` may speak HTTP/2
+        (clear-text prior knowledge, or ``h2`` by ALPN over TLS)."""
+        if self.options.get("http2"):
+            return True
+        return any(address in self.http2_addresses for address in addresses)
 
 
 @dataclass(frozen=True, slots=True)

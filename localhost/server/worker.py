@@ -119,7 +119,7 @@ class _Listener:
         # None for HTTP; every block of an address speaks the same protocol.
         self.factory: Callable[[], Any] | None = protocol_factory(default)
         #: ``http2 on``: a clear-text client may open with the HTTP/2 preface.
-        self.http2 = bool(default.options.get("http2"))
+        self.http2 = default.speaks_http2(spec.address)
         #: The TLS context handshakes start with (None: plain TCP).
         self.tls = spec.ssl
 
@@ -263,7 +263,7 @@ class Worker:
                 local = sock.getsockname()[:2]
                 server = self.router.select(local, "")
                 factory = protocol_factory(server)
-                http2 = bool(server.options.get("http2"))
+                http2 = server.speaks_http2(local, listener.address)
                 tls = self.router.address_context(local)
             else:
                 local, server = listener.address, listener.default_server
@@ -328,7 +328,7 @@ class Worker:
         if hooks is not None:
             http.teardown = hooks[1]
         first: Any = http
-        if server.options.get("http2"):
+        if server.tls is not None and server.tls.http2:  # h2 is in its ALPN list
             tls_host = cast(Any, self.tls_host)
             first = ALPNChooser(lambda: http, lambda: HTTP2Protocol(tls_host, server, "https"))
         return TLSTransport(

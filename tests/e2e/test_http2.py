@@ -613,7 +613,7 @@ def test_http2_flag_errors_and_dash_big_t(tmp_path: Path) -> None:
     conf.write_text("server {\n    listen 127.0.0.1:8080 http2\n}\n")
     result = run_cli(["-T", str(conf)])
     assert result.returncode == 0, result.stderr
-    assert "http2 on;" in result.stdout
+    assert "listen 127.0.0.1:8080 http2;" in result.stdout  # the flag stays on its port
 
 
 def test_header_list_over_the_limit_is_431(server: Server) -> None:
