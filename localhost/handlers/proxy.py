@@ -587,7 +587,6 @@ class ProxyHandler(Handler):
         "upstream_paused",
         "over",
         "response",
-        "held",
         "finished",
         "began",
         "client",
@@ -621,9 +620,6 @@ class ProxyHandler(Handler):
         self.upstream_paused = False
         self.over = 0
         self.response: ResponseHead | None = None
-        #: Body pieces of a response with a Content-Length that may yet come
-        #: whole with its head (``_events``); None once it streams.
-        self.held: list[bytes] | None = None
         self.finished = False
         self.began = 0.0
         self.client: Transport | None = None  # the client's transport, once tunnelled
@@ -726,9 +722,9 @@ class ProxyHandler(Handler):
         record.statuses.append(0)
         record.times.append(0.0)
         self.began = now
-        conn = balancer.take(peer) if balancer.upstream.keepalive else None
+        # The pool holds this module's connections only.
+        conn: UpstreamConnection | None = balancer.take(peer)  # type: ignore[assignment]
         if conn is not None:
-            assert isinstance(conn, UpstreamConnection)
             conn.reused = True
         else:
             conn = UpstreamConnection(peer, balancer)
@@ -748,9 +744,17 @@ class ProxyHandler(Handler):
         conn.handler = self
         conn.parser.expect_response(self.request.method)
         transport = conn.transport
-        if transport is not None:
-            transport.write(self.head_bytes)
-        if conn.connected:
+        if transport is None:
+            return
+        transport.write(self.head_bytes)
+        if not conn.connected:
+            return  # upstream_connected follows
+        if self.client_ended and not self.chunked and not self.queued:
+            # A pooled connection (reading) and a request without a body:
+            # all of it went up, the response is awaited.
+            self.end_written = True
+            transport.set_timeout(settings.read_timeout, self._on_timeout)
+        else:
             self.upstream_connected()
 
     def upstream_connected(self) -> None:
@@ -855,16 +859,6 @@ class ProxyHandler(Handler):
                 self._failed("invalid_header", 502, exc.detail, failure=True)
                 return
             if event is NEED_DATA:
-                held = self.held
-                if held is not None:
-                    # The rest of the body is still on its way: stream it.
-                    self.held = None
-                    head = self.response
-                    assert head is not None
-                    self._start(head)
-                    for data in held:
-                        if not exchange.done:
-                            self._write(data)
                 return
             if type(event) is ResponseHead:
                 if event.interim:
@@ -884,20 +878,19 @@ class ProxyHandler(Handler):
                     and status != 304
                     and self.request.method != "HEAD"
                 ):
-                    # Held until the parser runs out of bytes: a body that came
-                    # whole with its head goes out with it in one write.
-                    self.response = event
-                    self.held = []
-                    continue
+                    # A body that came whole with its head goes out with it,
+                    # in one write (most small responses).
+                    body = conn.parser.whole_body()
+                    if body is not None:
+                        self.response = event
+                        self._complete(body)
+                        return
                 self._start(event)
             elif event is END:
                 self._complete()
                 return
-            elif type(event) is Data:
-                if self.held is not None:
-                    self.held.append(event.data)
-                elif not exchange.done:
-                    self._write(event.data)
+            elif type(event) is Data and not exchange.done:
+                self._write(event.data)
 
     def _write(self, data: bytes) -> None:
         if not self.exchange.write(data):
@@ -934,7 +927,9 @@ class ProxyHandler(Handler):
             conn.transport.resume_reading()
             conn.transport.set_timeout(self.settings.read_timeout, self._on_timeout)
 
-    def _complete(self) -> None:
+    def _complete(self, body: bytes | None = None) -> None:
+        """The response has been read whole: pool the connection, end the
+        exchange (``body``: send the whole response, head and body at once)."""
         conn = self.conn
         peer = self.peer
         assert conn is not None and peer is not None
@@ -963,13 +958,10 @@ class ProxyHandler(Handler):
             transport.abort()
         balancer.release(peer, False, now)
         self.peer = None
-        held = self.held
-        if held is None:
+        if body is None:
             self.exchange.finish()
             return
-        self.held = None
         assert head is not None
-        body = held[0] if len(held) == 1 else b"".join(held)
         fields, raw = self._response_fields(head)
         self.exchange.send(Response(head.status, fields, body, raw_fields=raw))
 
@@ -1069,7 +1061,6 @@ class ProxyHandler(Handler):
             peer_name(self.peer),
         )
         self.failed_status = status
-        self.held = None
         if kind in self.settings.next_upstream and self._may_repeat() and not self._out_of_tries():
             self._retry(failed=failure)
             return
@@ -1087,7 +1078,6 @@ class ProxyHandler(Handler):
         if peer is not None and forget_peer:
             self.tried = self.tried | {peer}
         self.response = None
-        self.held = None
         self.end_written = False
         self._connect()
 

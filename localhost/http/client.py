@@ -296,6 +296,41 @@ class ResponseParser:
                 raise
             raise HTTPError(BAD_GATEWAY, f"invalid response: {exc.detail}") from exc
 
+    def whole_body(self) -> bytes | None:
+        """The rest of the current response's body, when all of it has arrived.
+
+        Called after a final head (or some ``Data``): for a body delimited by
+        Content-Length that is all buffered, the bytes (``b""`` for a response
+        without a body), the response then being complete (no further ``Data``
+        nor ``END`` for it); None otherwise, changing nothing (the events
+        follow). A proxy sends such a response whole, head and body in one
+        write.
+        """
+        state = self._state
+        if state == _END:
+            if self._switch:
+                return None
+            self._state = _HEAD
+            return b""
+        reader = self._reader
+        if state != _BODY or type(reader) is not LengthReader:
+            return None
+        remaining = reader.remaining
+        buf = self._buf
+        size = len(buf)
+        if size < remaining:
+            return None
+        if size == remaining:
+            body = bytes(buf)
+            buf.clear()
+        else:
+            body = bytes(buf[:remaining])
+            del buf[:remaining]
+        reader.remaining = 0
+        reader.done = True
+        self._state = _HEAD
+        return body
+
     # -- head ---------------------------------------------------------------
 
     def _head(self) -> Event:

@@ -278,6 +278,49 @@ def test_invalid_heads_are_never_remembered() -> None:
     assert not memo
 
 
+def test_whole_body_takes_a_body_that_has_all_arrived() -> None:
+    parser = ResponseParser("GET")
+    parser.expect_response("GET")
+    parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" + NEXT)
+    assert isinstance(parser.next_event(), ResponseHead)
+    assert parser.whole_body() == b"hello"
+    events: list[object] = []
+    drain(parser, events)  # no Data nor END for the first one: the next response follows
+    assert isinstance(events[0], ResponseHead) and events[1:] == [Data(b"next"), END]
+    assert parser.in_head and parser.buffered == 0 and parser.outstanding == 0
+
+
+def test_whole_body_changes_nothing_until_the_body_is_all_there() -> None:
+    parser = ResponseParser("GET")
+    parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+    assert isinstance(parser.next_event(), ResponseHead)
+    assert parser.whole_body() is None
+    assert parser.next_event() == Data(b"hello")
+    parser.feed(b"world")
+    assert parser.whole_body() == b"world"  # the rest
+    assert parser.next_event() is NEED_DATA and parser.in_head
+
+
+@pytest.mark.parametrize(
+    ("method", "raw", "expected"),
+    [
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", b""),
+        ("GET", b"HTTP/1.1 204 No Content\r\n\r\n", b""),
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", b""),
+        ("GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", None),
+        ("GET", b"HTTP/1.0 200 OK\r\n\r\nto the end", None),
+        ("GET", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", None),
+    ],
+)
+def test_whole_body_by_framing(method: str, raw: bytes, expected: bytes | None) -> None:
+    parser = ResponseParser(method)
+    parser.feed(raw)
+    assert isinstance(parser.next_event(), ResponseHead)
+    assert parser.whole_body() == expected
+    if expected is not None:
+        assert parser.in_head and parser.next_event() is NEED_DATA
+
+
 def test_head_fields_and_framing_values() -> None:
     parser = ResponseParser("GET")
     parser.feed(b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nX:  v \r\n")
