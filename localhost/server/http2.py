@@ -71,6 +71,7 @@ import h2.exceptions
 import h2.settings
 import hpack
 import hpack.table
+import hyperframe.frame
 
 from localhost import SERVER_SOFTWARE
 from localhost.accesslog import combined_line, write_access_logs
@@ -115,11 +116,13 @@ SPOOL_MEMORY = LIMITS.body_spool_memory_bytes
 #: Encoded response header blocks kept per connection.
 BLOCK_CACHE = LIMITS.http2_header_block_cache
 #: Request header blocks (decoded) and header lists (parsed) kept per
-#: connection, and the largest of each kept: a client's repeated requests are
-#: a handful of blocks of a few bytes (references to the HPACK table).
-REQUEST_CACHE = 16
-CACHED_BLOCK_BYTES = 512
-CACHED_HEAD_BYTES = 2048
+#: connection, as many as encoded response blocks.
+REQUEST_CACHE = BLOCK_CACHE
+#: The largest request header list kept, decoded or parsed, in bytes as RFC
+#: 9113 §6.5.2 counts them: what fits in the HPACK table of RFC 7541 §4.2
+#: (4,096 bytes unless the client says otherwise), which is what a client
+#: that repeats its requests keeps its fields in.
+CACHED_HEAD_BYTES = hpack.table.HeaderTable.DEFAULT_SIZE
 #: Internal redirects in a row before 500 (as HTTP/1.1).
 MAX_INTERNAL_REDIRECTS = LIMITS.max_internal_redirects
 
@@ -147,8 +150,12 @@ except (ImportError, AttributeError):  # pragma: no cover - another h2
 
 #: A frame header (RFC 9113 §4.1): length (24 bits) and type, flags, stream.
 _FRAME_HEADER = struct.Struct(">IBL")
-_END_STREAM = 0x1
-_END_HEADERS = 0x4
+_HEADERS = hyperframe.frame.HeadersFrame.type
+_CONTINUATION = hyperframe.frame.ContinuationFrame.type
+_DATA = hyperframe.frame.DataFrame.type
+_FLAGS = {flag.name: flag.bit for flag in hyperframe.frame.HeadersFrame.defined_flags}
+_END_STREAM = _FLAGS["END_STREAM"]
+_END_HEADERS = _FLAGS["END_HEADERS"]
 
 #: RFC 9113 §8.2.2: fields that have no meaning in HTTP/2 are not sent.
 _CONNECTION_FIELDS = frozenset(
@@ -261,7 +268,7 @@ class _DecodeCache(hpack.Decoder):
             table.generation == state[0]
             and raw
             and type(data) is bytes
-            and len(data) <= CACHED_BLOCK_BYTES
+            and sum(len(n) + len(v) + 32 for n, v in headers) <= CACHED_HEAD_BYTES
         ):
             if len(self.blocks) >= REQUEST_CACHE:
                 self.blocks.clear()
@@ -1435,15 +1442,17 @@ class HTTP2Protocol(Protocol):
         out = h2conn._data_to_send
         if size <= limit:
             flags = _END_HEADERS | _END_STREAM if end else _END_HEADERS
-            out += _FRAME_HEADER.pack(size << 8 | 0x1, flags, stream_id)
+            out += _FRAME_HEADER.pack(size << 8 | _HEADERS, flags, stream_id)
             out += block
             return size + 9
-        out += _FRAME_HEADER.pack(limit << 8 | 0x1, _END_STREAM if end else 0, stream_id)
+        out += _FRAME_HEADER.pack(limit << 8 | _HEADERS, _END_STREAM if end else 0, stream_id)
         out += block[:limit]
         for start in range(limit, size, limit):
             piece = block[start : start + limit]
             last = start + limit >= size
-            out += _FRAME_HEADER.pack(len(piece) << 8 | 0x9, _END_HEADERS if last else 0, stream_id)
+            out += _FRAME_HEADER.pack(
+                len(piece) << 8 | _CONTINUATION, _END_HEADERS if last else 0, stream_id
+            )
             out += piece
         return size + 9 * -(-size // limit)
 
@@ -1465,7 +1474,7 @@ class HTTP2Protocol(Protocol):
         stream.outbound_flow_control_window -= size
         h2conn.outbound_flow_control_window -= size
         out = h2conn._data_to_send
-        out += _FRAME_HEADER.pack(size << 8, _END_STREAM if end else 0, stream_id)
+        out += _FRAME_HEADER.pack(size << 8 | _DATA, _END_STREAM if end else 0, stream_id)
         out += data
 
     def window(self, stream_id: int) -> int:

@@ -175,12 +175,18 @@ def test_malformed_requests_count_as_resets(server: Server) -> None:
     """A client that makes the server reset streams (malformed requests, the
     MadeYouReset pattern) is stopped as a rapid-reset client would be."""
     client = Client(server.port)
+
+    def stopped() -> bool:
+        return any(isinstance(e, h2.events.ConnectionTerminated) for e in client.events)
+
     try:
-        for _ in range(400):
-            client.request([*BASE, (b"te", b"gzip")])
-        client.pump(
-            lambda: any(isinstance(e, h2.events.ConnectionTerminated) for e in client.events)
-        )
+        client.pump(lambda: client.conn.remote_settings.max_concurrent_streams == 8)
+        # Waves of 8 (the concurrency limit), each sent as soon as the last is reset.
+        for _ in range(50):
+            ids = [client.request([*BASE, (b"te", b"gzip")]) for _ in range(8)]
+            client.pump(lambda ids=ids: stopped() or all(client.done(i) for i in ids))
+            if stopped():
+                break
         goaway = next(e for e in client.events if isinstance(e, h2.events.ConnectionTerminated))
         assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
     except ConnectionError:
