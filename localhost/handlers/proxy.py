@@ -606,8 +606,6 @@ class ProxyHandler(Handler):
         if exchange.cleanups is None:
             exchange.cleanups = []
         exchange.cleanups.append(self.record)
-        self.head_bytes = b""
-        self.chunked = False
         self.peer: Peer | None = None
         self.conn: UpstreamConnection | None = None
         self.tried: frozenset[Peer] = _NO_PEERS
@@ -952,7 +950,8 @@ class ProxyHandler(Handler):
         if reusable and balancer.put(peer, conn):
             assert transport is not None
             conn.reused = False
-            transport.resume_reading()
+            if self.upstream_paused:
+                transport.resume_reading()  # an idle connection listens for the server
             transport.set_timeout(balancer.upstream.keepalive_timeout, conn.close_idle)
         elif transport is not None:
             transport.abort()
