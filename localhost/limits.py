@@ -110,6 +110,7 @@ class Limits:
     )  # flow-control window granted per stream (and 4x per connection)
     http2_flood_frames: int = 200  # RST_STREAM, PING or SETTINGS from a client per second
     http2_header_block_cache: int = 64  # encoded response header blocks kept per connection
+    http2_request_cache: int = 16  # request header blocks and lists, decoded, per connection
 
     # -- error pages and listings (handlers/error_pages.py, handlers/autoindex.py)
     error_page_max_bytes: int = 1 * MiB  # of a configured error page read; larger: built-in

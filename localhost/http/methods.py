@@ -7,3 +7,6 @@ IMPLEMENTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"
 
 #: Methods whose semantics are read-only (RFC 9110 §9.2.1).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+#: The Allow field of ``OPTIONS *``: the server as a whole (RFC 9110 §9.3.7).
+OPTIONS_STAR_ALLOW = ", ".join(sorted(IMPLEMENTED_METHODS))

@@ -81,7 +81,7 @@ from localhost.handlers.error_pages import (
 )
 from localhost.http.errors import HTTPError
 from localhost.http.message import Headers, Request, Response
-from localhost.http.methods import IMPLEMENTED_METHODS
+from localhost.http.methods import OPTIONS_STAR_ALLOW
 from localhost.http.parser import END, NEED_DATA, Data, RequestParser
 from localhost.http.target import normalize_target
 from localhost.http.writer import LAST_CHUNK, chunk, response_head, stream_framing
@@ -108,7 +108,6 @@ PUMP_READS_PER_TURN = max(1, LIMITS.high_water_bytes // LIMITS.file_chunk_bytes)
 SPOOL_MEMORY = LIMITS.body_spool_memory_bytes  # of a spooled body, then a temporary file
 IDLE_GRACE = LIMITS.idle_grace_seconds  # an idle connection stays open once the worker stops
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-OPTIONS_STAR_ALLOW = ", ".join(sorted(IMPLEMENTED_METHODS))
 # BodyPolicy values (localhost.handlers.base): compared as ints on the hot path.
 _IGNORE, _DISCARD, _STREAM, _SPOOL = 0, 1, 2, 3
 # Debugging aid for the process model: which worker answered.

@@ -84,6 +84,7 @@ from localhost.handlers.error_pages import (
 )
 from localhost.http.errors import HTTPError
 from localhost.http.message import Headers, Request, Response
+from localhost.http.methods import OPTIONS_STAR_ALLOW
 from localhost.http.target import normalize_target
 from localhost.io import Protocol, Transport
 from localhost.io.body import FileBody
@@ -115,9 +116,8 @@ WINDOW = LIMITS.http2_window_bytes
 SPOOL_MEMORY = LIMITS.body_spool_memory_bytes
 #: Encoded response header blocks kept per connection.
 BLOCK_CACHE = LIMITS.http2_header_block_cache
-#: Request header blocks (decoded) and header lists (parsed) kept per
-#: connection, as many as encoded response blocks.
-REQUEST_CACHE = BLOCK_CACHE
+#: Request header blocks (decoded) and header lists (parsed) kept per connection.
+REQUEST_CACHE = LIMITS.http2_request_cache
 #: The largest request header list kept, decoded or parsed, in bytes as RFC
 #: 9113 §6.5.2 counts them: what fits in the HPACK table of RFC 7541 §4.2
 #: (4,096 bytes unless the client says otherwise), which is what a client
@@ -412,6 +412,11 @@ def _parse_head(fields: list[tuple[bytes, bytes]]) -> _Head | str:
             return "CONNECT with :scheme or :path"
     elif b":scheme" not in pseudo or not pseudo.get(b":path"):
         return "no :scheme or :path"
+    else:
+        path = pseudo[b":path"]
+        # Origin form, or * for OPTIONS: never the absolute form (RFC 9113 §8.3.1).
+        if path[0] != "/" and (path != "*" or method != "OPTIONS"):
+            return ":path is neither a path nor * for OPTIONS"
     authority = pseudo.get(b":authority")
     host = index.get("host")
     if hosts > 1:
@@ -420,6 +425,11 @@ def _parse_head(fields: list[tuple[bytes, bytes]]) -> _Head | str:
         return "no :authority nor Host"
     if authority is not None and host is not None and authority != host:
         return ":authority and Host differ"
+    if host is None and authority:
+        # What an HTTP/1.1 gateway would construct (RFC 9113 §8.3.1): CGI,
+        # WSGI and $http_host read the Host field.
+        regular.append(("host", authority))
+        index["host"] = authority
     length_text = index.get("content-length")
     length = None
     if length_text is not None:
@@ -507,11 +517,15 @@ class Stream:
         "logged",
         "heard_at",
         "stalled_since",
+        "requests",
     )
 
     def __init__(self, conn: HTTP2Protocol, stream_id: int) -> None:
         self.conn = conn
         self.stream_id = stream_id
+        conn.requests += 1
+        #: ``$connection_requests``: this request's number on its connection.
+        self.requests = conn.requests
         self.peer = conn.peer
         self.local = conn.local
         self.exchange: Exchange | None = None
@@ -540,6 +554,11 @@ class Stream:
     def transport(self) -> Transport | None:
         """The connection's transport (what the TLS pipeline checks for 421)."""
         return self.conn.transport
+
+    @property
+    def number(self) -> int:
+        """``$connection``: the connection's serial number in this worker."""
+        return self.conn.number
 
     # -- the request ----------------------------------------------------------
 
@@ -586,6 +605,10 @@ class Stream:
             return
         request.path = head.path
         request.query = head.query
+        if head.path == "*":
+            # OPTIONS * asks about the server as a whole (RFC 9110 §9.3.7).
+            self._answer(exchange, Response(200, [("Allow", OPTIONS_STAR_ALLOW)]))
+            return
         handler = self.handler = conn.host.pipeline.start(exchange)
         try:
             policy = handler.on_head()
@@ -1169,7 +1192,9 @@ class HTTP2Protocol(Protocol):
 
     scheme = "http"
 
-    def __init__(self, host: HTTPHost, server: ServerBlock, scheme: str = "http") -> None:
+    def __init__(
+        self, host: HTTPHost, server: ServerBlock, scheme: str = "http", number: int = 0
+    ) -> None:
         super().__init__()
         self.host = host
         self.loop = host.loop
@@ -1210,7 +1235,8 @@ class HTTP2Protocol(Protocol):
         self._queue_since = 0.0  # since when the queue has not gone down
         self.batching = False  # handling the events of one read (see data_received)
         self.dirty = False  # a pump is due at the end of the batch
-        self.number = 0
+        self.number = number  # $connection
+        self.requests = 0  # streams opened so far ($connection_requests)
 
     def date(self) -> str:
         now = int(time.time())

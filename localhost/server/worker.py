@@ -127,7 +127,9 @@ class _Listener:
 def _sniffer(host: Any, server: ServerBlock, http: HTTP1Protocol) -> PrefaceSniffer:
     """HTTP/1.1 or, when the client opens with the preface, HTTP/2 (``http2 on``)."""
     return PrefaceSniffer(
-        lambda: http, lambda: HTTP2Protocol(host, server), server.timeouts.client_header
+        lambda: http,
+        lambda: HTTP2Protocol(host, server, number=http.number),
+        server.timeouts.client_header,
     )
 
 
@@ -330,7 +332,9 @@ class Worker:
         first: Any = http
         if server.tls is not None and server.tls.http2:  # h2 is in its ALPN list
             tls_host = cast(Any, self.tls_host)
-            first = ALPNChooser(lambda: http, lambda: HTTP2Protocol(tls_host, server, "https"))
+            first = ALPNChooser(
+                lambda: http, lambda: HTTP2Protocol(tls_host, server, "https", http.number)
+            )
         return TLSTransport(
             self.loop,
             sock,

@@ -25,6 +25,7 @@ from tests.proc import wait_for
 
 CONFIG = """
 log_format sizes '$request_uri $status $bytes_sent $body_bytes_sent'
+log_format conn '$request_uri $connection $connection_requests'
 server {
     host 127.0.0.1
     port {port0}
@@ -32,6 +33,7 @@ server {
     http2 on
     http2_max_concurrent_streams 8
     access_log ./sizes.log sizes
+    access_log ./conn.log conn
     location / { }
     location /app {
         wsgi echo:app
@@ -46,6 +48,9 @@ def app(environ, start_response):
     if environ["PATH_INFO"] == "/big-head":
         start_response("200 OK", [("X-Big", "b" * 40000), ("Content-Type", "text/plain")])
         return [b"big head"]
+    if environ["PATH_INFO"] == "/host":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ.get("HTTP_HOST", "-").encode()]
     names = ("PATH_INFO", "HTTP_COOKIE", "HTTP_X_N", "HTTP_X_EXTRA")
     body = "|".join(environ.get(name, "-") for name in names)
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -152,6 +157,8 @@ BASE = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/index.html"),
         [BASE[0], BASE[1], BASE[3]],  # no :path
         [BASE[0], BASE[1], (b":path", b""), BASE[3]],
         [*BASE, (b"host", b"elsewhere")],
+        [BASE[0], BASE[1], (b":path", b"http://t/index.html"), BASE[3]],  # §8.3.1
+        [BASE[0], BASE[1], (b":path", b"*"), BASE[3]],  # * is for OPTIONS only
     ],
 )
 def test_a_malformed_request_is_a_stream_error(
@@ -191,6 +198,32 @@ def test_malformed_requests_count_as_resets(server: Server) -> None:
         assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
     except ConnectionError:
         pytest.fail("closed without GOAWAY ENHANCE_YOUR_CALM")
+    finally:
+        client.close()
+
+
+def test_options_star_asks_about_the_server(server: Server) -> None:
+    client = Client(server.port)
+    try:
+        star = client.request([(b":method", b"OPTIONS"), (b":scheme", b"http"),
+                               (b":path", b"*"), (b":authority", b"t")])  # fmt: skip
+        client.pump(lambda: client.done(star))
+        # RFC 9113 §8.3.1 and RFC 9110 §9.3.7, as over HTTP/1.1.
+        headers = client.responses[star]["headers"]
+        assert headers[":status"] == "200"
+        assert {m.strip() for m in headers["allow"].split(",")} >= {"GET", "HEAD", "OPTIONS"}
+    finally:
+        client.close()
+
+
+def test_the_authority_is_the_host_field_of_applications(server: Server) -> None:
+    client = Client(server.port)
+    try:
+        # Browsers send :authority and no Host (RFC 9113 §8.3.1).
+        stream_id = client.request([(b":method", b"GET"), (b":scheme", b"http"),
+                                    (b":path", b"/app/host"), (b":authority", b"example.test:8443")])  # fmt: skip
+        client.pump(lambda: client.done(stream_id))
+        assert bytes(client.responses[stream_id]["body"]) == b"example.test:8443"
     finally:
         client.close()
 
@@ -315,3 +348,26 @@ def test_bytes_sent_counts_the_head_frames(server: Server, tmp_path: Path) -> No
     line = log.read_text().splitlines()[-1]
     # $bytes_sent: the HEADERS frame as sent and the body (as NGINX counts).
     assert line == f"/1k.bin 200 {head_bytes + 1024} 1024"
+
+
+def test_connection_variables_name_the_connection_and_count_its_requests(
+    server: Server, tmp_path: Path
+) -> None:
+    first, second = Client(server.port), Client(server.port)
+    try:
+        for client, paths in ((first, ["/a1", "/a2", "/a3"]), (second, ["/b1"])):
+            for path in paths:
+                stream_id = client.get(path)
+                client.pump(lambda stream_id=stream_id, c=client: c.done(stream_id))
+    finally:
+        first.close()
+        second.close()
+    log = tmp_path / "conn.log"
+    assert wait_for(lambda: log.exists() and "/b1" in log.read_text(), 5)
+    rows = {
+        uri: (int(n), int(r)) for uri, n, r in (x.split() for x in log.read_text().splitlines())
+    }
+    # $connection: one serial number per connection; $connection_requests: 1, 2, 3.
+    assert rows["/a1"][0] == rows["/a2"][0] == rows["/a3"][0] > 0
+    assert rows["/b1"][0] not in (0, rows["/a1"][0])
+    assert [rows[p][1] for p in ("/a1", "/a2", "/a3", "/b1")] == [1, 2, 3, 1]
