@@ -353,7 +353,7 @@ _REQUEST_VARIABLES = frozenset(
         "content_length",
     }
 )
-_REQUEST_FAMILIES = ("http_", "arg_", "cookie_")
+_REQUEST_FAMILIES: tuple[str, ...] = ("http_", "arg_", "cookie_")
 
 
 def _request_variable(name: str) -> bool:
