@@ -273,6 +273,13 @@ class Balancer:
             peer.conns += 1
         return peer
 
+    def has_other(self, now: float, tried: frozenset[Peer]) -> bool:
+        """Whether ``select`` would find a server outside ``tried`` at ``now``
+        (choosing none: no counter moves)."""
+        return bool(
+            self._candidates(self.primary, now, tried) or self._candidates(self.backup, now, tried)
+        )
+
     def _candidates(self, peers: list[Peer], now: float, tried: frozenset[Peer]) -> list[Peer]:
         if self.single:
             return [p for p in peers if not p.server.down and p not in tried]

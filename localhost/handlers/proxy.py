@@ -439,22 +439,23 @@ def upstream_target(target: str, path: str, location: Location, uri: str | None)
     (origin-form). With one, the part of the path that the (prefix)
     ``location`` matched is replaced by ``uri`` and the query kept:
     ``location /api/`` + ``proxy_pass http://app/v1/`` sends ``/api/x?q``
-    as ``/v1/x?q``. The loader keeps a prefix without its trailing slash, so
-    when ``uri`` ends in ``/`` the slash after the prefix goes with it (also
-    for ``location /api``, where NGINX would send ``//x``). ``path`` is the
-    decoded path, used (percent-encoded again) when the received one does
-    not start with the prefix (it held escapes). A regex or named location
-    passes the target unchanged.
+    as ``/v1/x?q``. The path replaced is ``path``, the decoded and normalized
+    one that chose the location, percent-encoded again (as NGINX sends its
+    normalized URI): the received text could hold dot segments or ``%2F``
+    that an upstream would resolve outside ``uri``. The loader keeps a
+    prefix without its trailing slash, so when ``uri`` ends in ``/`` the
+    slash after the prefix goes with it (also for ``location /api``, where
+    NGINX would send ``//x``). A regex or named location passes the target
+    unchanged.
     """
     origin = origin_form(target)
     if uri is None or location.modifier not in ("", "^~", "="):
         return origin
-    raw, question, query = origin.partition("?")
+    _, question, query = origin.partition("?")
     prefix = location.prefix
+    raw = url_quote(path, safe="/:@!$&'()*+,;=-._~", errors="surrogateescape")
     if not raw.startswith(prefix):
-        raw = url_quote(path, safe="/:@!$&'()*+,;=-._~", errors="surrogateescape")
-        if not raw.startswith(prefix):
-            return origin
+        return origin
     rest = raw[len(prefix) :]
     if uri.endswith("/") and rest.startswith("/"):
         rest = rest[1:]  # "/api/x" under "/api/" with "http://app/": "/x", never "//x"
@@ -1028,6 +1029,12 @@ class ProxyHandler(Handler):
         if status not in self.settings.retry_statuses or not self._may_repeat():
             return False
         if self._out_of_tries():
+            return False
+        peer = self.peer
+        tried = self.tried if peer is None else self.tried | {peer}
+        if not self.balancer.has_other(time.monotonic(), tried):
+            # The last server's answer is the answer (NGINX relays it): not
+            # a 502, and not a failure that would take the server out.
             return False
         log.warning(
             "proxy: upstream %s answered %d; trying the next one", peer_name(self.peer), status

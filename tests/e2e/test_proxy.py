@@ -700,3 +700,60 @@ def test_remembered_upstream_heads_keep_per_client_values(
         assert got["x-forwarded-proto"] == "http"
     ids = {forwarded("127.0.0.1", "/id/echo")["x-id"] for _ in range(3)}
     assert len(ids) == 3
+
+
+def test_the_last_servers_answer_is_relayed_when_next_upstream_runs_out(
+    server_factory: Any, backends: Any
+) -> None:
+    first, second = backends(2)
+    server: Server = server_factory(
+        f"""
+        upstream pair {{ server {first.address}; server {second.address} }}
+        upstream one {{ server {first.address} }}
+        server {{
+            host 127.0.0.1
+            port {{port0}}
+            location /pair/ {{
+                proxy_pass http://pair/
+                proxy_next_upstream error timeout http_503
+            }}
+            location /one/ {{
+                proxy_pass http://one/
+                proxy_next_upstream error timeout http_404
+            }}
+        }}
+        """
+    )
+    # Both servers answer 503: the second one's answer goes to the client
+    # (as NGINX relays the last), not a 502.
+    answer = requests.get(server.url("/pair/status/503"), timeout=5)
+    assert (answer.status_code, answer.content) == (503, b"s!")
+    assert len(first.targets() + second.targets()) == 2  # each tried once
+    # The last server was not counted as failed: the group still answers.
+    assert echo(requests.get(server.url("/pair/echo"), timeout=5))["target"] == "/echo"
+    # One server and nothing to move on to: its 404 is the answer.
+    answer = requests.get(server.url("/one/status/404"), timeout=5)
+    assert (answer.status_code, answer.content) == (404, b"s!")
+    assert "no live upstreams" not in server.log()
+
+
+def test_a_uri_part_gets_the_normalized_path(server_factory: Any, backends: Any) -> None:
+    (app,) = backends(1)
+    server: Server = server_factory(
+        f"""
+        server {{
+            host 127.0.0.1
+            port {{port0}}
+            location /pub/ {{ proxy_pass http://{app.address}/public/ }}
+        }}
+        """
+    )
+    for sent, expected in (
+        ("/pub/a%2Fb/../../echo", "/public/echo"),
+        ("/pub/./x/%2e%2e/echo?q=1", "/public/echo?q=1"),
+    ):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(f"GET {sent} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+            reply = read_all(sock)
+        assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["target"] == expected

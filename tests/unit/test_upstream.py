@@ -184,6 +184,26 @@ def test_upstream_target(prefix: str, uri: str | None, target: str, expected: st
     assert upstream_target(target, path, Location(prefix=prefix), uri) == expected
 
 
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        # Dot segments and an encoded slash that would climb out of /public/
+        # upstream: the normalized path goes (as NGINX sends it).
+        ("/pub/a%2Fb/../../secret", "/public/secret"),
+        ("/pub/./x", "/public/x"),
+        ("/pub/x/%2e%2e/y?q=1", "/public/y?q=1"),
+        ("/pub/a%20b/caf%C3%A9?x=%2F", "/public/a%20b/caf%C3%A9?x=%2F"),
+        ("/pub/100%25", "/public/100%25"),
+        ("/pub/what%3F", "/public/what%3F"),
+    ],
+)
+def test_upstream_target_sends_the_normalized_path(target: str, expected: str) -> None:
+    from localhost.http.target import normalize_target
+
+    path, _ = normalize_target(target)
+    assert upstream_target(target, path, Location(prefix="/pub"), "/public/") == expected
+
+
 CONFIG = """
 upstream app {
     server 127.0.0.1:9001
