@@ -451,7 +451,7 @@ def test_reload_picks_up_a_new_certificate(tmp_path: Path, ca: trustme.CA) -> No
         started.stop()
 
 
-def test_clients_that_reset_right_after_their_client_hello(server: Server) -> None:
+def test_clients_that_reset_right_after_their_client_hello(server: Server, tls_dir: Path) -> None:
     """wrap_socket fails for a client already gone (it asks for the peer's
     address): the connection is dropped quietly, not an unexpected error."""
     hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64
@@ -460,6 +460,6 @@ def test_clients_that_reset_right_after_their_client_hello(server: Server) -> No
         sock.sendall(hello)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         sock.close()
-    response = requests.get(https(server, "/small.txt"), verify=False, timeout=5)
+    response = requests.get(https(server, "/small.txt"), verify=tls_dir / "ca.pem", timeout=5)
     assert response.status_code == 200
     assert "unexpected error" not in server.log()
