@@ -711,13 +711,20 @@ def report(data: dict, path: Path) -> None:  # type: ignore[type-arg]
         for name, s in data["siege"].items():
             lines.append(f"| {name} | {s['availability']}% | {s['transactions']} | {s['rate']} |")
         lines.append("")
-    # The applications section (written by --apps) and the hand-written
-    # profile notes at the end of the page are kept.
-    if path.exists() and (span := _section_span(path.read_text(), APPS_HEADING)):
-        lines.append(path.read_text()[span[0] : span[1]].rstrip("\n") + "\n")
-    if path.exists() and "\n## Profile" in path.read_text():
-        lines.append(path.read_text()[path.read_text().index("\n## Profile") + 1 :])
+    # Every other section of the page (--apps, --tls, --gzip, --proxy,
+    # --websocket, --http2 and the hand-written notes) is kept, in its order.
+    if path.exists():
+        written = {line for line in lines if line.startswith("## ")}
+        for section in _sections(path.read_text()):
+            if section.split("\n", 1)[0] not in written:
+                lines.append(section.rstrip("\n") + "\n")
     path.write_text("\n".join(lines))
+
+
+def _sections(text: str) -> list[str]:
+    """The ``## `` sections of a page, each from its heading to the next."""
+    parts = ("\n" + text).split("\n## ")
+    return ["## " + part for part in parts[1:]]
 
 
 # -- applications (issue 13) ----------------------------------------------------
