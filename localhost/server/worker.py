@@ -45,7 +45,6 @@ from localhost.io.tls import TLSTransport, probe_ktls
 from localhost.limits import LIMITS
 from localhost.routing import Router
 from localhost.server.http1 import HTTP1Protocol
-from localhost.server.http2 import ALPNChooser, HTTP2Protocol, PrefaceSniffer
 from localhost.server.listener import Address, ListenError, ListenSpec, bind_all
 from localhost.server.pipeline import Pipeline, TLSHost, TLSPipeline
 from localhost.server.protocols import plain_http_reply, protocol_factory, wrap_idle_timeout
@@ -124,8 +123,12 @@ class _Listener:
         self.tls = spec.ssl
 
 
-def _sniffer(host: Any, server: ServerBlock, http: HTTP1Protocol) -> PrefaceSniffer:
+def _sniffer(host: Any, server: ServerBlock, http: HTTP1Protocol) -> Any:
     """HTTP/1.1 or, when the client opens with the preface, HTTP/2 (``http2 on``)."""
+    # Imported where HTTP/2 is configured (see _tls_setup): h2 and its HPACK
+    # tables cost every worker about 4 MiB otherwise.
+    from localhost.server.http2 import HTTP2Protocol, PrefaceSniffer
+
     return PrefaceSniffer(
         lambda: http,
         lambda: HTTP2Protocol(host, server, number=http.number),
@@ -176,6 +179,12 @@ class Worker:
         self.tls_pipeline = TLSPipeline(self.router, self.services)
         self.tls_host = TLSHost(self)
         self.ktls = bool(self.router.tls_addresses) and probe_ktls()[0]
+        if any(
+            server.options.get("http2") or server.http2_addresses
+            for server in self.router.config.servers
+        ):
+            # Loaded now rather than at the first HTTP/2 connection.
+            import localhost.server.http2  # noqa: F401
 
     def _sni(self, local: Address, name: str | None) -> Any:
         """The context for the SNI ``name`` on ``local`` (the router's choice)."""
@@ -332,6 +341,8 @@ class Worker:
         first: Any = http
         if server.tls is not None and server.tls.http2:  # h2 is in its ALPN list
             tls_host = cast(Any, self.tls_host)
+            from localhost.server.http2 import ALPNChooser, HTTP2Protocol
+
             first = ALPNChooser(
                 lambda: http, lambda: HTTP2Protocol(tls_host, server, "https", http.number)
             )
