@@ -102,6 +102,7 @@ class Limits:
     websocket_high_water_bytes: int = 256 * KiB  # queued for a client: send() says False
     websocket_low_water_bytes: int = 64 * KiB  # queued when on_writable is called
     websocket_hard_limit_bytes: int = 16 * MiB  # queued for a client that does not read: dropped
+    websocket_close_periods: int = 12  # closing deadlines a client still reading gets in all
     websocket_queue_messages: int = 64  # waiting for a threaded endpoint: stop reading the client
 
     # -- HTTP/2 (server/http2.py) ------------------------------------------------

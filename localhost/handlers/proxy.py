@@ -453,10 +453,10 @@ def upstream_target(target: str, path: str, location: Location, uri: str | None)
         return origin
     _, question, query = origin.partition("?")
     prefix = location.prefix
-    raw = url_quote(path, safe="/:@!$&'()*+,;=-._~", errors="surrogateescape")
-    if not raw.startswith(prefix):
-        return origin
-    rest = raw[len(prefix) :]
+    # The decoded path against the decoded prefix; only the rest is encoded
+    # again (a prefix may hold characters that encoding would change).
+    rest = path[len(prefix) :] if path.startswith(prefix) else path
+    rest = url_quote(rest, safe="/:@!$&'()*+,;=-._~", errors="surrogateescape")
     if uri.endswith("/") and rest.startswith("/"):
         rest = rest[1:]  # "/api/x" under "/api/" with "http://app/": "/x", never "//x"
     return uri + rest + question + query

@@ -414,12 +414,15 @@ class TLSTransport(SocketTransport):
                 self._refuse_plain()
                 return
             try:
+                # The client may have reset the connection after its ClientHello:
+                # asked here, while the plain socket still owns the descriptor
+                # (wrap_socket detaches it before asking the same).
+                self._sock.getpeername()
                 tls = self._initial.wrap_socket(  # type: ignore[assignment]
                     self._sock, server_side=True, do_handshake_on_connect=False
                 )
             except OSError as exc:
-                # The client reset the connection between its ClientHello and
-                # now (wrap_socket asks for the peer's address): a lost client.
+                exc.__traceback__ = None  # it would keep a detached socket alive
                 self._fail(exc)
                 return
             self._tls = tls
@@ -510,9 +513,10 @@ class TLSTransport(SocketTransport):
                     received = len(data)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
                 return
-            except ssl.SSLEOFError:
-                # The peer closed without close_notify: an end of input, as
-                # ssl.SSLSocket's suppress_ragged_eofs makes it.
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                # The peer closed without close_notify (or sent it after our
+                # own): an end of input, as ssl.SSLSocket's suppress_ragged_eofs
+                # makes it.
                 received = 0
                 data = b""
             except InterruptedError:

@@ -75,6 +75,9 @@ LOW_WATER = LIMITS.websocket_low_water_bytes
 HARD_LIMIT = LIMITS.websocket_hard_limit_bytes
 #: Seconds a closing connection has to send what is queued before it is dropped.
 CLOSE_DRAIN_SECONDS = LIMITS.linger_timeout_seconds
+#: A client still reading what came before our close frame gets this many
+#: closing deadlines (each min(idle timeout, 5 s)) in all.
+CLOSE_WAIT_PERIODS = LIMITS.websocket_close_periods
 
 
 class Close(enum.IntEnum):
@@ -407,6 +410,7 @@ class WebSocket(Protocol):
         self._pinged = False
         self._close_after_send = False
         self._unsent_at_close = 0  # bytes not yet taken by the client when we closed
+        self._close_by = 0.0  # the latest a closing handshake may end (loop time)
 
     # -- the application's API ----------------------------------------------
 
@@ -466,7 +470,10 @@ class WebSocket(Protocol):
         # A client that never answers the close is dropped at the idle
         # deadline, unless it is still taking what was queued before it.
         self._unsent_at_close = _unsent(transport)
-        self._arm(min(self.settings.idle_timeout, 5.0))
+        wait = min(self.settings.idle_timeout, 5.0)
+        # However slowly it reads, a closing client gets at most this long.
+        self._close_by = self.loop.now + wait * CLOSE_WAIT_PERIODS
+        self._arm(wait)
 
     # -- protocol callbacks ---------------------------------------------------
 
@@ -718,7 +725,7 @@ class WebSocket(Protocol):
             return
         if self._connection.state is not ConnectionState.OPEN:
             unsent = _unsent(transport)
-            if 0 < unsent < self._unsent_at_close:
+            if 0 < unsent < self._unsent_at_close and self.loop.now < self._close_by:
                 # A slow client still reading what came before the close
                 # frame: it cannot answer until it has read that.
                 self._unsent_at_close = unsent

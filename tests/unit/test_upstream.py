@@ -317,3 +317,12 @@ def test_config_errors_point_at_the_value(text: str, where: tuple[int, int], wor
 
 def test_peer_repr_names_the_address() -> None:
     assert "127.0.0.1:5" in repr(Peer(server(5)))
+
+
+def test_upstream_target_with_a_prefix_that_encoding_would_change() -> None:
+    from localhost.http.target import normalize_target
+
+    target = "/caf%C3%A9/a%2Fb/../../x%20y"
+    path, _ = normalize_target(target)
+    location = Location(prefix=path[: len("/café")])
+    assert upstream_target(target, path, location, "/public/") == "/public/x%20y"
