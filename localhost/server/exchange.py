@@ -15,6 +15,7 @@ connection; the protocol reads it directly.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -220,3 +221,36 @@ class Exchange:
 
     def __repr__(self) -> str:
         return f"<Exchange {self.request!r}{' done' if self.done else ''}>"
+
+
+def filtered(
+    exchange: Exchange,
+    response: Response,
+    extra: list[tuple[str, str]],
+    internal_error: Callable[[Exchange], Response],
+) -> tuple[Response, list[tuple[str, str]], Any, bool]:
+    """``response`` through the location's header filter (``exchange.header_filter``,
+    not None) and, when the filter asked for it, its content coding.
+
+    Returns ``(response, extra, pump, failed)``: the response to send (a new
+    one when encoded whole), its extra fields, the encoder of a file encoded
+    as it goes (None otherwise), and whether encoding failed (the response is
+    then ``internal_error(exchange)`` and the connection should not be kept).
+    Shared by HTTP/1.1 and HTTP/2.
+    """
+    exchange.response_headers = response.headers  # what the filter may look at
+    extra = exchange.header_filter(exchange, response.status, extra)
+    compression = exchange.compression
+    if compression is None:
+        return response, extra, None, False
+    # The location encodes responses (localhost.modules.compression).
+    exchange.compression = None
+    try:
+        response, extra, pump = compression.whole(exchange, response, extra)
+    except Exception:
+        logging.getLogger("localhost").exception(
+            "%s: encoding the response failed", exchange.request
+        )
+        response.release()
+        return internal_error(exchange), extra, None, True
+    return response, extra, pump, False

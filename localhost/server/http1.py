@@ -89,7 +89,7 @@ from localhost.io import Protocol
 from localhost.limits import LIMITS
 from localhost.routing import Router
 from localhost.server.error_page import error_page, redirected
-from localhost.server.exchange import Exchange
+from localhost.server.exchange import Exchange, filtered
 
 if TYPE_CHECKING:
     from localhost.io import Transport
@@ -709,24 +709,16 @@ class HTTP1Protocol(Protocol):
         http10 = request.version == "HTTP/1.0"
         framing = pump = None
         if header_filter is not None:
-            exchange.response_headers = response.headers  # what the filter may look at
-            extra = header_filter(exchange, response.status, extra)
-            compression = exchange.compression
-            if compression is not None:
-                # The location encodes responses (localhost.modules.compression).
-                exchange.compression = None
-                try:
-                    response, extra, pump = compression.whole(exchange, response, extra)
-                except Exception:
-                    log.exception("%s: encoding the response failed", request)
-                    response.release()
-                    response = self._internal_error(exchange)
+            response, extra, pump, failed = filtered(
+                exchange, response, extra, self._internal_error
+            )
+            if failed:
+                keep_alive = exchange.keep_alive = False
+            if pump is not None:
+                # A file encoded as it goes: its length is unknown.
+                framing, exchange.chunked = stream_framing(response.status, None, http10)
+                if http10:
                     keep_alive = exchange.keep_alive = False
-                if pump is not None:
-                    # A file encoded as it goes: its length is unknown.
-                    framing, exchange.chunked = stream_framing(response.status, None, http10)
-                    if http10:
-                        keep_alive = exchange.keep_alive = False
         if _DEBUG_PID:
             extra = [*extra, ("X-Worker-PID", str(os.getpid()))]
         try:

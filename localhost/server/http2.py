@@ -91,7 +91,7 @@ from localhost.io.body import FileBody
 from localhost.limits import LIMITS
 from localhost.modules.http2 import DEFAULT_LIMITS, Limits2
 from localhost.server.error_page import error_page, redirected
-from localhost.server.exchange import Exchange
+from localhost.server.exchange import Exchange, filtered
 
 if TYPE_CHECKING:
     from localhost.server.http1 import HTTPHost
@@ -742,19 +742,10 @@ class Stream:
         header_filter = exchange.header_filter
         pump = None
         if header_filter is not None:
-            exchange.response_headers = response.headers
-            extra = header_filter(exchange, status, extra)
-            compression = exchange.compression
-            if compression is not None:
-                # The location encodes responses (localhost.modules.compression).
-                exchange.compression = None
-                try:
-                    response, extra, pump = compression.whole(exchange, response, extra)
-                except Exception:
-                    log.exception("%s: encoding the response failed", request)
-                    response.release()
-                    response = self.conn.host.pipeline.internal_error(exchange)
-                status = exchange.log_status = response.status
+            response, extra, pump, _ = filtered(
+                exchange, response, extra, self.conn.host.pipeline.internal_error
+            )
+            status = exchange.log_status = response.status
         head_only = request.method == "HEAD" or status == 204 or status == 304
         length = None if status == 204 or status == 304 else response.content_length
         if pump is not None:
