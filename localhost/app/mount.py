@@ -42,7 +42,7 @@ from localhost.config.model import (
     Location,
     ServerBlock,
 )
-from localhost.handlers.base import BodyPolicy, Exchange, HandlerSpec
+from localhost.handlers.base import BodyPolicy, Exchange, Handler, HandlerSpec
 from localhost.handlers.error_pages import error_response
 from localhost.handlers.static import inside
 from localhost.http.errors import HTTPError
@@ -61,22 +61,38 @@ _OPTIONS = frozenset({"OPTIONS"})
 
 
 class AppRouteHandler(AppHandler):
-    """One request to an App: pre-routing hooks, the route, its handler."""
+    """One request to an App: pre-routing hooks, the route, its handler.
 
-    __slots__ = ("mounted", "req", "route")
+    ``route_path`` and ``found`` (a ``RouteTree.match`` result), when given,
+    are the request's route already looked up by ``app_handler``: the
+    pre-routing hooks and WebSocket routes are then known to be absent.
+    """
 
-    def __init__(self, exchange: Exchange) -> None:
-        location = exchange.location
-        assert location is not None
-        # Applications.get without the call (one per request).
-        mounted = exchange.services.applications._by_location[id(location)]
+    __slots__ = ("mounted", "req", "route", "found", "route_path")
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        mounted: Any = None,
+        route_path: str = "",
+        found: Any = None,
+    ) -> None:
+        if mounted is None:
+            location = exchange.location
+            assert location is not None
+            # Applications.get without the call (one per request).
+            mounted = exchange.services.applications._by_location[id(location)]
         super().__init__(exchange, mounted.pool)
         self.mounted = mounted
         self.route: Route | None = None
         self.req: Request | None = None
+        self.route_path = route_path
+        self.found = found
 
     def on_head(self) -> BodyPolicy:
         exchange = self.exchange
+        if self.found is not None:
+            return self._routed(self.found, Request(exchange, self.route_path))
         served: MountedApp | None = self.mounted.obj
         if served is None:
             log.error(
@@ -113,7 +129,15 @@ class AppRouteHandler(AppHandler):
             route = app.fallback_route
             if route is None:
                 raise HTTPError(404, f"no route for {route_path}")
-        elif type(found) is NotAllowed:
+            return self._run_route(route, req)
+        return self._routed(found, req)
+
+    def _routed(self, found: Any, req: Request) -> BodyPolicy:
+        """Answer by the route ``found`` for ``req`` (405 when the path is
+        another method's)."""
+        exchange = self.exchange
+        self.req = req
+        if type(found) is NotAllowed:
             # OPTIONS is answered wherever a route matches (RFC 9110 §9.3.7),
             # as in the configuration's locations, unless a route takes it.
             allow = ", ".join(sorted(found.allow | _OPTIONS))
@@ -131,53 +155,49 @@ class AppRouteHandler(AppHandler):
                 )
             )
             return BodyPolicy.IGNORE
-        else:
-            route = found.target  # type: ignore[union-attr]
-            req.params = found.params  # type: ignore[union-attr]
+        req.params = found.params
+        return self._run_route(found.target, req)
+
+    def _run_route(self, route: Route, req: Request) -> BodyPolicy:
         self.route = route
         if route.inline:
             self.pool = None
             self.threaded = False
-            request = exchange.request
+            request = self.exchange.request
             if not request.chunked and not request.content_length:
                 self._run_inline(req, route)
                 return BodyPolicy.IGNORE
         return super().on_head()
 
     def _run_inline(self, req: Request, route: Route) -> None:
-        """Run an inline route for a request without a body, on the loop.
-
-        The common answer (a ``Response`` with a bytes body and a final status
-        that has one, to a method other than HEAD) goes straight to the
-        exchange; any other goes through ``answer``.
-        """
+        """Run an inline route for a request without a body, on the loop."""
         req._body = EMPTY_BODY
         exchange = self.exchange
         try:
             result = route.handler(req, *req.params)
-            if type(result) is Response and result.path is None:
-                body = result.body
-                status = result.status
-                if (
-                    type(body) is bytes
-                    and type(status) is int
-                    and 200 <= status <= 599
-                    and status != 204
-                    and status != 304
-                    and req.method != "HEAD"
-                ):
-                    fields, length, encoded = app_head(result.headers)
-                    if length is None or length == len(body):
-                        self.started = True
-                        raw = encoded + b"Content-Length: %d\r\n" % len(body)
-                        exchange.send(HTTPResponse(status, fields, body, raw_fields=raw))
-                        return
-            self.answer(result)
+            if not _send_plain(exchange, result, req.method):
+                self.answer(result)
         except ClientGone:
             pass
         except APP_ERRORS:
             log.exception("application error in %s", exchange.request)
             self._internal_error()
+
+    def carry(self, req: Request, route: Route, result: Any) -> AppRouteHandler:
+        """Take over the ``result`` of an inline ``route`` that ``app_handler``
+        ran for ``req`` (an answer other than the plain one); returns self."""
+        self.req = req
+        self.route = route
+        self.pool = None
+        self.threaded = False
+        try:
+            self.answer(result)
+        except ClientGone:
+            pass
+        except APP_ERRORS:
+            log.exception("application error in %s", self.exchange.request)
+            self._internal_error()
+        return self
 
     def call(self, body: Any) -> None:
         req = self.req
@@ -230,6 +250,103 @@ class AppRouteHandler(AppHandler):
         location = exchange.location
         pages = location.error_pages if location is not None else exchange.server.error_pages
         exchange.send(error_response(404, pages, cache=exchange.services.error_pages))
+
+
+class _Answered(Handler):
+    """Stands for the handler of a request ``app_handler`` answered at once."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        pass
+
+
+#: The handler ``app_handler`` returns for a request it answered itself.
+ANSWERED = _Answered()
+
+
+def app_handler(exchange: Exchange) -> Handler:
+    """The handler of a request to a mounted App (the ``app`` spec's factory).
+
+    The hot case, an ``inline`` route of a request without a body in an App
+    without pre-routing hooks or WebSocket routes, runs here: a plain answer
+    (see ``_send_plain``) goes to the exchange at once and no handler object
+    is made (``ANSWERED`` is returned, for an exchange already done). Any
+    other request or answer goes on in an ``AppRouteHandler``, with the
+    route already looked up.
+    """
+    location = exchange.location
+    assert location is not None
+    mounted = exchange.services.applications._by_location[id(location)]
+    served: MountedApp | None = mounted.obj
+    request = exchange.request
+    if served is None:
+        return AppRouteHandler(exchange, mounted)
+    app = served.app
+    if app.pre_routing_hooks or app.websocket_routes is not None:
+        return AppRouteHandler(exchange, mounted)
+    path = request.path
+    prefix = served.prefix
+    route_path = (path[len(prefix) :] or "/") if prefix else path
+    found = app.routes.match(request.method, route_path)
+    if found is None:
+        return AppRouteHandler(exchange, mounted)  # the fallback route, or 404
+    if (
+        type(found) is NotAllowed
+        or request.chunked
+        or request.content_length
+        or not found.target.inline  # type: ignore[union-attr]
+    ):
+        return AppRouteHandler(exchange, mounted, route_path, found)
+    route: Route = found.target  # type: ignore[union-attr]
+    req = Request(exchange, route_path)
+    params = req.params = found.params  # type: ignore[union-attr]
+    req._body = EMPTY_BODY
+    try:
+        result = route.handler(req, *params) if params else route.handler(req)
+    except APP_ERRORS:
+        log.exception("application error in %s", request)
+        handler = AppRouteHandler(exchange, mounted)
+        handler._internal_error()
+        return handler
+    if _send_plain(exchange, result, request.method):
+        return ANSWERED
+    return AppRouteHandler(exchange, mounted).carry(req, route, result)
+
+
+def _send_plain(exchange: Exchange, result: Any, method: str) -> bool:
+    """Send ``result`` if it is the common answer: a ``Response`` with a bytes
+    body (of its Content-Length, if it gives one) and a final status that
+    has a body, to a method other than HEAD. False: nothing was done."""
+    if type(result) is not Response or result.path is not None:
+        return False
+    body = result.body
+    status = result.status
+    if (
+        type(body) is not bytes
+        or type(status) is not int
+        or not 200 <= status <= 599
+        or status == 204
+        or status == 304
+        or method == "HEAD"
+    ):
+        return False
+    fields, length, encoded = app_head(result.headers)
+    size = len(body)
+    if length is not None and length != size:
+        return False
+    line = _LENGTH_LINES.get(size)
+    if line is None:
+        if len(_LENGTH_LINES) >= 4096:
+            _LENGTH_LINES.clear()
+        line = _LENGTH_LINES[size] = b"Content-Length: %d\r\n" % size
+    exchange.send(HTTPResponse(status, fields, body, None, False, None, encoded + line))
+    return True
+
+
+#: ``Content-Length: N`` lines by N: an App answers with the same few
+#: lengths over and over.
+_LENGTH_LINES: dict[int, bytes] = {}
 
 
 def _open_inside(path: Path, root: Path) -> FileBody | None:
@@ -343,7 +460,7 @@ def _exclusive(location: Location) -> bool:
 
 #: A location with ``app`` gives every request to its App.
 SPEC = HandlerSpec(
-    "app", _methods, AppRouteHandler, priority=160, exclusive=_exclusive, directives=DIRECTIVES
+    "app", _methods, app_handler, priority=160, exclusive=_exclusive, directives=DIRECTIVES
 )
 
 

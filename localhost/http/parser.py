@@ -335,6 +335,25 @@ class RequestParser:
         """Append received bytes (copied: ``data`` may be reused afterwards)."""
         self._buf += data
 
+    def whole_head(self, data: bytes | memoryview) -> Request | None:
+        """The remembered ``Request`` when ``data`` is exactly one whole head
+        seen before, of a request without a body, and nothing else is
+        buffered: the parse (``feed`` + ``next_event`` until its ``END``) is
+        skipped, with the same outcome. None otherwise (nothing consumed:
+        ``feed`` it). A keep-alive client repeating its request in one read
+        is the common case this serves."""
+        memo = self._memo
+        # _END: the END event of the previous request (without a body) is
+        # still to be taken; it changes nothing.
+        if memo is None or self._buf or self._state == _BODY or data[-4:] != b"\r\n\r\n":
+            return None
+        request = memo.get(bytes(data[:-2]))
+        if request is None or request.chunked or request.content_length:
+            return None
+        self._state = _HEAD
+        self.head_size = len(data)
+        return request
+
     @property
     def buffered(self) -> int:
         """Bytes received and not yet turned into events."""

@@ -242,8 +242,18 @@ class HTTP1Protocol(Protocol):
             # this read. Most requests arrive whole and are answered at once,
             # and their answer sets the next deadline (no timer moved twice).
             self.state = _HEAD
-            self.parser.feed(data)
-            self._process()
+            request = self.parser.whole_head(data)
+            if request is not None:
+                self.in_process = True
+                try:
+                    self._on_head(request)
+                    if self.state == _BODY:
+                        self._on_end(False)
+                finally:
+                    self.in_process = False
+            else:
+                self.parser.feed(data)
+                self._process()
             if self.state == _HEAD and self.transport is not None:
                 self.transport.set_timeout(self.timeouts.client_header, self._timeout_cb)
             return
@@ -413,7 +423,10 @@ class HTTP1Protocol(Protocol):
             self.handler = None
             self.policy = _IGNORE
         else:
-            handler = self.handler = host.pipeline.start(exchange)
+            handler = host.pipeline.start(exchange)
+            if exchange.done:
+                return  # answered by the pipeline itself (an inline App route)
+            self.handler = handler
             try:
                 self.policy = handler.on_head()
             except HTTPError as exc:

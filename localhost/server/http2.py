@@ -609,7 +609,10 @@ class Stream:
             # OPTIONS * asks about the server as a whole (RFC 9110 §9.3.7).
             self._answer(exchange, Response(200, [("Allow", OPTIONS_STAR_ALLOW)]))
             return
-        handler = self.handler = conn.host.pipeline.start(exchange)
+        handler = conn.host.pipeline.start(exchange)
+        if exchange.done:
+            return  # answered by the pipeline itself (an inline App route)
+        self.handler = handler
         try:
             policy = handler.on_head()
             if self.handler is not handler or self.restarted:
