@@ -95,7 +95,7 @@ class Response:
     are the server's and give a 500.
     """
 
-    __slots__ = ("status", "headers", "body", "path", "root")
+    __slots__ = ("status", "given", "body", "path", "root")
 
     def __init__(
         self,
@@ -104,15 +104,34 @@ class Response:
         body: Body = b"",
     ) -> None:
         self.status = status
+        #: The headers as given when a dict (made a list when ``headers`` is
+        #: first read: the server reads a dict of str as it is), else the list.
+        self.given: list[tuple[str, str]] | dict[Any, Any]
         if headers is None:
-            self.headers: list[tuple[str, str]] = []
-        elif type(headers) is dict or isinstance(headers, Mapping):  # dict: no ABC check
-            self.headers = [(str(k), str(v)) for k, v in headers.items()]
+            self.given = []
+        elif type(headers) is dict:
+            self.given = headers
+        elif isinstance(headers, Mapping):
+            self.given = [(str(k), str(v)) for k, v in headers.items()]
         else:
-            self.headers = [(str(k), str(v)) for k, v in headers]
+            self.given = [(str(k), str(v)) for k, v in headers]
         self.body: Body = body.encode("utf-8") if isinstance(body, str) else body
         self.path: Path | None = None
         self.root: Path | None = None
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The header fields, as ``(name, value)`` pairs of ``str`` (a list the
+        handler may change)."""
+        given = self.given
+        if type(given) is dict:
+            given = self.given = [(str(k), str(v)) for k, v in given.items()]
+        return given  # type: ignore[return-value]
+
+    @headers.setter
+    def headers(self, value: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
+        items = value.items() if isinstance(value, Mapping) else value
+        self.given = [(str(k), str(v)) for k, v in items]
 
     @classmethod
     def file(

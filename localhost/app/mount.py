@@ -331,7 +331,7 @@ def _send_plain(exchange: Exchange, result: Any, method: str) -> bool:
         or method == "HEAD"
     ):
         return False
-    fields, length, encoded = app_head(result.headers)
+    fields, length, encoded = app_head(result.given)
     size = len(body)
     if length is not None and length != size:
         return False

@@ -135,8 +135,11 @@ Head = tuple[list[tuple[str, str]], int | None, bytes]
 _HEADS: dict[tuple[Any, ...], Head] = {}
 
 
-def app_head(headers: Iterable[tuple[str, str]]) -> Head:
+def app_head(headers: Iterable[tuple[str, str]] | dict[Any, Any]) -> Head:
     """``head_fields`` of ``headers`` with the fields encoded, remembered by content.
+
+    ``headers`` is a list or iterable of ``(name, value)`` pairs, or a dict
+    (its names and values made ``str``, as ``Response`` does).
 
     Returns ``(fields, length, encoded)``: the fields to send, the
     application's Content-Length (None without one), and the fields as
@@ -146,7 +149,14 @@ def app_head(headers: Iterable[tuple[str, str]]) -> Head:
     A list equal to one seen before gets the same answer without a new check:
     the check depends on nothing but the pairs' content.
     """
-    pairs = headers if type(headers) is list else list(headers)
+    if type(headers) is dict:
+        # A dict of str is looked up as the list of its items: no list is made.
+        found = _HEADS.get(tuple(headers.items()))
+        if found is not None:
+            return found
+        pairs = [(str(k), str(v)) for k, v in headers.items()]
+    else:
+        pairs = headers if type(headers) is list else list(headers)
     try:
         key: tuple[Any, ...] | None = tuple(pairs)
         found = _HEADS.get(key)  # type: ignore[arg-type]

@@ -84,6 +84,8 @@ class Request:
     validation of the port; ``content_length`` is ``None`` unless the body is
     delimited by Content-Length; ``chunked`` is true for a chunked body.
     ``path`` and ``query`` are filled in by the router from ``target``.
+    ``located`` is the pipeline's memo of where the request went last time
+    (``Pipeline._start``): a remembered head comes back often.
     """
 
     __slots__ = (
@@ -98,6 +100,7 @@ class Request:
         "expect_continue",
         "path",
         "query",
+        "located",
     )
 
     def __init__(
@@ -123,6 +126,7 @@ class Request:
         self.expect_continue = expect_continue
         self.path = ""
         self.query = ""
+        self.located: Any = None
 
     @property
     def has_body(self) -> bool:

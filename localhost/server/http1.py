@@ -182,6 +182,7 @@ class HTTP1Protocol(Protocol):
         "number",
         "pump",
         "_timeout_cb",
+        "_host_of",
     )
 
     accepts_memoryview = True
@@ -219,6 +220,9 @@ class HTTP1Protocol(Protocol):
         #: A file being encoded as the client takes it (compression's ``FilePump``).
         self.pump: Any = None
         self._timeout_cb = self._on_timeout
+        # The Host of the last request, for which self.server was chosen: a
+        # connection mostly repeats it (the same str, from the parser's memo).
+        self._host_of: str | None = None
 
     # -- transport callbacks --------------------------------------------------
 
@@ -409,8 +413,12 @@ class HTTP1Protocol(Protocol):
                 self._protocol_error(exc)
                 return
         host = self.host
-        server = self.server = host.router.select(self.local, request.host)
-        self.timeouts = server.timeouts
+        if request.host is not self._host_of:
+            server = self.server = host.router.select(self.local, request.host)
+            self._host_of = request.host
+            self.timeouts = server.timeouts
+        else:
+            server = self.server
         exchange = self.exchange = Exchange(
             self, request, server, host.services, self.loop, self.loop.now
         )

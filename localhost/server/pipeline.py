@@ -104,7 +104,17 @@ class Pipeline:
                     return found
                 exchange.rewritten = False  # the location is chosen below anyway
                 request = exchange.request
-        location, exchange.captures = self.router.find(server, request.path)
+        # A remembered head comes back with the same path to the same server:
+        # the location found last time is still the one (the configuration
+        # of a worker never changes).
+        located = request.located
+        path = request.path
+        if located is not None and located[0] is server and located[1] == path:
+            location = located[2]
+            exchange.captures = located[3]
+        else:
+            location, exchange.captures = self.router.find(server, path)
+            request.located = (server, path, location, exchange.captures)
         if location is not None and location.internal and not exchange.redirects:
             location = None  # reached only by an internal redirect (NGINX: 404)
         exchange.location = location
