@@ -60,6 +60,10 @@ Hook = Callable[..., Any]
 _OPTIONS = frozenset({"OPTIONS"})
 
 
+#: ``AppRouteHandler.found`` of a handler that took over a route's answer.
+_CARRIED = object()
+
+
 class AppRouteHandler(AppHandler):
     """One request to an App: pre-routing hooks, the route, its handler.
 
@@ -91,8 +95,11 @@ class AppRouteHandler(AppHandler):
 
     def on_head(self) -> BodyPolicy:
         exchange = self.exchange
-        if self.found is not None:
-            return self._routed(self.found, Request(exchange, self.route_path))
+        found = self.found
+        if found is not None:
+            if found is _CARRIED:
+                return BodyPolicy.IGNORE  # the route ran already (carry)
+            return self._routed(found, Request(exchange, self.route_path))
         served: MountedApp | None = self.mounted.obj
         if served is None:
             log.error(
@@ -188,6 +195,7 @@ class AppRouteHandler(AppHandler):
         ran for ``req`` (an answer other than the plain one); returns self."""
         self.req = req
         self.route = route
+        self.found = _CARRIED
         self.pool = None
         self.threaded = False
         try:

@@ -624,6 +624,8 @@ class HTTP1Protocol(Protocol):
             from localhost.modules.rewrite import start_named
 
             handler = start_named(pipeline, exchange, named)
+        if exchange.done:
+            return  # answered by the pipeline itself (an inline App route)
         self.handler = handler
         self._call(handler.on_head)
         if not exchange.done and self.handler is handler:

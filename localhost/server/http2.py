@@ -1145,6 +1145,8 @@ class Stream:
             from localhost.modules.rewrite import start_named
 
             handler = start_named(pipeline, exchange, named)
+        if exchange.done:
+            return  # answered by the pipeline itself (an inline App route)
         self.handler = handler
         self._call(handler.on_head)
         if not exchange.done and self.handler is handler:

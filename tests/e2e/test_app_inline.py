@@ -3,10 +3,10 @@ threads do: a real server mounts a small App whose every route exists twice,
 under ``/i`` (inline) and ``/t`` (threaded), and raw sockets compare them.
 
 The inline route of a request without a body takes a shorter path to the
-client (``AppRouteHandler._run_inline``); what it does not take (HEAD, 204,
-a Content-Length that disagrees with the body, a field that would split the
-head, an invalid status, a non-``Response`` answer) must still come out as
-the threaded route's answer.
+client (``app_handler`` sends it with no handler object); what it does not
+take (HEAD, 204, a Content-Length that disagrees with the body, a field that
+would split the head, an invalid status, a non-``Response`` answer, a stream,
+an exception) must still come out as the threaded route's answer.
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ APP = """
 from localhost import App, Response
 
 app = App()
+RUNS = {"/i": 0, "/t": 0}
+
+
+def big(req):  # 4 MiB in 64 pieces; counts its runs
+    RUNS[req.path[:2]] += 1
+    return Response(200, {}, (b"%06d" % i * 10923 for i in range(64)))
 
 
 def routes(prefix, inline):
@@ -42,6 +48,11 @@ def routes(prefix, inline):
     add("GET", "/str-body", lambda req: Response(200, {}, "caf\\u00e9"))
     add("GET", "/user/:id", lambda req, id: Response(200, {}, id.encode()))
     add("GET", "/scheme", lambda req: req.scheme)
+    add("GET", "/number", lambda req: Response(200, {"x-number": 5}, b"n"))
+    add("GET", "/stream", lambda req: Response(200, {}, (part for part in (b"ab", b"cd"))))
+    add("GET", "/boom", lambda req: 1 / 0)
+    add("GET", "/big", big)
+    add("GET", "/runs", lambda req: Response(200, {}, str(RUNS[prefix]).encode()))
 
 
 routes("/i", True)
@@ -180,3 +191,88 @@ def test_the_scheme_is_the_transports(site: Server, tmp_path: Path, prefix: str)
         assert ask(server, f"{prefix}/scheme")[2] == b"https"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("prefix", MODES)
+def test_a_header_value_is_made_str(site: Server, prefix: str) -> None:
+    line, fields, body = ask(site, f"{prefix}/number")
+    assert line == "HTTP/1.1 200 OK"
+    assert fields["x-number"] == "5" and body == b"n"
+
+
+@pytest.mark.parametrize("prefix", MODES)
+def test_a_streamed_answer_is_chunked(site: Server, prefix: str) -> None:
+    line, fields, body = ask(site, f"{prefix}/stream")
+    assert line == "HTTP/1.1 200 OK"
+    assert fields["transfer-encoding"] == "chunked"
+    assert body == b"2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize("prefix", MODES)
+def test_an_exception_is_500_and_logged(site: Server, prefix: str) -> None:
+    mark = len(site.log())
+    line, _, _ = ask(site, f"{prefix}/boom")
+    assert line == "HTTP/1.1 500 Internal Server Error"
+    assert wait_for(lambda: "ZeroDivisionError" in site.log()[mark:]), site.log()[mark:]
+
+
+@pytest.mark.parametrize("prefix", MODES)
+def test_another_method_is_405_and_options_is_answered(site: Server, prefix: str) -> None:
+    line, fields, _ = ask(site, f"{prefix}/hello", "DELETE")
+    assert line == "HTTP/1.1 405 Method Not Allowed"
+    assert fields["allow"] == "GET, HEAD, OPTIONS"
+    line, fields, _ = ask(site, f"{prefix}/hello", "OPTIONS")
+    assert line == "HTTP/1.1 200 OK" and fields["allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_one_request_at_a_time_on_a_kept_alive_connection(site: Server) -> None:
+    """Each request arrives alone, after the previous answer: a head the
+    server has seen before takes its shortest path, and each still gets its
+    own answer (the same head again, then others, then the first again)."""
+    paths = ["/i/hello", "/i/hello", "/i/user/1", "/t/user/2", "/i/nothing", "/i/hello"]
+    answers = []
+    with site.connect() as sock:
+        for path in paths:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            data = recv_until(sock, b"\r\n\r\n", limit=5.0)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                chunk = sock.recv(65536)
+                assert chunk
+                body += chunk
+            answers.append((head.split(b"\r\n")[0], body))
+    assert answers[:4] == [
+        (b"HTTP/1.1 200 OK", b"hello"),
+        (b"HTTP/1.1 200 OK", b"hello"),
+        (b"HTTP/1.1 200 OK", b"1"),
+        (b"HTTP/1.1 200 OK", b"2"),
+    ]
+    assert answers[4][0] == b"HTTP/1.1 404 Not Found"
+    assert answers[5] == (b"HTTP/1.1 200 OK", b"hello")
+
+
+@pytest.mark.parametrize("prefix", MODES)
+def test_a_stream_longer_than_the_socket_takes_runs_the_route_once(
+    site: Server, prefix: str
+) -> None:
+    """4 MiB from a generator: the answer goes on as the client reads (the
+    route is not run again when its handler takes over the answer)."""
+    runs = int(ask(site, f"{prefix}/runs")[2])
+    with site.connect() as sock:
+        sock.sendall(f"GET {prefix}/big HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        data = recv_until(sock, b"0\r\n\r\n", limit=20.0)
+        sock.sendall(f"GET {prefix}/runs HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        after = read_all(sock)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"chunked" in head.lower()
+    parts = []
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        parts.append(body[:size])
+        body = body[size + 2 :]
+    assert b"".join(parts) == b"".join(b"%06d" % i * 10923 for i in range(64))
+    assert after.endswith(str(runs + 1).encode())

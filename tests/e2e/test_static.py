@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import email.utils
 import re
+import socket
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urljoin
 
 import requests
 
-from tests.conftest import Server
+from tests.conftest import Server, recv_until
 from tests.e2e.conftest import BIG_SIZE
 
 
@@ -204,3 +205,23 @@ def test_a_name_longer_than_any_file_name_is_404_not_403(site: Server) -> None:
     # ENAMETOOLONG means no such file can exist (NGINX answers 404 too).
     assert requests.get(site.url("/" + "a" * 300)).status_code == 404
     assert requests.get(site.url("/files/" + "b" * 300)).status_code == 404
+
+
+def test_the_host_may_change_between_requests_of_a_connection(site: Server) -> None:
+    """Each request of a kept-alive connection chooses its virtual host, and a
+    head seen before on one address answers as its own address's blocks say."""
+
+    def get(sock: socket.socket, host: str) -> bytes:
+        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        data = recv_until(sock, b"</h1>\n")
+        return data.partition(b"\r\n\r\n")[2]
+
+    home, other = b"<h1>home</h1>\n", b"<h1>other site</h1>\n"
+    with socket.create_connection(("127.0.0.1", site.port), timeout=5) as sock:
+        hosts = ["other.local", "other.local", "unknown.example", "other.local", "x"]
+        assert [get(sock, host) for host in hosts] == [other, other, home, other, home]
+    # other.local listens on the first port only: the same head on the second
+    # port is the default server's.
+    for port, expected in ((site.ports[1], home), (site.port, other), (site.ports[1], home)):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            assert get(sock, "other.local") == expected

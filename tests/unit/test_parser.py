@@ -516,6 +516,80 @@ def test_memo_returns_the_same_request_for_the_same_head() -> None:
         assert parser.next_event() is END
 
 
+HEAD = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def test_whole_head_takes_a_remembered_head_without_a_body() -> None:
+    memo: dict[bytes, Request] = {}
+    first = RequestParser(memo)
+    first.feed(HEAD)
+    request = first.next_event()
+    assert first.next_event() is END
+    parser = RequestParser(memo)
+    # Received in a reusable buffer (the transport's): the head is copied.
+    assert parser.whole_head(memoryview(bytearray(HEAD))) is request
+    assert parser.head_size == len(HEAD)
+    # Nothing was consumed or left behind: the next request parses as usual,
+    # also after a body-less request whose END was still to be taken.
+    parser.feed(NEXT)
+    assert [getattr(e, "target", e) for e in events(parser)] == ["/next", END]
+    first.feed(NEXT[:5])
+    assert first.next_event() is NEED_DATA
+
+
+def remember(memo: dict[bytes, Request], *heads: bytes) -> None:
+    for head in heads:
+        parser = RequestParser(memo)
+        parser.feed(head)
+        parser.next_event()
+
+
+POST_EMPTY = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+POST_BODY = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"GET /unknown HTTP/1.1\r\nHost: a\r\n\r\n", id="not remembered"),
+        pytest.param(HEAD[:-1], id="incomplete"),
+        pytest.param(HEAD + NEXT, id="followed by a request"),
+        pytest.param(HEAD + b"G", id="followed by a byte"),
+        pytest.param(POST_BODY, id="a body follows"),
+        pytest.param(CHUNKED, id="chunked"),
+    ],
+)
+def test_whole_head_leaves_anything_else_to_the_parse(data: bytes) -> None:
+    memo: dict[bytes, Request] = {}
+    remember(memo, HEAD, POST_BODY, CHUNKED, NEXT)
+    parser = RequestParser(memo)
+    assert parser.whole_head(data) is None
+    assert parser.buffered == 0 and parser.head_size == 0  # nothing taken
+
+
+def test_whole_head_takes_an_empty_body_as_none() -> None:
+    memo: dict[bytes, Request] = {}
+    remember(memo, POST_EMPTY)
+    request = RequestParser(memo).whole_head(POST_EMPTY)
+    assert request is not None and request.method == "POST" and request.content_length == 0
+
+
+def test_whole_head_waits_for_buffered_bytes_and_a_body() -> None:
+    memo: dict[bytes, Request] = {}
+    parser = RequestParser(memo)
+    parser.feed(HEAD)
+    parser.next_event()
+    parser.next_event()
+    parser.feed(b"GET")  # the start of a request: what follows is not a whole head
+    assert parser.whole_head(HEAD) is None
+    post = RequestParser(memo)
+    post.feed(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+    post.next_event()
+    post.next_event()  # Data: half of the body
+    assert post.whole_head(HEAD) is None  # the rest of the body comes first
+    assert post.buffered == 0
+
+
 def chunk_line_of(size: int) -> bytes:
     """A chunk-size line of ``size`` bytes without its CRLF (size 2, extensions)."""
     line = b"2;a=" + b"b" * (size - 4)
