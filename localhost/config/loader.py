@@ -125,11 +125,22 @@ SYNONYMS: dict[str, str] = {
     "alias": "root",
 }
 
-#: NGINX blocks that localhost does without, and where their content goes.
-NGINX_BLOCKS: dict[str, str] = {
-    "http": "server blocks go at the top level",
-    "events": "worker_connections goes at the top level",
-}
+#: NGINX's wrapper blocks at the top level, read as the top level itself
+#: (``Loader.main_statements``): an NGINX-style file with ``http { server
+#: {...} }`` and ``events { worker_connections N; }`` loads as written.
+WRAPPERS = ("http", "events")
+
+#: Top-level directives that NGINX takes only outside ``http`` (the process
+#: and its workers): written inside ``http``, they are an error, as there.
+PROCESS_DIRECTIVES = frozenset(
+    {
+        "worker_processes",
+        "worker_connections",
+        "worker_shutdown_timeout",
+        "worker_timeout",
+        "pid",
+    }
+)
 
 # Longest token text quoted in a message; a longer one is cut.
 _MAX_QUOTED = 200
@@ -1212,6 +1223,50 @@ class _Validator:
             else:
                 yield st
 
+    def main_statements(self, statements: Iterable[_Statement]) -> Iterator[_Statement]:
+        """The top level's statements (``expand``ed), with the body of an
+        ``http { }`` or ``events { }`` block in place of the block, as NGINX
+        users write them. Each may appear once and takes no values; ``events``
+        holds only ``worker_connections``, and ``http`` holds what the top level
+        holds but the process directives (``PROCESS_DIRECTIVES``), as in NGINX.
+        """
+        seen: dict[str, Token] = {}
+        for st in self.expand(statements):
+            name = str(st.name)
+            if st.body is None or name not in WRAPPERS:
+                yield st
+                continue
+            self.current = self.source_of(st.name)
+            self.name = name
+            if st.args:
+                self.fail(st.args[0], f'"{name}" block takes no values')
+            first = seen.get(name)
+            if first is not None:
+                self.fail(
+                    st.name, f'"{name}" block is duplicate (first at {self.at(first, st.name)})'
+                )
+            seen[name] = st.name
+            for inner in self.expand(st.body):
+                inner_name = str(inner.name)
+                self.current = self.source_of(inner.name)
+                if name == "events":
+                    if inner_name != "worker_connections" or inner.body is not None:
+                        self.fail(
+                            inner.name,
+                            f'{_q(inner_name)} is not supported in the "events" block '
+                            "(localhost reads worker_connections there, and nothing else)",
+                        )
+                elif inner.body is not None and inner_name in WRAPPERS:
+                    self.fail(inner.name, f'"{inner_name}" block is not allowed in "http"')
+                elif inner.body is None and inner_name in PROCESS_DIRECTIVES:
+                    goes = '"events" or the top level' if inner_name == "worker_connections" else ""
+                    self.fail(
+                        inner.name,
+                        f'"{inner_name}" directive is not allowed in "http" '
+                        f"(it goes in {goes or 'the top level'}, as in NGINX)",
+                    )
+                yield inner
+
     def include(self, st: _Statement) -> list[_Statement]:
         """The statements of the files ``include GLOB`` names, in sorted order.
 
@@ -1276,7 +1331,8 @@ class _Validator:
         """Collect the directives of one context; return them and its child blocks."""
         scope = _Scope()
         blocks = []
-        for st in self.expand(statements):
+        walked = self.main_statements(statements) if context == MAIN else self.expand(statements)
+        for st in walked:
             if st.body is not None:
                 self.current = self.source_of(st.name)
                 allowed = BLOCKS.get(st.name)
@@ -1456,8 +1512,8 @@ class _Validator:
         message = f"unknown {'block' if is_block else 'directive'} {_q(name)}"
         if name in NGINX_EQUIVALENTS:
             message += f"; localhost calls it {NGINX_EQUIVALENTS[name]}"
-        elif is_block and name in NGINX_BLOCKS:
-            message += f"; localhost has no such block: {NGINX_BLOCKS[name]}"
+        elif is_block and name in WRAPPERS:
+            message += f'; "{name}" is read only at the top level'
         else:
             known = BLOCKS if is_block else {n: d.contexts for n, d in self.directives.items()}
             message += _did_you_mean(name, context, known)

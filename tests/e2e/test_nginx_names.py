@@ -172,3 +172,22 @@ def _accepts(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_an_nginx_conf_with_http_events_and_conf_d_serves(server_factory, site: Path) -> None:
+    """The layout of a distribution's nginx.conf: events, http holding a
+    server and an include of conf.d/*.conf with another."""
+    port = free_port()
+    (site / "conf.d").mkdir()
+    (site / "conf.d" / "docs.conf").write_text(
+        f"server {{\n    listen 127.0.0.1:{port};\n    root ./www/docs;\n    index c.html;\n}}\n"
+    )
+    server = server_factory(
+        "worker_processes 1;\nevents {\n    worker_connections 64;\n}\n"
+        "http {\n    keepalive_timeout 65;\n    include conf.d/*.conf;\n"
+        "    server {\n        listen 127.0.0.1:{port0};\n        root ./www;\n"
+        "        index page.txt;\n    }\n}\n"
+    )
+    assert requests.get(server.url("/")).text == "page\n"
+    assert wait_for(lambda: _accepts(port), 10)
+    assert requests.get(server.url("/", port=port)).text == "c\n"

@@ -246,10 +246,95 @@ def test_the_hint_reads_as_documented(site: Path) -> None:
     assert exc.message == 'unknown directive "limit_except"; localhost calls it methods'
 
 
-def test_an_nginx_http_block_says_where_servers_go(site: Path) -> None:
-    exc = error(site, "http {\n" + SERVER.format("") + "}\n")
-    assert exc.message.startswith('unknown block "http"; ')
-    assert "server blocks go at the top level" in exc.message
+NGINX_STYLE = """worker_processes 1;
+events {
+    worker_connections 512;
+}
+http {
+    keepalive_timeout 30;
+    server {
+        listen 127.0.0.1:8080;
+        root ./www;
+        location /x { return 204; }
+    }
+}
+"""
+
+# The same, without the wrappers (the same lines and columns: a location
+# remembers where it was written).
+PLAIN_STYLE = """worker_processes 1;
+
+    worker_connections 512;
+
+# http
+    keepalive_timeout 30;
+    server {
+        listen 127.0.0.1:8080;
+        root ./www;
+        location /x { return 204; }
+    }
+"""
+
+
+def test_an_nginx_style_file_with_http_and_events_loads_as_written(site: Path) -> None:
+    wrapped = loads(NGINX_STYLE, site / "test.conf")
+    plain = loads(PLAIN_STYLE, site / "test.conf")
+    assert wrapped.worker_connections == 512
+    assert wrapped.servers[0].addresses == (("127.0.0.1", 8080),)
+    assert wrapped.servers[0].timeouts.keepalive == 30
+    assert wrapped == plain
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "message"),
+    [
+        (
+            "http {\n" + SERVER.format("") + "}\nhttp {\n}\n",
+            7,
+            1,
+            '"http" block is duplicate (first at line 1)',
+        ),
+        ("http main {\n" + SERVER.format("") + "}\n", 1, 6, '"http" block takes no values'),
+        (
+            "http {\n    worker_processes 2;\n" + SERVER.format("") + "}\n",
+            2,
+            5,
+            '"worker_processes" directive is not allowed in "http" '
+            "(it goes in the top level, as in NGINX)",
+        ),
+        (
+            "http {\n    worker_connections 2;\n" + SERVER.format("") + "}\n",
+            2,
+            5,
+            '"worker_connections" directive is not allowed in "http" '
+            '(it goes in "events" or the top level, as in NGINX)',
+        ),
+        (
+            "events {\n    use epoll;\n}\n" + SERVER.format(""),
+            2,
+            5,
+            '"use" is not supported in the "events" block '
+            "(localhost reads worker_connections there, and nothing else)",
+        ),
+        (
+            "http {\n    events {\n    }\n" + SERVER.format("") + "}\n",
+            2,
+            5,
+            '"events" block is not allowed in "http"',
+        ),
+        (
+            SERVER.format("    http {\n    }\n"),
+            4,
+            5,
+            'unknown block "http"; "http" is read only at the top level',
+        ),
+    ],
+)
+def test_nginx_wrapper_blocks_are_checked_as_nginx_checks_them(
+    site: Path, text: str, line: int, column: int, message: str
+) -> None:
+    exc = error(site, text)
+    assert (exc.line, exc.column, exc.message) == (line, column, message)
 
 
 @pytest.mark.parametrize(
