@@ -449,6 +449,20 @@ def _open_file(path: str, request: Request, location: Location, files: FileCache
         raise
 
 
+class NotModified(Response):
+    """A 304 for a file, knowing the Content-Type and length (bytes) its 200
+    would have had: a module that changes the 200 by those (a content
+    coding) gives the 304 the same validators and Vary (RFC 9110 §15.4.5).
+    """
+
+    __slots__ = ("media", "length")
+
+    def __init__(self, validators: list[tuple[str, str]], media: str, length: int) -> None:
+        super().__init__(304, validators)
+        self.media = media
+        self.length = length
+
+
 def _file_response(
     fd: int,
     st: os.stat_result,
@@ -463,7 +477,7 @@ def _file_response(
     status = precondition(request.headers, request.method, etag, st.st_mtime)
     if status == 304:
         os.close(fd)
-        return Response(304, validators)
+        return NotModified(validators, location_types(location)(path), st.st_size)
     if status == 412:
         raise HTTPError(412, f"precondition failed for {path}")
     size = st.st_size

@@ -88,6 +88,7 @@ from localhost.config.loader import (
 from localhost.handlers.base import BodyPolicy, HandlerSpec
 from localhost.handlers.static import (
     FileCache,
+    NotModified,
     StaticHandler,
     Variants,
     filesystem_path,
@@ -490,6 +491,9 @@ class Compression:
         variants: Variants | None = response.variants
         if variants is not None and status == 200:
             return self._cached(exchange, response, extra, variants)
+        if type(response) is NotModified:
+            not_modified, extra = self._not_modified(exchange, response, extra)
+            return not_modified, extra, None
         mask = self.eligible(status, response.headers, response.content_length)
         if not mask:
             return response, extra, None
@@ -507,6 +511,23 @@ class Compression:
             return Response(status, fields, body, close=response.close), extra, None
         out = Response(status, fields, close=response.close)
         return out, extra, FilePump(file, Encoder(coding, level))
+
+    def _not_modified(
+        self, exchange: Exchange, response: NotModified, extra: list[tuple[str, str]]
+    ) -> tuple[Response, list[tuple[str, str]]]:
+        """A 304 with the ETag and Vary the 200 would have had for this
+        request (RFC 9110 §15.4.5): weak when it would have been encoded,
+        Vary when ``gzip_vary`` is on and the 200 could have been."""
+        mask = self.eligible(200, [("Content-Type", response.media)], response.length)
+        if not mask:
+            return response, extra
+        coding = self.choose(exchange.request, mask, response.headers)
+        if coding is None and not self.vary:
+            return response, extra
+        fields, extra = self.fields(response.headers, extra, coding)
+        # Representation metadata other than those stays out of a 304.
+        kept = [(name, value) for name, value in fields if name.lower() != "content-encoding"]
+        return Response(304, kept, close=response.close), extra
 
     def _cached(
         self,

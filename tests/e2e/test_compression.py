@@ -415,6 +415,21 @@ def test_a_conditional_request_gets_304_for_the_weak_tag(site: Server) -> None:
     etag = response.headers["ETag"]
     again, body = fetch(site, "/small.html", accept="gzip", headers={"If-None-Match": etag})
     assert again.status_code == 304 and body == b""
+    # The 304 has the ETag and Vary the 200 would have had (RFC 9110 §15.4.5),
+    # and no representation metadata beyond them.
+    assert again.headers["ETag"] == etag and etag.startswith('W/"')
+    assert again.headers["Vary"] == "Accept-Encoding"
+    assert "Content-Encoding" not in again.headers and "Content-Type" not in again.headers
+
+
+def test_a_304_for_a_client_without_the_coding_has_the_plain_tag(site: Server) -> None:
+    response, _ = fetch(site, "/small.html", accept="gzip")
+    weak = response.headers["ETag"]
+    plain, body = fetch(site, "/small.html", accept=None, headers={"If-None-Match": weak})
+    # If-None-Match compares weakly: the plain file matches its encoded variant's tag.
+    assert plain.status_code == 304 and body == b""
+    assert plain.headers["ETag"] == weak[2:]
+    assert plain.headers["Vary"] == "Accept-Encoding"  # gzip_vary on
 
 
 def raw_request(server: Server, request: bytes) -> tuple[bytes, bytes]:
