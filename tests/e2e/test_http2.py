@@ -52,6 +52,10 @@ server {
         wsgi_threads 0
     }
     location /session { session on }
+    location /api {
+        app api:app
+        wsgi_path .
+    }
     location /gz {
         root ./www/gz
         gzip on
@@ -78,6 +82,28 @@ def app(environ, start_response):
 """
 
 
+API = """
+from localhost import App, Response
+
+app = App()
+
+
+@app.route("GET", "/hello", inline=True)
+def hello(req):
+    return Response(200, {"content-type": "text/plain"}, b"hello " + req.method.encode())
+
+
+@app.route("GET", "/parts", inline=True)
+def parts(req):
+    return Response(200, {}, (piece for piece in (b"a" * 40000, b"b" * 40000)))
+
+
+@app.route("GET", "/threaded")
+def threaded(req):
+    return "from a thread"
+"""
+
+
 @pytest.fixture
 def server(server_factory, tmp_path: Path) -> Server:
     www = tmp_path / "www"
@@ -93,6 +119,7 @@ def server(server_factory, tmp_path: Path) -> Server:
     (tmp_path / "cgi-bin" / "env.py").write_text(CGI)
     (tmp_path / "uploads").mkdir()
     (tmp_path / "probe.py").write_text(WSGI)
+    (tmp_path / "api.py").write_text(API)
     return server_factory(CONFIG)
 
 
@@ -280,6 +307,29 @@ def test_cgi_uploads_and_wsgi_see_http2(server: Server, tmp_path: Path) -> None:
         assert client.responses[stream_id]["headers"][":status"] == "413"
         session = client.get("/session")
         assert "LOCALHOST_SESSION=" in session["headers"]["set-cookie"]
+    finally:
+        client.close()
+
+
+def test_app_routes_over_http2(server: Server) -> None:
+    """Inline App routes answer from the pipeline itself (no handler object):
+    over HTTP/2 too, repeatedly on one connection, next to a stream and a
+    threaded route."""
+    client = Client(server.port)
+    try:
+        for _ in range(3):
+            hello = client.get("/api/hello")
+            assert hello["headers"][":status"] == "200"
+            assert bytes(hello["body"]) == b"hello GET"
+        head = client.get("/api/hello", method="HEAD")
+        assert head["headers"][":status"] == "200" and bytes(head["body"]) == b""
+        assert head["headers"]["content-length"] == "10"  # "hello HEAD"
+        parts = client.get("/api/parts")
+        assert bytes(parts["body"]) == b"a" * 40000 + b"b" * 40000
+        assert bytes(client.get("/api/threaded")["body"]) == b"from a thread"
+        assert client.get("/api/nothing")["headers"][":status"] == "404"
+        missing = client.get("/api/hello", method="DELETE")
+        assert missing["headers"][":status"] == "405"
     finally:
         client.close()
 
