@@ -974,6 +974,46 @@ DIRECTIVES: dict[str, Directive] = {
     "protocol": Directive((SERVER,), 1, 1, _protocol, syntax="protocol http|echo|MODULE:CLASS"),
 }
 
+
+def _epoll(v: _Validator, args: list[Token]) -> str:
+    if args[0] != "epoll":
+        v.fail(args[0], f"invalid event method {_q(args[0])} (localhost uses epoll)")
+    return "epoll"
+
+
+#: NGINX tuning directives that localhost accepts so that NGINX files load,
+#: and that change nothing here: it always sends files with ``sendfile``
+#: where it can and sets TCP_NODELAY, has no hash tables to size, and lets
+#: OpenSSL order the ciphers. Their values are still checked.
+NO_EFFECT: dict[str, Directive] = {
+    "sendfile": Directive((MAIN, SERVER, LOCATION), 1, 1, _on_off, syntax="sendfile on|off"),
+    "tcp_nopush": Directive((MAIN, SERVER, LOCATION), 1, 1, _on_off, syntax="tcp_nopush on|off"),
+    "tcp_nodelay": Directive((MAIN, SERVER, LOCATION), 1, 1, _on_off, syntax="tcp_nodelay on|off"),
+    "types_hash_max_size": Directive(
+        (MAIN, SERVER, LOCATION), 1, 1, _size, syntax="types_hash_max_size SIZE"
+    ),
+    "types_hash_bucket_size": Directive(
+        (MAIN, SERVER, LOCATION), 1, 1, _size, syntax="types_hash_bucket_size SIZE"
+    ),
+    "server_names_hash_max_size": Directive(
+        (MAIN,), 1, 1, _size, syntax="server_names_hash_max_size SIZE"
+    ),
+    "server_names_hash_bucket_size": Directive(
+        (MAIN,), 1, 1, _size, syntax="server_names_hash_bucket_size SIZE"
+    ),
+    "ssl_prefer_server_ciphers": Directive(
+        (MAIN, SERVER), 1, 1, _on_off, syntax="ssl_prefer_server_ciphers on|off"
+    ),
+    # In "events" (read at the top level: Loader.main_statements).
+    "multi_accept": Directive((MAIN,), 1, 1, _on_off, syntax="multi_accept on|off"),
+    "accept_mutex": Directive((MAIN,), 1, 1, _on_off, syntax="accept_mutex on|off"),
+    "use": Directive((MAIN,), 1, 1, _epoll, syntax="use epoll"),
+}
+DIRECTIVES.update(NO_EFFECT)
+
+#: What an ``events`` block may hold (only worker_connections does anything).
+EVENTS_DIRECTIVES = frozenset({"worker_connections", "multi_accept", "accept_mutex", "use"})
+
 BLOCKS: dict[str, tuple[str, ...]] = {
     "server": (MAIN,),
     "location": (SERVER, LOCATION),
@@ -1226,9 +1266,11 @@ class _Validator:
     def main_statements(self, statements: Iterable[_Statement]) -> Iterator[_Statement]:
         """The top level's statements (``expand``ed), with the body of an
         ``http { }`` or ``events { }`` block in place of the block, as NGINX
-        users write them. Each may appear once and takes no values; ``events``
-        holds only ``worker_connections``, and ``http`` holds what the top level
-        holds but the process directives (``PROCESS_DIRECTIVES``), as in NGINX.
+        users write them. Each may appear once and takes no values; ``http``
+        holds what the top level holds but the process directives
+        (``PROCESS_DIRECTIVES``) and those of ``events``, as in NGINX;
+        ``events`` holds ``EVENTS_DIRECTIVES`` (only ``worker_connections``
+        does anything: ``NO_EFFECT``).
         """
         seen: dict[str, Token] = {}
         for st in self.expand(statements):
@@ -1250,16 +1292,18 @@ class _Validator:
                 inner_name = str(inner.name)
                 self.current = self.source_of(inner.name)
                 if name == "events":
-                    if inner_name != "worker_connections" or inner.body is not None:
+                    if inner_name not in EVENTS_DIRECTIVES or inner.body is not None:
                         self.fail(
                             inner.name,
                             f'{_q(inner_name)} is not supported in the "events" block '
-                            "(localhost reads worker_connections there, and nothing else)",
+                            "(worker_connections, multi_accept, accept_mutex, use epoll)",
                         )
                 elif inner.body is not None and inner_name in WRAPPERS:
                     self.fail(inner.name, f'"{inner_name}" block is not allowed in "http"')
-                elif inner.body is None and inner_name in PROCESS_DIRECTIVES:
-                    goes = '"events" or the top level' if inner_name == "worker_connections" else ""
+                elif inner.body is None and (
+                    inner_name in PROCESS_DIRECTIVES or inner_name in EVENTS_DIRECTIVES
+                ):
+                    goes = '"events" or the top level' if inner_name in EVENTS_DIRECTIVES else ""
                     self.fail(
                         inner.name,
                         f'"{inner_name}" directive is not allowed in "http" '

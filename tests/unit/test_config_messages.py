@@ -249,8 +249,16 @@ def test_the_hint_reads_as_documented(site: Path) -> None:
 NGINX_STYLE = """worker_processes 1;
 events {
     worker_connections 512;
+    multi_accept on;
+    use epoll;
 }
 http {
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    types_hash_max_size 2048;
+    server_names_hash_bucket_size 64;
+    ssl_prefer_server_ciphers on;
     keepalive_timeout 30;
     server {
         listen 127.0.0.1:8080;
@@ -260,13 +268,21 @@ http {
 }
 """
 
-# The same, without the wrappers (the same lines and columns: a location
-# remembers where it was written).
+# The same, without the wrappers and the directives that change nothing (the
+# same lines and columns: a location remembers where it was written).
 PLAIN_STYLE = """worker_processes 1;
 
     worker_connections 512;
 
+
+
 # http
+
+
+
+
+
+
     keepalive_timeout 30;
     server {
         listen 127.0.0.1:8080;
@@ -310,11 +326,30 @@ def test_an_nginx_style_file_with_http_and_events_loads_as_written(site: Path) -
             '(it goes in "events" or the top level, as in NGINX)',
         ),
         (
-            "events {\n    use epoll;\n}\n" + SERVER.format(""),
+            "events {\n    worker_aio_requests 32;\n}\n" + SERVER.format(""),
             2,
             5,
-            '"use" is not supported in the "events" block '
-            "(localhost reads worker_connections there, and nothing else)",
+            '"worker_aio_requests" is not supported in the "events" block '
+            "(worker_connections, multi_accept, accept_mutex, use epoll)",
+        ),
+        (
+            "events {\n    use kqueue;\n}\n" + SERVER.format(""),
+            2,
+            9,
+            'invalid event method "kqueue" (localhost uses epoll)',
+        ),
+        (
+            "http {\n    multi_accept on;\n" + SERVER.format("") + "}\n",
+            2,
+            5,
+            '"multi_accept" directive is not allowed in "http" '
+            '(it goes in "events" or the top level, as in NGINX)',
+        ),
+        (
+            SERVER.format("    sendfile maybe\n"),
+            4,
+            14,
+            'invalid value "maybe" (expected "on" or "off")',
         ),
         (
             "http {\n    events {\n    }\n" + SERVER.format("") + "}\n",
