@@ -104,13 +104,13 @@ class Response:
         body: Body = b"",
     ) -> None:
         self.status = status
-        #: The headers as given when a dict (made a list when ``headers`` is
-        #: first read: the server reads a dict of str as it is), else the list.
+        #: The headers: a copy of a dict given (made a list when ``headers``
+        #: is first read: the server reads a dict of str as it is), else a list.
         self.given: list[tuple[str, str]] | dict[Any, Any]
         if headers is None:
             self.given = []
         elif type(headers) is dict:
-            self.given = headers
+            self.given = headers.copy()  # what the handler changes later is not sent
         elif isinstance(headers, Mapping):
             self.given = [(str(k), str(v)) for k, v in headers.items()]
         else:

@@ -62,6 +62,8 @@ _OPTIONS = frozenset({"OPTIONS"})
 
 #: ``AppRouteHandler.found`` of a handler that took over a route's answer.
 _CARRIED = object()
+#: The outcome of a route that raised (``AppRouteHandler.carry``).
+_FAILED = object()
 
 
 class AppRouteHandler(AppHandler):
@@ -72,7 +74,7 @@ class AppRouteHandler(AppHandler):
     pre-routing hooks and WebSocket routes are then known to be absent.
     """
 
-    __slots__ = ("mounted", "req", "route", "found", "route_path")
+    __slots__ = ("mounted", "req", "route", "found", "route_path", "outcome")
 
     def __init__(
         self,
@@ -92,13 +94,15 @@ class AppRouteHandler(AppHandler):
         self.req: Request | None = None
         self.route_path = route_path
         self.found = found
+        self.outcome: Any = None
 
     def on_head(self) -> BodyPolicy:
         exchange = self.exchange
         found = self.found
         if found is not None:
             if found is _CARRIED:
-                return BodyPolicy.IGNORE  # the route ran already (carry)
+                self._carry_on()
+                return BodyPolicy.IGNORE
             return self._routed(found, Request(exchange, self.route_path))
         served: MountedApp | None = self.mounted.obj
         if served is None:
@@ -192,12 +196,24 @@ class AppRouteHandler(AppHandler):
 
     def carry(self, req: Request, route: Route, result: Any) -> AppRouteHandler:
         """Take over the ``result`` of an inline ``route`` that ``app_handler``
-        ran for ``req`` (an answer other than the plain one); returns self."""
+        ran for ``req`` (an answer other than the plain one, or ``_FAILED``);
+        returns self. The answer starts in ``on_head``, once the protocol
+        holds this handler: an error page it leads to (an internal redirect)
+        then replaces it there, as for any handler."""
         self.req = req
         self.route = route
         self.found = _CARRIED
+        self.outcome = result
         self.pool = None
         self.threaded = False
+        return self
+
+    def _carry_on(self) -> None:
+        result = self.outcome
+        self.outcome = None
+        if result is _FAILED:
+            self._internal_error()
+            return
         try:
             self.answer(result)
         except ClientGone:
@@ -205,7 +221,6 @@ class AppRouteHandler(AppHandler):
         except APP_ERRORS:
             log.exception("application error in %s", self.exchange.request)
             self._internal_error()
-        return self
 
     def call(self, body: Any) -> None:
         req = self.req
@@ -312,13 +327,11 @@ def app_handler(exchange: Exchange) -> Handler:
     req._body = EMPTY_BODY
     try:
         result = route.handler(req, *params) if params else route.handler(req)
+        if _send_plain(exchange, result, request.method):
+            return ANSWERED
     except APP_ERRORS:
         log.exception("application error in %s", request)
-        handler = AppRouteHandler(exchange, mounted)
-        handler._internal_error()
-        return handler
-    if _send_plain(exchange, result, request.method):
-        return ANSWERED
+        result = _FAILED
     return AppRouteHandler(exchange, mounted).carry(req, route, result)
 
 

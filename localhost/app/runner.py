@@ -150,11 +150,18 @@ def app_head(headers: Iterable[tuple[str, str]] | dict[Any, Any]) -> Head:
     the check depends on nothing but the pairs' content.
     """
     if type(headers) is dict:
-        # A dict of str is looked up as the list of its items: no list is made.
-        found = _HEADS.get(tuple(headers.items()))
-        if found is not None:
-            return found
-        pairs = [(str(k), str(v)) for k, v in headers.items()]
+        # A dict of str is looked up as the list of its items: no list is
+        # made. Only exact str: a subclass may equal a str that prints
+        # differently (a str Enum), and some values cannot be hashed.
+        items = tuple(headers.items())
+        for name, value in items:
+            if type(name) is not str or type(value) is not str:
+                break
+        else:
+            found = _HEADS.get(items)
+            if found is not None:
+                return found
+        pairs = [(str(k), str(v)) for k, v in items]
     else:
         pairs = headers if type(headers) is list else list(headers)
     try:

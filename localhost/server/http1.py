@@ -183,6 +183,7 @@ class HTTP1Protocol(Protocol):
         "pump",
         "_timeout_cb",
         "_host_of",
+        "_router_of",
     )
 
     accepts_memoryview = True
@@ -223,6 +224,7 @@ class HTTP1Protocol(Protocol):
         # The Host of the last request, for which self.server was chosen: a
         # connection mostly repeats it (the same str, from the parser's memo).
         self._host_of: str | None = None
+        self._router_of: Any = None
 
     # -- transport callbacks --------------------------------------------------
 
@@ -413,9 +415,11 @@ class HTTP1Protocol(Protocol):
                 self._protocol_error(exc)
                 return
         host = self.host
-        if request.host is not self._host_of:
-            server = self.server = host.router.select(self.local, request.host)
+        router = host.router
+        if request.host is not self._host_of or router is not self._router_of:
+            server = self.server = router.select(self.local, request.host)
             self._host_of = request.host
+            self._router_of = router  # a reload brings another
             self.timeouts = server.timeouts
         else:
             server = self.server

@@ -449,6 +449,8 @@ class Worker:
             if sockets.get(address) is not sock:
                 sock.close()
         self.config, self.router, self.sockets = config, router, sockets
+        # Remembered heads carry where the old configuration routed them.
+        self.parse_memo.clear()
         self.services.reload(config)
         self.pipeline = Pipeline(router, self.services)
         self._tls_setup()

@@ -11,6 +11,7 @@ an exception) must still come out as the threaded route's answer.
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +24,27 @@ from tests.proc import wait_for
 APP = """
 from localhost import App, Response
 
+import enum
+
 app = App()
 RUNS = {"/i": 0, "/t": 0}
+ERROR_PAGE_RUNS = []
+
+
+class Kind(str, enum.Enum):
+    A = "a"  # equal to "a", but str() gives "Kind.A"
+
+
+def mutated(req):
+    headers = {"x-a": "1"}
+    answer = Response(200, headers, b"m")
+    headers["x-b"] = "2"  # after the answer was made: not sent
+    return answer
+
+
+def error_page(req):
+    ERROR_PAGE_RUNS.append(req.path)
+    return Response(500, {}, b"the error page, run %d" % len(ERROR_PAGE_RUNS))
 
 
 def big(req):  # 4 MiB in 64 pieces; counts its runs
@@ -53,6 +73,11 @@ def routes(prefix, inline):
     add("GET", "/boom", lambda req: 1 / 0)
     add("GET", "/big", big)
     add("GET", "/runs", lambda req: Response(200, {}, str(RUNS[prefix]).encode()))
+    add("GET", "/list-value", lambda req: Response(200, {"x-list": ["a", "b"]}, b"l"))
+    add("GET", "/kind-str", lambda req: Response(200, {"x-kind": "a"}, b"k"))
+    add("GET", "/kind-enum", lambda req: Response(200, {"x-kind": Kind.A}, b"k"))
+    add("GET", "/mutated", mutated)
+    add("GET", "/error-page", error_page)
 
 
 routes("/i", True)
@@ -276,3 +301,124 @@ def test_a_stream_longer_than_the_socket_takes_runs_the_route_once(
         body = body[size + 2 :]
     assert b"".join(parts) == b"".join(b"%06d" % i * 10923 for i in range(64))
     assert after.endswith(str(runs + 1).encode())
+
+
+@pytest.mark.parametrize("prefix", MODES)
+def test_header_values_are_sent_as_str_gives_them(site: Server, prefix: str) -> None:
+    assert ask(site, f"{prefix}/list-value")[1]["x-list"] == "['a', 'b']"
+    # A str subclass equal to "a" that prints otherwise is sent as it prints,
+    # also after a response with the plain "a".
+    assert ask(site, f"{prefix}/kind-str")[1]["x-kind"] == "a"
+    assert ask(site, f"{prefix}/kind-enum")[1]["x-kind"] == "Kind.A"
+
+
+@pytest.mark.parametrize("prefix", MODES)
+def test_a_dict_changed_after_the_response_was_made_is_not_sent(site: Server, prefix: str) -> None:
+    _, fields, body = ask(site, f"{prefix}/mutated")
+    assert fields["x-a"] == "1" and "x-b" not in fields and body == b"m"
+
+
+ERROR_PAGE_CONFIG = """
+worker_processes 1
+server {{
+    host 127.0.0.1
+    port {{port0}}
+    root ./www
+    location / {{
+        app inline_probe:app
+        wsgi_path {apps}
+        error_page 500 {page}
+    }}
+}}
+"""
+
+
+@pytest.mark.parametrize("page", MODES)
+def test_a_failing_inline_route_with_an_error_page_runs_the_page_once(
+    server_factory, tmp_path: Path, page: str
+) -> None:
+    """The error page of an inline route that raises is served by its own
+    request (an internal redirect), once, whether the page's route runs
+    inline or in a thread."""
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "inline_probe.py").write_text(APP)
+    (tmp_path / "www").mkdir()
+    config = ERROR_PAGE_CONFIG.format(apps=apps, page=f"{page}/error-page")
+    server = server_factory(config)
+    line, _, body = ask(server, "/i/boom")
+    assert line == "HTTP/1.1 500 Internal Server Error"
+    assert body == b"the error page, run 1"
+    assert ask(server, "/i/boom")[2] == b"the error page, run 2"
+
+
+RELOAD_STATIC = """
+server {
+    host 127.0.0.1
+    port {port0}
+    server_name example.com
+    root ./a
+    location / {
+        methods GET
+    }
+}
+"""
+
+RELOAD_APP = """
+server {{
+    host 127.0.0.1
+    port {{port0}}
+    location /app {{
+        app inline_probe:app
+        wsgi_path {apps}
+    }}
+}}
+"""
+
+
+def get(sock: socket.socket, path: str, host: str) -> bytes:
+    """The status line and body of a GET on a kept-alive connection."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    data = recv_until(sock, b"\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk
+        body += chunk
+    return head.split(b"\r\n")[0] + b" " + body[:64]
+
+
+def reload(server: Server, old: str = "", new: str = "") -> None:
+    mark = len(server.log())
+    server.config.write_text(server.config.read_text().replace(old, new))
+    server.process.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "configuration reloaded" in server.log()[mark:])
+
+
+def test_a_kept_alive_connection_follows_a_reload(server_factory, tmp_path: Path) -> None:
+    """SIGHUP in a single process: the next request of a connection open
+    before it is routed by the new configuration, not by the server block
+    the connection or the remembered head kept from the old one."""
+    for root in ("a", "b"):
+        (tmp_path / root).mkdir()
+        (tmp_path / root / "x.txt").write_text(root.upper())
+    server = server_factory(RELOAD_STATIC, args=["-w", "1"])
+    with server.connect() as sock:
+        assert get(sock, "/x.txt", "example.com") == b"HTTP/1.1 200 OK A"
+        assert get(sock, "/x.txt", "example.com") == b"HTTP/1.1 200 OK A"
+        reload(server, "root ./a", "root ./b")
+        assert get(sock, "/x.txt", "example.com") == b"HTTP/1.1 200 OK B"
+
+
+def test_a_kept_alive_connection_to_an_app_follows_a_reload(server_factory, tmp_path: Path) -> None:
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "inline_probe.py").write_text(APP)
+    server = server_factory(RELOAD_APP.format(apps=apps), args=["-w", "1"])
+    with server.connect() as sock:
+        for _ in range(2):
+            assert get(sock, "/app/i/hello", "t") == b"HTTP/1.1 200 OK hello"
+        reload(server)
+        for _ in range(2):
+            assert get(sock, "/app/i/hello", "t") == b"HTTP/1.1 200 OK hello"

@@ -55,6 +55,7 @@ server {
     location /api {
         app api:app
         wsgi_path .
+        error_page 500 /cgi-bin/env.py
     }
     location /gz {
         root ./www/gz
@@ -101,6 +102,11 @@ def parts(req):
 @app.route("GET", "/threaded")
 def threaded(req):
     return "from a thread"
+
+
+@app.route("GET", "/boom", inline=True)
+def boom(req):
+    raise RuntimeError("boom")
 """
 
 
@@ -330,6 +336,11 @@ def test_app_routes_over_http2(server: Server) -> None:
         assert client.get("/api/nothing")["headers"][":status"] == "404"
         missing = client.get("/api/hello", method="DELETE")
         assert missing["headers"][":status"] == "405"
+        # An inline route that raises: its error page, served by a CGI script
+        # (which answers later, from its own request), is what the client gets.
+        failed = client.get("/api/boom")
+        assert failed["headers"][":status"] == "500"
+        assert bytes(failed["body"]).split()[0] == b"HTTP/2"
     finally:
         client.close()
 
