@@ -64,6 +64,8 @@ _OPTIONS = frozenset({"OPTIONS"})
 _CARRIED = object()
 #: The outcome of a route that raised (``AppRouteHandler.carry``).
 _FAILED = object()
+#: The outcome of an inline route already answered (``run_inline``).
+_DONE = object()
 
 
 class AppRouteHandler(AppHandler):
@@ -182,17 +184,10 @@ class AppRouteHandler(AppHandler):
 
     def _run_inline(self, req: Request, route: Route) -> None:
         """Run an inline route for a request without a body, on the loop."""
-        req._body = EMPTY_BODY
-        exchange = self.exchange
-        try:
-            result = route.handler(req, *req.params)
-            if not _send_plain(exchange, result, req.method):
-                self.answer(result)
-        except ClientGone:
-            pass
-        except APP_ERRORS:
-            log.exception("application error in %s", exchange.request)
-            self._internal_error()
+        result = run_inline(self.exchange, route, req)
+        if result is not _DONE:
+            self.outcome = result
+            self._carry_on()
 
     def carry(self, req: Request, route: Route, result: Any) -> AppRouteHandler:
         """Take over the ``result`` of an inline ``route`` that ``app_handler``
@@ -323,16 +318,34 @@ def app_handler(exchange: Exchange) -> Handler:
         return AppRouteHandler(exchange, mounted, route_path, found)
     route: Route = found.target  # type: ignore[union-attr]
     req = Request(exchange, route_path)
-    params = req.params = found.params  # type: ignore[union-attr]
+    req.params = found.params  # type: ignore[union-attr]
+    result = run_inline(exchange, route, req)
+    if result is _DONE:
+        return ANSWERED
+    return AppRouteHandler(exchange, mounted).carry(req, route, result)
+
+
+def run_inline(exchange: Exchange, route: Route, req: Request) -> Any:
+    """Call the inline ``route`` for ``req`` (a request without a body) on
+    the loop, and send its answer if it is the plain one (``_send_plain``).
+
+    Returns ``_DONE`` when nothing is left to do (sent, or the client went
+    away), ``_FAILED`` when the route raised (logged with its traceback: a
+    500 is the caller's to send, from a handler the protocol holds), else
+    the route's result for ``AppRouteHandler.answer``.
+    """
     req._body = EMPTY_BODY
+    params = req.params
     try:
         result = route.handler(req, *params) if params else route.handler(req)
-        if _send_plain(exchange, result, request.method):
-            return ANSWERED
+        if _send_plain(exchange, result, exchange.request.method):
+            return _DONE
+    except ClientGone:
+        return _DONE
     except APP_ERRORS:
-        log.exception("application error in %s", request)
-        result = _FAILED
-    return AppRouteHandler(exchange, mounted).carry(req, route, result)
+        log.exception("application error in %s", exchange.request)
+        return _FAILED
+    return result
 
 
 def _send_plain(exchange: Exchange, result: Any, method: str) -> bool:

@@ -182,6 +182,9 @@ class HandlerSpec:
       and add no methods.
     - ``directives``: configuration directives the handler owns, as
       ``localhost.config.loader.Directive`` rows (name → row), for the loader.
+    - ``factory(exchange)``: the handler of one request. It may also answer
+      the request itself, through the exchange (the App's inline routes):
+      the protocols then leave the handler it returns aside.
     """
 
     name: str
